@@ -1,0 +1,1 @@
+"""Offline dataset and checkpoint preparation (allowed off the clock: MLPerf rules, 'Data preprocessing')."""
