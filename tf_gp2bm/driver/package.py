@@ -1,0 +1,107 @@
+"""The MLPerf submission tree inside a set folder, and the hand-in tarball.
+
+  submission/<org>/systems/<system>.json
+  submission/<org>/results/<system>/<task>/result_<j>.txt      the N scored runs (exactly 5 / 10 for the checker)
+  submission/<org>/results/<system>/<task>/extra_run_<i>.txt   further runs of the set, kept beside them
+  submission/<org>/benchmarks/<task>/implementations/tf_gp2bm/ the source, plus flags_used/<task>.flags
+Files are copied, never overwritten: an existing file with other content is an error, not a silent replace.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+
+from data_prep.files import sha256_file, write_json_atomic
+
+from . import runs
+
+IMPL = "tf_gp2bm"
+MAX_SOURCE_FILE = 5 * 1024 * 1024  # the implementation is code and configs; nothing large belongs in it
+
+
+def safe_name(name):
+  """A folder/file name for org and system ids (the checker splits paths on '/')."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "system"
+
+
+def copy_once(src, dst):
+  os.makedirs(os.path.dirname(dst), exist_ok=True)
+  if os.path.exists(dst):
+    if sha256_file(src) != sha256_file(dst):
+      raise FileExistsError(f"{dst} exists with different content than {src}; refusing to overwrite")
+    return
+  shutil.copyfile(src, dst)
+
+
+def source_files():
+  """Tracked and untracked-but-not-ignored files of the repository (what the vendor actually runs)."""
+  out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=runs.REPO,
+                       capture_output=True, text=True)
+  if out.returncode != 0:
+    raise RuntimeError(f"git ls-files failed in {runs.REPO}: {out.stderr.strip()}")
+  files = []
+  for rel in out.stdout.splitlines():
+    p = os.path.join(runs.REPO, rel)
+    if os.path.isfile(p) and os.path.getsize(p) <= MAX_SOURCE_FILE:
+      files.append(rel)
+  return files
+
+
+def snapshot_source(set_dir):
+  """Copies the code as it is when the set starts into <set>/source: the tree ships what actually ran."""
+  dst = os.path.join(set_dir, "source")
+  for rel in source_files():
+    copy_once(os.path.join(runs.REPO, rel), os.path.join(dst, rel))
+  return dst
+
+
+def build_tree(runset, scored, sysdesc):
+  """Creates/completes the submission tree for the scored tasks; returns the <org> folder."""
+  c = runset.config
+  org_dir = os.path.join(runset.path, "submission", safe_name(c["org"]))
+  system = safe_name(c["system_name"])
+  sys_json = os.path.join(org_dir, "systems", f"{system}.json")
+  if not os.path.exists(sys_json):
+    os.makedirs(os.path.dirname(sys_json), exist_ok=True)
+    write_json_atomic(sys_json, sysdesc)
+  snapshot = os.path.join(runset.path, "source")
+  sources = [os.path.relpath(os.path.join(d, f), snapshot) for d, _, fs in os.walk(snapshot) for f in fs]
+  for task, ts in scored.items():
+    res_dir = os.path.join(org_dir, "results", system, task)
+    os.makedirs(res_dir, exist_ok=True)
+    start, stop = ts.window if ts.window else (0, 0)
+    for i, r in enumerate(ts.runs):
+      if not os.path.exists(r.path):
+        continue  # a run that crashed before logging has nothing to submit; summary says so
+      name = f"result_{i - start}.txt" if start <= i < stop else f"extra_run_{i}.txt"
+      copy_once(r.path, os.path.join(res_dir, name))
+    impl = os.path.join(org_dir, "benchmarks", task, "implementations", IMPL)
+    for rel in sources:
+      copy_once(os.path.join(snapshot, rel), os.path.join(impl, rel))
+    copy_once(runset.flagfile(task), os.path.join(impl, "flags_used", f"{task}.flags"))
+  return org_dir
+
+
+def make_tarball(set_dir):
+  """<set>/gp2bm_<set>.tar.gz with logs, results tree, summaries and plots; the demo data stays out."""
+  base = os.path.basename(set_dir.rstrip("/"))
+  path = os.path.join(set_dir, f"gp2bm_{base}.tar.gz")
+  n = 2
+  while os.path.exists(path):
+    path = os.path.join(set_dir, f"gp2bm_{base}-{n}.tar.gz")
+    n += 1
+  skip = {"data", "source"}  # the source is in the submission tree already
+
+  def keep(info):
+    rel = info.name.split("/", 1)[1] if "/" in info.name else ""
+    top = rel.split("/", 1)[0]
+    if top in skip or (top.startswith("gp2bm_") and top.endswith(".tar.gz")) or ".tmp." in rel:
+      return None
+    return info
+
+  tmp = path + ".partial"
+  with tarfile.open(tmp, "w:gz") as tar:
+    tar.add(set_dir, arcname=base, filter=keep)
+  os.replace(tmp, path)
+  return path
