@@ -1,0 +1,184 @@
+"""tf.data over ImageNet TFRecords with the MLPerf reference preprocessing (resnet-tf2 imagenet_preprocessing.py).
+
+Train: shuffled file list, interleave, record shuffle, sample_distorted_bounding_box random crop fused with the
+JPEG decode, random flip, bilinear resize, channel-mean subtraction. Eval: decode, aspect-preserving resize of the
+short side to 256/224 x size, central crop, mean subtraction; every example exactly once over all ranks, padded to
+the same number of batches per rank (padding weight 0), never dropped.
+"""
+import math
+import os
+
+import tensorflow as tf
+
+from data_prep import imagenet_records
+from data_prep.files import read_json
+from tf_gp2bm.errors import InputError
+
+CHANNEL_MEANS = (123.68, 116.78, 103.94)  # reference _CHANNEL_MEANS; no std division in the reference
+SHUFFLE_BUFFER = 10_000
+FILE_SHUFFLE_BUFFER = 1024
+CYCLE_LENGTH = 10
+
+
+class ImageNetRecords:
+  """The records of one data dir and their manifest (counts per shard, label convention)."""
+
+  def __init__(self, data_dir):
+    if not data_dir:
+      raise InputError("--data_dir is required: a directory of ImageNet TFRecords written by data_prep.imagenet")
+    if not os.path.isdir(data_dir):
+      raise InputError(f"--data_dir={data_dir}: directory does not exist")
+    path = os.path.join(data_dir, imagenet_records.MANIFEST)
+    if not os.path.exists(path):
+      raise InputError(f"{path}: manifest not found; records must come from `python -m data_prep.imagenet convert` "
+                       "(or index records made elsewhere with `python -m data_prep.imagenet index`)")
+    try:
+      self.manifest = read_json(path)
+    except ValueError as e:
+      raise InputError(str(e)) from None
+    if self.manifest.get("format") != imagenet_records.FORMAT:
+      raise InputError(f"{path}: format {self.manifest.get('format')!r}, expected {imagenet_records.FORMAT!r}")
+    self.data_dir = data_dir
+    self.label_offset = int(self.manifest["label_offset"])
+    self.num_classes = int(self.manifest["num_classes"])
+
+  def shards(self, split):
+    info = self.manifest.get("splits", {}).get(split)
+    if not info or not info.get("shards"):
+      raise InputError(f"{self.data_dir}/manifest.json: no {split!r} shards listed")
+    names = sorted(info["shards"])
+    missing = [n for n in names if not os.path.exists(os.path.join(self.data_dir, n))]
+    if missing:
+      raise InputError(f"--data_dir={self.data_dir}: {len(missing)} {split} file(s) listed in the manifest are "
+                       f"missing, e.g. {missing[0]}")
+    empty = [n for n in names if info["shards"][n]["num_examples"] <= 0]
+    if len(empty) == len(names):
+      raise InputError(f"--data_dir={self.data_dir}: every {split} shard is empty")
+    return [(os.path.join(self.data_dir, n), int(info["shards"][n]["num_examples"])) for n in names]
+
+  def num_examples(self, split):
+    return sum(n for _, n in self.shards(split))
+
+  def label_mapping(self, head_classes):
+    """Offset to subtract from a record label to get the head's class index, checked at startup."""
+    if head_classes == self.num_classes:
+      return self.label_offset
+    if head_classes == self.num_classes + 1 and self.label_offset == 1:
+      return 0  # the 1001-class convention: class 0 is "background", record labels are used as they are
+    raise InputError(f"--num_classes={head_classes} does not fit the records in {self.data_dir}: they hold labels "
+                     f"{self.label_offset}..{self.label_offset + self.num_classes - 1} ({self.num_classes} classes); "
+                     f"expected --num_classes={self.num_classes}"
+                     + (f" or {self.num_classes + 1}" if self.label_offset == 1 else ""))
+
+
+def _parse(record, filename):
+  features = tf.io.parse_single_example(record, {
+      "image/encoded": tf.io.FixedLenFeature([], tf.string),
+      "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+  })
+  return features["image/encoded"], features["image/class/label"], filename
+
+
+def _checked_label(label, filename, offset, num_classes):
+  label = label - offset
+  tf.debugging.assert_less(label, tf.cast(num_classes, tf.int64), message=["label out of range in", filename])
+  tf.debugging.assert_non_negative(label, message=["label out of range in", filename])
+  return tf.cast(label, tf.int32)
+
+
+def _random_crop_decode(encoded, size):
+  shape = tf.image.extract_jpeg_shape(encoded)
+  bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
+  begin, crop, _ = tf.image.sample_distorted_bounding_box(
+      shape, bounding_boxes=bbox, min_object_covered=0.1, aspect_ratio_range=[0.75, 1.33],
+      area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True)
+  window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+  image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+  image = tf.image.random_flip_left_right(image)
+  return tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
+
+
+def _center_crop_decode(encoded, size):
+  image = tf.image.decode_jpeg(encoded, channels=3)
+  resize_min = int(round(size * 256 / 224))
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  scale = resize_min / tf.minimum(h, w)
+  nh, nw = tf.cast(tf.round(h * scale), tf.int32), tf.cast(tf.round(w * scale), tf.int32)
+  image = tf.compat.v1.image.resize(image, [nh, nw], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
+  top, left = (nh - size) // 2, (nw - size) // 2
+  return tf.slice(image, [top, left, 0], [size, size, 3])
+
+
+def _normalize(image, dtype):
+  image = tf.cast(image, tf.float32) - tf.constant(CHANNEL_MEANS, shape=[1, 1, 3])
+  return tf.cast(image, dtype)
+
+
+def _records(files):
+  """(record, filename) pairs so that errors can name the file."""
+  return tf.data.Dataset.from_tensor_slices(files)
+
+
+def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, dtype=tf.float32):
+  files = [f for f, _ in records.shards("train")]
+  mine = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+  if not mine:
+    raise InputError(f"--data_dir={records.data_dir}: {len(files)} train files cannot be split over "
+                     f"{input_context.num_input_pipelines} ranks")
+  offset = records.label_mapping(head_classes)
+  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(FILE_SHUFFLE_BUFFER, seed=seed).repeat()
+  ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20).map(lambda r: (r, f)),
+                     cycle_length=CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed)
+
+  def preprocess(record, filename):
+    encoded, label, filename = _parse(record, filename)
+    image = _normalize(_random_crop_decode(encoded, image_size), dtype)
+    return {"image": image, "label": _checked_label(label, filename, offset, head_classes)}
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches_per_replica(records, num_pipelines, batch_size):
+  """Same on every rank: the largest per-rank example count, in batches."""
+  counts = [0] * num_pipelines
+  for i, (_, n) in enumerate(records.shards("validation")):
+    counts[i % num_pipelines] += n
+  return math.ceil(max(counts) / batch_size), counts
+
+
+def eval_dataset(records, input_context, batch_size, image_size, head_classes, dtype=tf.float32):
+  shards = records.shards("validation")
+  n = input_context.num_input_pipelines
+  mine = [f for f, _ in shards[input_context.input_pipeline_id::n]]
+  num_batches, counts = eval_batches_per_replica(records, n, batch_size)
+  offset = records.label_mapping(head_classes)
+
+  def preprocess(record, filename):
+    encoded, label, filename = _parse(record, filename)
+    image = _normalize(_center_crop_decode(encoded, image_size), dtype)
+    return {"image": image, "label": _checked_label(label, filename, offset, head_classes),
+            "weight": tf.constant(1.0)}
+
+  pad = {"image": tf.zeros([image_size, image_size, 3], dtype), "label": tf.constant(0, tf.int32),
+         "weight": tf.constant(0.0)}
+  ds = tf.data.Dataset.from_tensor_slices(mine) if mine else tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+  ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f).map(lambda r: (r, f)))
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat(num_batches * batch_size - counts[
+      input_context.input_pipeline_id]))
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def find_corrupt_file(files):
+  """Post-mortem after a DataLossError: reads each file of this rank in order and names the first bad one."""
+  for f in files:
+    try:
+      for _ in tf.data.TFRecordDataset(f):
+        pass
+    except tf.errors.DataLossError as e:
+      return f, e.message
+  return None, None

@@ -1,0 +1,201 @@
+"""The generic MLPerf training loop: read it top to bottom in `Trainer.run`.
+
+init (build, compile, warm up on synthetic data, restore the initial state)  -> init_stop
+run_start -> [block of training steps -> eval] ... until the target or the cap -> run_stop
+
+Speed decisions made here (issue 6): the whole step (forward, backward, all-reduce where the back-end allows,
+loss scaling, optimizer) is one XLA region; `steps_per_loop` steps run per host call with no host sync between
+them; training loss is accumulated on the device and read once per loop (that read is also the NaN/Inf guard).
+"""
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+from mlperf_logging.mllog import constants as C
+
+from tf_gp2bm.errors import NonFiniteLoss
+from tf_gp2bm.progress import format_seconds
+
+
+class Trainer:
+
+  def __init__(self, task, runtime, precision, mllogger, xla=True, steps_per_loop=100, log=print):
+    self.task, self.runtime, self.precision, self.ml = task, runtime, precision, mllogger
+    self.xla, self.steps_per_loop, self.log = xla, max(1, steps_per_loop), log
+    # The all-reduce can sit inside the XLA region only where the back-end is a no-op or XLA-capable.
+    self.fused_step = runtime.num_replicas == 1
+    self.samples_trained = 0
+    self.accuracies = []
+
+  # ------------------------------------------------------------------------------------------------ building
+  def build(self):
+    with self.runtime.scope():
+      self.model = self.task.build_model()
+      self.optimizer = self.task.build_optimizer(self.model)
+      self.precision.build()
+      sync = dict(synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM)
+      self.loss_sum = tf.Variable(0.0, trainable=False, name="loss_sum", **sync)
+      self.skipped = tf.Variable(0.0, trainable=False, name="skipped_steps", **sync)
+    self.task.initialize(self.model)
+    self.state = self.model.variables + self.optimizer.variables + self.precision.variables
+    self.runtime.broadcast_variables(self.state)
+    self._compile_functions()
+
+  def _micro_gradients(self, batch):
+    tvars = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      loss = self.task.loss(self.model, batch)
+      scaled = self.precision.scale_loss(loss)
+    grads = self.precision.unscale(tape.gradient(scaled, tvars))
+    grads = [tf.cast(g, tf.float32) for g in grads]
+    return loss, self.task.process_micro_gradients(grads)
+
+  def _local_gradients(self, batch):
+    """Mean gradient over this replica's micro-batches (gradient accumulation in one XLA while loop)."""
+    k = self.task.accumulation_steps
+    if k == 1:
+      return self._micro_gradients(batch)
+    micro = tf.nest.map_structure(lambda t: tf.reshape(t, [k, -1] + t.shape[1:].as_list()), batch)
+    zeros = [tf.zeros(v.shape, tf.float32) for v in self.model.trainable_variables]
+
+    def body(i, loss_sum, grad_sum):
+      loss, grads = self._micro_gradients(tf.nest.map_structure(lambda t: t[i], micro))
+      return i + 1, loss_sum + loss, [a + g for a, g in zip(grad_sum, grads)]
+
+    _, loss_sum, grad_sum = tf.while_loop(lambda i, *_: i < k, body, (tf.constant(0), tf.constant(0.0), zeros))
+    return loss_sum / k, [g / k for g in grad_sum]
+
+  def _apply(self, loss, grads):
+    ok = self.precision.update(grads)
+    tf.cond(ok, lambda: self.optimizer.apply(grads) or tf.constant(True), lambda: tf.constant(False))
+    self.loss_sum.assign_add(loss)
+    self.skipped.assign_add(1.0 - tf.cast(ok, tf.float32))
+
+  def _compile_functions(self):
+    jit = self.xla
+    if self.fused_step:
+      @tf.function(jit_compile=jit)
+      def replica_step(batch):
+        loss, grads = self._local_gradients(batch)
+        self._apply(loss, self.runtime.all_mean(grads))
+    else:
+      grads_fn = tf.function(self._local_gradients, jit_compile=jit)
+      apply_fn = tf.function(self._apply, jit_compile=jit)
+
+      def replica_step(batch):
+        loss, grads = grads_fn(batch)
+        apply_fn(loss, self.runtime.all_mean(grads))
+    self.replica_step = replica_step
+
+    @tf.function
+    def train_loop(iterator, steps):
+      for _ in tf.range(steps):
+        self.runtime.run(replica_step, (next(iterator),))
+
+    @tf.function(jit_compile=jit)
+    def eval_step(batch):
+      return self.task.eval_counts(self.model, batch)
+
+    @tf.function
+    def eval_loop(dataset):
+      correct, count = tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
+      for batch in dataset:
+        c, n = self.runtime.run(eval_step, (batch,))
+        correct += tf.cast(self.runtime.reduce_sum(c), tf.float64)
+        count += tf.cast(self.runtime.reduce_sum(n), tf.float64)
+      return correct, count
+
+    self.train_loop, self.eval_loop = train_loop, eval_loop
+
+  # ------------------------------------------------------------------------------------------------ warm-up
+  def warm_up(self):
+    """Compiles train and eval steps on synthetic batches, then puts every variable back.
+
+    The rules forbid touching the dataset before run_start, and the run must start from its initial weights,
+    so warm-up uses synthetic data and restores the exact initial state (weights, BN statistics, slots, scale).
+    """
+    t0 = time.time()
+    saved = [v.numpy() for v in self.state]
+    synthetic = lambda training: (lambda ctx: tf.data.Dataset.from_tensors(  # noqa: E731
+        self.task.synthetic_batch(training)).repeat())
+    train_it = iter(self.runtime.distribute_dataset(synthetic(True)))
+    self.train_loop(train_it, tf.constant(min(2, self.steps_per_loop)))
+    self.eval_loop(self.runtime.distribute_dataset(lambda ctx: synthetic(False)(ctx).take(2)))
+    for v, value in zip(self.state, saved):
+      v.assign(value)
+    self.loss_sum.assign(0.0)
+    self.skipped.assign(0.0)
+    self.log(f"compiled and warmed up in {time.time() - t0:.1f}s (synthetic data; state restored)")
+
+  # ------------------------------------------------------------------------------------------------ the run
+  def run(self):
+    """Trains from run_start to run_stop. Returns True when the target was reached."""
+    plan = self.task.plan()
+    gbs = self.task.global_batch_size
+    self.ml.start(C.RUN_START)
+    train_it = iter(self.runtime.distribute_dataset(self.task.train_dataset))
+    step, prev, t_run = 0, None, time.time()
+    success = False
+    for point in plan.eval_points:
+      block = self.task.block_metadata(prev, point)
+      self.ml.start(C.BLOCK_START, metadata=block)
+      step = self._train_until(train_it, step, point, plan)
+      self.ml.end(C.BLOCK_STOP, metadata=block)
+      accuracy = self.evaluate(point)
+      self.log(f"eval at {point.epoch_num} ({point.samples:,} samples): accuracy {accuracy:.5f} "
+               f"(target {self.task.target_accuracy}), {format_seconds(time.time() - t_run)} since run_start")
+      prev = point
+      if accuracy >= self.task.target_accuracy:
+        success = True
+        break
+    self.samples_trained = step * gbs
+    for key, value in self.task.run_end_events(self.samples_trained).items():
+      self.ml.event(key, value)
+    self.ml.end(C.RUN_STOP, metadata={"status": C.SUCCESS if success else C.ABORTED})
+    return success
+
+  def _train_until(self, train_it, step, point, plan):
+    gbs = self.task.global_batch_size
+    t0, s0 = time.time(), step
+    while step < point.step:
+      n = min(self.steps_per_loop, point.step - step)
+      self.train_loop(train_it, tf.constant(n))
+      loss_sum = float(self.loss_sum.read_value())  # one host sync per loop: progress and NaN guard
+      skipped = float(self.skipped.read_value())
+      self.loss_sum.assign(0.0)
+      self.skipped.assign(0.0)
+      step += n
+      executed = n - skipped
+      if not math.isfinite(loss_sum) or (not self.precision.loss_scaling and skipped > 0):
+        raise NonFiniteLoss(f"non-finite loss or gradients at step {step} (loss sum {loss_sum}, "
+                            f"{int(skipped)} step(s) with non-finite gradients)")
+      rate = (step - s0) * gbs / max(time.time() - t0, 1e-9)
+      eta = (point.step - step) * gbs / max(rate, 1e-9)
+      lr = float(self.optimizer.current_learning_rate())
+      self.log(f"step {step}/{plan.max_steps}  loss {loss_sum / max(n, 1):.4f}  lr {lr:.5g}  "
+               f"{rate:,.1f} samples/s  next eval in {format_seconds(eta)}"
+               + (f"  ({int(skipped)} fp16 step(s) skipped)" if skipped else ""))
+      del executed
+    return step
+
+  def evaluate(self, point):
+    meta = {"epoch_num": point.epoch_num}
+    self.ml.start(C.EVAL_START, metadata=meta)
+    dataset = self.runtime.distribute_dataset(self.task.eval_dataset)
+    correct, count = self.eval_loop(dataset)
+    correct, count = self.runtime.all_sum_host([correct, count])
+    expected = self.task.eval_examples
+    if round(count) != expected:
+      raise RuntimeError(f"evaluation saw {count} examples over all ranks, expected exactly {expected}")
+    accuracy = correct / count
+    self.ml.event(C.EVAL_ACCURACY, accuracy, metadata=meta)
+    self.ml.end(C.EVAL_STOP, metadata=meta)
+    self.accuracies.append((point.epoch_num, accuracy))
+    return accuracy
+
+
+def assert_replicas_equal(values):
+  """Used by the multi-rank tests: every rank's weights are bit-identical."""
+  first = values[0]
+  return all(np.array_equal(first, v) for v in values[1:])
