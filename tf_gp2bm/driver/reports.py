@@ -54,6 +54,8 @@ def write_markdown(path, summary):
   out = [f"# GP2BM benchmark summary: {s['set']['mode']} set {os.path.basename(s['set_dir'])}", "",
          f"- org / system: {s['set']['org']} / {s['set']['system_name']}; ruleset {s['ruleset']}",
          f"- **GP2BM score = 7.19/R + 9.05/B = {_fmt(s['score'], 4)}**",
+         f"- with MLPerf RCP scaling (scaling.json) applied to R and B: "
+         f"{_fmt(s.get('score_with_mlperf_rcp_scaling'), 4)}",
          f"- R (ResNet latency) = {_fmt(s['latency'].get('resnet'))} min; "
          f"B (BERT latency) = {_fmt(s['latency'].get('bert'))} min",
          f"- forced past failed preflight checks: {'YES (--force)' if s['forced'] else 'no'}",
