@@ -1,0 +1,248 @@
+"""`convert`: writes the shards of a plan in parallel, resumably, then the manifest.
+
+A shard is written as `<name>.tmp.<pid>`, its summary (count, sha256, repairs) goes to `.imagenet_parts/<name>.json`,
+and only then is the shard renamed to its final name. So a shard under its final name with a summary made from
+the same plan is complete, and a rerun skips it; anything else is rewritten, to the same bytes.
+"""
+import collections
+import errno
+import multiprocessing
+import os
+import re
+import time
+
+from data_prep import files, imagenet_images, imagenet_plan, imagenet_records, imagenet_sources
+from tf_gp2bm.progress import Progress
+
+TOOL = {"name": "data_prep.imagenet", "version": "1.0"}
+PARTS_DIR = ".imagenet_parts"
+SHARD_RE = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
+STRAY_RE = re.compile(r"^(train|validation)-\d{5}-of-\d{5}" + re.escape(files.TMP_SUFFIX) + r"\.\d+$")
+
+
+class ConvertError(Exception):
+  """A problem the user must fix (bad image, full disk, an output dir of another layout); the message says where."""
+
+
+# -- output directory ---------------------------------------------------------------------------------------------
+
+def check_out_dir(out, train_shards, val_shards):
+  """Refuses a dir holding another layout; removes temp files an interrupted run left behind."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ConvertError(f"--out={out} is not a directory")
+  os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
+  manifest_path = os.path.join(out, imagenet_records.MANIFEST)
+  if os.path.exists(manifest_path):
+    fmt = files.read_json(manifest_path).get("format")
+    if fmt != imagenet_records.FORMAT:
+      raise ConvertError(f"{manifest_path} describes records of format {fmt!r}, this tool writes "
+                         f"{imagenet_records.FORMAT!r}; use an empty --out")
+  wanted = {"train": train_shards, "validation": val_shards}
+  flag = {"train": "--train_shards", "validation": "--val_shards"}
+  for name in sorted(os.listdir(out)):
+    if STRAY_RE.match(name):
+      os.remove(os.path.join(out, name))
+      continue
+    match = SHARD_RE.match(name)
+    if match and int(match.group(3)) != wanted[match.group(1)]:
+      raise ConvertError(f"--out={out} holds {name}, but {flag[match.group(1)]}={wanted[match.group(1)]}; "
+                         "use an empty --out or the shard counts it was made with")
+  parts = os.path.join(out, PARTS_DIR)
+  for name in os.listdir(parts):
+    if files.TMP_SUFFIX in name:
+      os.remove(os.path.join(parts, name))
+
+
+def _part_path(out, name):
+  return os.path.join(out, PARTS_DIR, name + ".json")
+
+
+def finished_summary(out, task):
+  """The summary of a finished shard made from this task's plan, or None if it must be (re)written."""
+  name = imagenet_records.shard_name(task.split, task.index, task.num_shards)
+  path, part = os.path.join(out, name), _part_path(out, name)
+  if not os.path.exists(part):
+    if os.path.exists(path) and not os.listdir(os.path.dirname(part)):
+      raise ConvertError(f"--out={out} holds {name} not written by `convert` (no {PARTS_DIR}); use an empty "
+                         "--out, or `index` to describe existing records")
+    return None
+  summary = files.read_json(part, "shard summary")
+  if summary.get("plan_sha256") != task.plan_sha256:
+    raise ConvertError(f"{path} was made from other inputs or flags (--seed, --skip_bad, shard counts, labels); "
+                       "use an empty --out or delete that dir's shards")
+  if not os.path.exists(path) or os.path.getsize(path) != summary["bytes"]:
+    return None
+  return summary
+
+
+# -- worker side --------------------------------------------------------------------------------------------------
+
+_worker = {}
+
+
+def init_worker(out, skip_bad, counter):
+  _worker.update(out=out, skip_bad=skip_bad, counter=counter, open_files={})
+
+
+def _disk_full(e):
+  import tensorflow as tf  # already loaded by imagenet_records
+  if isinstance(e, OSError):
+    return e.errno == errno.ENOSPC
+  return isinstance(e, tf.errors.OpError) and "No space left" in str(e)
+
+
+def _records(task, summary):
+  """Yields serialized examples of the task, filling the summary's counts, repairs and skips."""
+  for image, label in task.images:
+    data = imagenet_sources.read_span(image, _worker["open_files"])
+    try:
+      jpeg, height, width, repair = imagenet_images.prepare(data)
+    except imagenet_images.BadImage as e:
+      if not _worker["skip_bad"]:
+        raise ConvertError(f"unreadable image {image.source}: {e}; pass --skip_bad to skip and list it") from None
+      summary["skipped"].append({"file": image.name, "synset": image.synset, "split": task.split, "reason": str(e)})
+      continue
+    if repair:
+      summary["repairs"].append({"file": image.name, "synset": image.synset, "split": task.split, "what": repair})
+    summary["class_counts"][image.synset] = summary["class_counts"].get(image.synset, 0) + 1
+    yield imagenet_records.make_example(jpeg, label, image.synset, height, width, image.name)
+
+
+def write_shard(task):
+  """Writes one shard and its summary; returns the summary."""
+  import tensorflow as tf
+  out, counter = _worker["out"], _worker["counter"]
+  name = imagenet_records.shard_name(task.split, task.index, task.num_shards)
+  path = os.path.join(out, name)
+  summary = {"name": name, "plan_sha256": task.plan_sha256, "class_counts": {}, "repairs": [], "skipped": []}
+  pending = 0
+  try:
+    with files.atomic_output(path) as tmp:
+      with tf.io.TFRecordWriter(tmp) as writer:
+        for record in _records(task, summary):
+          writer.write(record)
+          pending += 1
+          if pending == 64:  # a shared counter is cheap to bump, but not per image
+            with counter.get_lock():
+              counter.value += pending
+            pending = 0
+      summary.update(num_examples=sum(summary["class_counts"].values()), bytes=os.path.getsize(tmp),
+                     sha256=files.sha256_file(tmp))
+      files.write_json_atomic(_part_path(out, name), summary)
+  except (OSError, tf.errors.OpError) as e:
+    if _disk_full(e):
+      raise ConvertError(f"disk full while writing {path} (free space in {out} and rerun; finished shards "
+                         "are kept)") from None
+    raise
+  with counter.get_lock():
+    counter.value += pending
+  return summary
+
+
+# -- parent side --------------------------------------------------------------------------------------------------
+
+class _LocalCounter:
+  """Same interface as multiprocessing.Value for the in-process (--workers=1) path."""
+
+  def __init__(self):
+    self.value = 0
+
+  def get_lock(self):
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _remove_temps(out):
+  for name in os.listdir(out):
+    if STRAY_RE.match(name):
+      os.remove(os.path.join(out, name))
+
+
+def run_tasks(tasks, out, skip_bad, workers, progress):
+  """Writes the tasks' shards with `workers` processes (in this process if 1); returns their summaries."""
+  if workers <= 1:
+    counter = _LocalCounter()
+    init_worker(out, skip_bad, counter)
+    summaries = []
+    for task in tasks:
+      summaries.append(write_shard(task))
+      progress.update(counter.value - progress.done)
+    return summaries
+  # spawn, not fork: forking a process that has TensorFlow loaded can deadlock its thread pools.
+  ctx = multiprocessing.get_context("spawn")
+  counter = ctx.Value("q", 0)
+  pool = ctx.Pool(workers, initializer=init_worker, initargs=(out, skip_bad, counter))
+  try:
+    pending = [pool.apply_async(write_shard, (task,)) for task in tasks]
+    while True:
+      for result in pending:
+        if result.ready() and not result.successful():
+          result.get()  # re-raises the worker's error here
+      progress.update(counter.value - progress.done)
+      if all(result.ready() for result in pending):
+        break
+      time.sleep(0.5)
+    pool.close()
+    return [result.get() for result in pending]
+  finally:
+    pool.terminate()
+    pool.join()
+    _remove_temps(out)  # a terminated worker cannot clean up after itself
+
+
+def build_manifest(tasks, summaries, facts, opts):
+  by_name = {s["name"]: s for s in summaries}
+  synsets = facts["synsets"]
+  splits, class_counts, repairs, skipped = {}, {}, [], []
+  for split in imagenet_plan.SPLITS:
+    shards = collections.OrderedDict()
+    counts = dict.fromkeys(synsets, 0)
+    for task in (t for t in tasks if t.split == split):
+      s = by_name[imagenet_records.shard_name(split, task.index, task.num_shards)]
+      shards[s["name"]] = {"num_examples": s["num_examples"], "sha256": s["sha256"], "bytes": s["bytes"]}
+      for synset, n in s["class_counts"].items():
+        counts[synset] += n
+      repairs += s["repairs"]
+      skipped += s["skipped"]
+    splits[split] = {"num_examples": sum(v["num_examples"] for v in shards.values()), "num_shards": len(shards),
+                     "shards": shards}
+    class_counts[split] = counts
+  return {
+      "format": imagenet_records.FORMAT, "label_offset": imagenet_records.REFERENCE_LABEL_OFFSET,
+      "num_classes": len(synsets), "synsets": synsets, "splits": splits, "class_counts": class_counts,
+      "repairs": repairs, "skipped": skipped, "dropped_validation": facts["dropped_validation"],
+      "input_counts": facts["input_counts"], "partial": bool(opts.allow_partial),
+      "options": {"seed": opts.seed, "allow_partial": bool(opts.allow_partial), "skip_bad": bool(opts.skip_bad)},
+      "tool": TOOL, "sources": facts["sources"],
+  }
+
+
+def convert(opts, progress_stream=None):
+  """Runs the whole conversion; returns the manifest. Raises ConvertError/PlanError/... with a clear message."""
+  for flag, value in (("--train_shards", opts.train_shards), ("--val_shards", opts.val_shards),
+                      ("--workers", opts.workers)):
+    if value < 1:
+      raise ConvertError(f"{flag}={value}: must be at least 1")
+  check_out_dir(opts.out, opts.train_shards, opts.val_shards)
+  tasks, facts = imagenet_plan.make_plan(opts)
+  summaries, todo = [], []
+  for task in tasks:
+    summary = finished_summary(opts.out, task)
+    (summaries.append(summary) if summary else todo.append(task))
+  manifest_path = os.path.join(opts.out, imagenet_records.MANIFEST)
+  if todo and os.path.exists(manifest_path):
+    os.remove(manifest_path)  # the manifest vouches for complete output only; it comes back at the end
+  progress = Progress("convert", total=sum(len(t.images) for t in todo), unit="images", stream=progress_stream)
+  if len(tasks) > len(todo):
+    print(f"[convert] resuming: {len(tasks) - len(todo)} of {len(tasks)} shards already complete",
+          file=progress.stream, flush=True)
+  summaries += run_tasks(todo, opts.out, opts.skip_bad, min(opts.workers, max(1, len(todo))), progress)
+  progress.finish()
+  manifest = build_manifest(tasks, summaries, facts, opts)
+  try:
+    files.write_json_atomic(manifest_path, manifest)
+  except OSError as e:
+    if e.errno == errno.ENOSPC:
+      raise ConvertError(f"disk full while writing {manifest_path}; free space and rerun") from None
+    raise
+  return manifest

@@ -1,0 +1,133 @@
+"""Decides what goes where: labels, validation checks, full-set counts and the image list of every shard.
+
+The plan depends only on the inputs and flags (sorted listing, fixed-seed shuffle), so a rerun computes the
+same shards, which is what makes resuming and byte-identical output possible.
+"""
+import collections
+import hashlib
+import json
+import os
+import random
+
+from data_prep import files, imagenet_labels, imagenet_records, imagenet_sources
+
+FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000
+DEFAULT_SEED = 20121  # any fixed value; recorded in the manifest
+SPLITS = ("train", "validation")
+
+# One shard's work. images: list of (Image, label) in record order; plan_sha256 fingerprints that list and the
+# flags that change its bytes, so a finished shard is only reused when it was made from the same plan.
+ShardTask = collections.namedtuple("ShardTask", "split index num_shards images plan_sha256")
+
+
+class PlanError(Exception):
+  """The inputs disagree with each other or with the full ILSVRC-2012 set."""
+
+
+def _first(items, n=3):
+  items = sorted(items)
+  return ", ".join(items[:n]) + (f" (and {len(items) - n} more)" if len(items) > n else "")
+
+
+def _check_synset_map(synsets, synset_map, opts):
+  unknown = set(synsets) - set(synset_map)
+  if unknown:
+    raise PlanError(f"--train={opts.train} has classes not in --synset_map={opts.synset_map}: {_first(unknown)}")
+  missing = set(synset_map) - set(synsets)
+  if missing and not opts.allow_partial:
+    raise PlanError(f"--train={opts.train} lacks classes listed in --synset_map={opts.synset_map}: "
+                    f"{_first(missing)}; pass --allow_partial to convert a subset")
+
+
+def _label_validation(images, synsets, synset_map, opts):
+  """Returns (images with their synset filled in, names dropped as of an unconverted class, labels info)."""
+  labels, labels_info = None, None
+  if opts.val_labels:
+    labels, fmt = imagenet_labels.read_val_labels(opts.val_labels, synset_map)
+    labels_info = {"path": os.path.abspath(opts.val_labels), "format": fmt,
+                   "sha256": files.sha256_file(opts.val_labels)}
+  known = set(synsets)
+  labelled, dropped, unlabelled = [], [], []
+  for image in images:
+    synset = image.synset
+    if labels is not None:
+      listed = labels.get(imagenet_labels.stem(image.name))
+      if listed is None:
+        unlabelled.append(image.source)
+        continue
+      if synset and synset != listed:
+        raise PlanError(f"validation image {image.source} is in folder {synset} but --val_labels="
+                        f"{opts.val_labels} says {listed}")
+      synset = listed
+    elif synset is None:
+      raise PlanError(f"--val={opts.val} holds images without class folders; pass --val_labels")
+    if synset not in known:
+      if not opts.allow_partial:
+        raise PlanError(f"validation image {image.source} has class {synset}, which is not one of the "
+                        f"{len(known)} classes in --train={opts.train}")
+      dropped.append(image.name)
+      continue
+    labelled.append(image._replace(synset=synset))
+  if unlabelled:
+    raise PlanError(f"{len(unlabelled)} validation image(s) have no label in --val_labels={opts.val_labels}: "
+                    f"{_first(unlabelled)}")
+  if labels is not None:
+    found = {imagenet_labels.stem(im.name) for im in images}
+    orphans = set(labels) - found
+    if orphans and not opts.allow_partial:
+      raise PlanError(f"--val_labels={opts.val_labels} labels {len(orphans)} image(s) missing from --val="
+                      f"{opts.val}: {_first(orphans)}; pass --allow_partial to convert a subset")
+  return labelled, sorted(dropped), labels_info
+
+
+def _check_full_set(num_classes, num_train, num_val, opts):
+  if opts.allow_partial:
+    return
+  for what, got, want, flag in (("classes", num_classes, FULL_CLASSES, opts.train),
+                                ("train images", num_train, FULL_TRAIN, opts.train),
+                                ("validation images", num_val, FULL_VAL, opts.val)):
+    if got != want:
+      raise PlanError(f"found {got:,} {what} in {flag}, the full ILSVRC-2012 set has {want:,}; "
+                      "pass --allow_partial to convert a subset")
+
+
+def _fingerprint(images, skip_bad):
+  spec = [imagenet_records.FORMAT, skip_bad, [(im.name, im.synset, label, im.size) for im, label in images]]
+  return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+
+def _shards(split, images, num_shards, skip_bad):
+  n = len(images)
+  tasks = []
+  for i in range(num_shards):
+    chunk = images[i * n // num_shards:(i + 1) * n // num_shards]
+    tasks.append(ShardTask(split, i, num_shards, chunk, _fingerprint(chunk, skip_bad)))
+  return tasks
+
+
+def make_plan(opts):
+  """Lists and checks the inputs; returns (tasks, facts for the manifest)."""
+  by_synset, train_info = imagenet_sources.list_train(opts.train)
+  synsets = sorted(by_synset)
+  synset_map = imagenet_labels.read_synset_map(opts.synset_map) if opts.synset_map else None
+  if synset_map is not None:
+    _check_synset_map(synsets, synset_map, opts)
+  val_images, val_info = imagenet_sources.list_val(opts.val)
+  val_images, dropped, labels_info = _label_validation(val_images, synsets, synset_map, opts)
+  num_train = sum(len(v) for v in by_synset.values())
+  _check_full_set(len(synsets), num_train, len(val_images), opts)
+
+  label_of = {s: imagenet_records.REFERENCE_LABEL_OFFSET + i for i, s in enumerate(synsets)}
+  train = [(im, label_of[im.synset]) for s in synsets for im in by_synset[s]]
+  random.Random(opts.seed).shuffle(train)  # sorted listing + fixed seed: the same order on every run
+  val = [(im, label_of[im.synset]) for im in val_images]
+  tasks = (_shards("train", train, opts.train_shards, opts.skip_bad)
+           + _shards("validation", val, opts.val_shards, opts.skip_bad))
+  sources = {"train": train_info, "validation": val_info}
+  if labels_info:
+    sources["val_labels"] = labels_info
+  if opts.synset_map:
+    sources["synset_map"] = {"path": os.path.abspath(opts.synset_map), "sha256": files.sha256_file(opts.synset_map)}
+  facts = {"synsets": synsets, "sources": sources, "dropped_validation": dropped,
+           "input_counts": {"train": num_train, "validation": len(val)}}
+  return tasks, facts

@@ -1,0 +1,153 @@
+"""Lists ILSVRC-2012 images from the vendor tars or from extracted folders without unpacking anything.
+
+Each image becomes an `Image` that says where its bytes live: a (file, offset, size) span. For the train tar
+the span points inside a per-class tar inside the outer tar (both are plain tars, so member data is stored
+contiguously), which lets workers read any image with one pread and no extraction. Listing reads only the
+512-byte member headers.
+"""
+import collections
+import os
+import tarfile
+
+
+class Image(collections.namedtuple("Image", "name synset path offset size container")):
+  """One image. synset: its class (None in a flat validation set). path/offset/size: where its bytes are
+  (offset None: the plain file path/name). container: the tar or folder holding it, shared by many images so
+  1.3M of these stay small."""
+  __slots__ = ()
+
+  @property
+  def source(self):
+    """Names the image in messages, e.g. ILSVRC2012_img_train.tar:n01440764.tar/n01440764_10026.JPEG."""
+    return f"{self.container}/{self.name}"
+
+
+class SourceError(Exception):
+  """The input is missing or not laid out as ILSVRC-2012 train/val data."""
+
+
+def _open_tar(path, flag, fileobj=None):
+  try:
+    # "r:" refuses compressed tars: offsets into compressed data are meaningless, and ImageNet's are plain.
+    return tarfile.open(name=None if fileobj else path, fileobj=fileobj, mode="r:")
+  except (tarfile.TarError, OSError) as e:
+    raise SourceError(f"{flag}: {path} is not a readable uncompressed tar archive ({e})") from None
+
+
+def _tar_images(tar_path, flag, synset, fileobj=None, base=0, source=None):
+  """Images inside one tar; `base` is where that tar starts inside `tar_path` (for a nested tar)."""
+  source = source or tar_path
+  images = []
+  with _open_tar(source, flag, fileobj) as tar:
+    for member in tar:
+      if member.isfile() and not os.path.basename(member.name).startswith("."):
+        name = os.path.basename(member.name)
+        images.append(Image(name, synset, tar_path, base + member.offset_data, member.size, source))
+  return images
+
+
+def _dir_images(directory, synset):
+  images = []
+  for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+    if entry.is_file() and not entry.name.startswith("."):
+      images.append(Image(entry.name, synset, directory, None, entry.stat().st_size, directory))
+  return images
+
+
+def _check_exists(path, flag):
+  if not path:
+    raise SourceError(f"{flag} is required")
+  if not os.path.exists(path):
+    raise SourceError(f"{flag}={path}: no such file or directory")
+
+
+def _input_info(path):
+  if os.path.isdir(path):
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    return {"path": os.path.abspath(path), "kind": "dir", "bytes": total}
+  return {"path": os.path.abspath(path), "kind": "tar", "bytes": os.path.getsize(path)}
+
+
+def _synset_of(name, flag, container):
+  synset = name[:-len(".tar")] if name.endswith(".tar") else name
+  if not synset or any(c.isspace() for c in synset):
+    raise SourceError(f"{flag}: {container} holds {name!r}, expected a per-class folder or tar named by synset")
+  return synset
+
+
+def list_train(path, flag="--train"):
+  """Returns ({synset: [Image, ...] sorted by name}, input info). Accepts the vendor tar of per-class tars,
+  or a folder of per-class folders and/or per-class tars."""
+  _check_exists(path, flag)
+  by_synset = {}
+
+  def add(synset, images, where):
+    if synset in by_synset:
+      raise SourceError(f"{flag}: class {synset} appears twice in {path} (second at {where})")
+    if not images:
+      raise SourceError(f"{flag}: class {synset} has no images ({where})")
+    by_synset[synset] = sorted(images, key=lambda im: im.name)
+
+  if os.path.isdir(path):
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+      if entry.name.startswith("."):
+        continue
+      synset = _synset_of(entry.name, flag, path)
+      if entry.is_dir():
+        add(synset, _dir_images(entry.path, synset), entry.path)
+      elif entry.name.endswith(".tar"):
+        add(synset, _tar_images(entry.path, flag, synset), entry.path)
+      else:
+        raise SourceError(f"{flag}: unexpected file {entry.path}; expected <synset>/ folders or <synset>.tar")
+  else:
+    with _open_tar(path, flag) as outer:
+      for member in outer:
+        if not member.isfile() or os.path.basename(member.name).startswith("."):
+          continue
+        where = f"{path}:{member.name}"
+        if not member.name.endswith(".tar"):
+          raise SourceError(f"{flag}: unexpected member {where}; expected per-class <synset>.tar files")
+        synset = _synset_of(os.path.basename(member.name), flag, path)
+        inner = outer.extractfile(member)
+        add(synset, _tar_images(path, flag, synset, inner, member.offset_data, where), where)
+  if not by_synset:
+    raise SourceError(f"{flag}={path}: no classes found")
+  return by_synset, _input_info(path)
+
+
+def list_val(path, flag="--val"):
+  """Returns ([Image, ...] sorted by name, input info). Accepts the vendor tar of flat JPEGs, a flat folder,
+  or a folder of per-class folders (then each Image carries its folder's synset)."""
+  _check_exists(path, flag)
+  if os.path.isdir(path):
+    images = []
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+      if entry.name.startswith("."):
+        continue
+      if entry.is_dir():
+        images += _dir_images(entry.path, entry.name)
+      else:
+        images.append(Image(entry.name, None, path, None, entry.stat().st_size, path))
+  else:
+    images = _tar_images(path, flag, None)
+  if not images:
+    raise SourceError(f"{flag}={path}: no images found")
+  names = collections.Counter(im.name for im in images)
+  duplicate = next((n for n, c in names.items() if c > 1), None)
+  if duplicate:
+    raise SourceError(f"{flag}: {duplicate} appears more than once in {path}")
+  return sorted(images, key=lambda im: im.name), _input_info(path)
+
+
+def read_span(image, open_files):
+  """The bytes of one image; `open_files` caches file descriptors of tars across calls."""
+  if image.offset is None:  # a plain file in a folder
+    with open(os.path.join(image.path, image.name), "rb") as f:
+      return f.read()
+  fd = open_files.get(image.path)
+  if fd is None:
+    fd = open_files[image.path] = os.open(image.path, os.O_RDONLY)
+  data = os.pread(fd, image.size, image.offset)
+  if len(data) != image.size:
+    raise SourceError(f"{image.source}: archive ended early ({len(data)} of {image.size} bytes)")
+  return data
