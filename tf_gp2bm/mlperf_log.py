@@ -24,6 +24,7 @@ class MLPerfLogger:
     self.enabled = enabled
     self.path = path
     self._ml = None
+    self.run_started = self.run_stopped = False
     if not enabled:
       return
     if os.path.exists(path):
@@ -36,8 +37,6 @@ class MLPerfLogger:
     # mllog also prints every line to the console through its logger's handlers; keep that (it is the
     # progress a user watches) but stop duplicates from propagating to absl's root handler.
     self._ml.logger.propagate = False
-    self.run_started = False
-    self.run_stopped = False
 
   def event(self, key, value=None, metadata=None):
     if self._ml:

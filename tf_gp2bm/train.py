@@ -17,26 +17,9 @@ from mlperf_logging.mllog import constants as C
 from tf_gp2bm import errors, kernels, mlperf_log, tasks
 from tf_gp2bm.errors import InputError, NonFiniteLoss
 
+from tf_gp2bm import cli_flags  # noqa: F401  (defines the common flags and every task's flags)
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", None, tasks.names(), "Benchmark to train.")
-flags.DEFINE_string("data_dir", None, "Training data (TFRecords + manifest.json written by data_prep).")
-flags.DEFINE_string("output_dir", None, "Run directory; must not hold a previous run's mlperf.log.")
-flags.DEFINE_integer("seed", None, "Random seed; drawn from os.urandom when not given (rules: must be logged).")
-flags.DEFINE_enum("distribution", "auto", ["auto", "horovod", "mirrored", "none"],
-                  "auto = horovod under horovodrun, mirrored with several local GPUs, else none.")
-flags.DEFINE_enum("precision", "bf16", ["fp16", "bf16", "fp32"], "Compute precision (fp16 adds loss scaling).")
-flags.DEFINE_bool("xla", True, "Compile the whole train step with XLA.")
-flags.DEFINE_integer("steps_per_loop", 100, "Train steps per host call (no host sync inside).")
-flags.DEFINE_string("kernels", None, "Module that registers vendor kernels (see docs/vendor_kernels.md).")
-flags.DEFINE_bool("cache_clear", False, "Whether the page cache was dropped before this run (logged as is).")
-flags.DEFINE_bool("closed", True, "Enforce closed-division settings (off only in the smoke configs).")
-flags.DEFINE_string("submission_org", "GP2BM-vendor", "mllog submission_org.")
-flags.DEFINE_string("submission_platform", "1xNODE", "mllog submission_platform (the system name).")
-flags.DEFINE_enum("submission_status", "onprem", ["onprem", "cloud", "preview", "research"],
-                  "mllog submission_status (ruleset 4.0.0 values).")
-flags.DEFINE_string("config_name", "custom", "Name of the flagfile's configuration (recorded in run.json).")
-flags.mark_flags_as_required(["task", "output_dir"])
-tasks.define_all_flags()
 
 
 def _draw_seed():
@@ -49,6 +32,15 @@ def _log_submission(ml, task_cls):
   ml.event(C.SUBMISSION_DIVISION, C.CLOSED)
   ml.event(C.SUBMISSION_STATUS, FLAGS.submission_status)
   ml.event(C.SUBMISSION_PLATFORM, FLAGS.submission_platform)
+
+
+def _write_weights_digest(trainer, rank):
+  import hashlib
+  digest = hashlib.sha256()
+  for v in trainer.state:
+    digest.update(v.numpy().tobytes())
+  with open(os.path.join(FLAGS.output_dir, f"weights_digest.rank{rank}"), "w") as f:
+    f.write(digest.hexdigest() + "\n")
 
 
 def _diagnose_data_error(error, trainer):
@@ -100,6 +92,8 @@ def run_training(log):
     ml.event(C.CACHE_CLEAR, FLAGS.cache_clear)
     ml.end(C.INIT_STOP)
     success = trainer.run()
+    if FLAGS.weights_digest:
+      _write_weights_digest(trainer, runtime.rank)
     reason = "target reached" if success else "target not reached within the planned steps"
     return (errors.EXIT_SUCCESS if success else errors.EXIT_NOT_CONVERGED), reason, trainer, seed, runtime
   except InputError as e:
@@ -122,6 +116,10 @@ def run_training(log):
 
 def main(argv):
   del argv
+  for name in ("task", "output_dir"):
+    if not getattr(FLAGS, name):
+      print(f"error: --{name} is required", file=sys.stderr)
+      return errors.EXIT_BAD_INPUT
   t0 = time.time()
   log = lambda msg: print(f"[tf_gp2bm] {msg}", flush=True)  # noqa: E731
   try:

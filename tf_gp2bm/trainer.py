@@ -166,7 +166,6 @@ class Trainer:
       self.loss_sum.assign(0.0)
       self.skipped.assign(0.0)
       step += n
-      executed = n - skipped
       if not math.isfinite(loss_sum) or (not self.precision.loss_scaling and skipped > 0):
         raise NonFiniteLoss(f"non-finite loss or gradients at step {step} (loss sum {loss_sum}, "
                             f"{int(skipped)} step(s) with non-finite gradients)")
@@ -176,12 +175,14 @@ class Trainer:
       self.log(f"step {step}/{plan.max_steps}  loss {loss_sum / max(n, 1):.4f}  lr {lr:.5g}  "
                f"{rate:,.1f} samples/s  next eval in {format_seconds(eta)}"
                + (f"  ({int(skipped)} fp16 step(s) skipped)" if skipped else ""))
-      del executed
     return step
 
   def evaluate(self, point):
     meta = {"epoch_num": point.epoch_num}
     self.ml.start(C.EVAL_START, metadata=meta)
+    # Each rank's batch-norm statistics saw only its own data: evaluate (and end) with their mean, so every
+    # rank holds the same model.
+    self.runtime.average_variables(self.model.non_trainable_variables)
     dataset = self.runtime.distribute_dataset(self.task.eval_dataset)
     correct, count = self.eval_loop(dataset)
     correct, count = self.runtime.all_sum_host([correct, count])

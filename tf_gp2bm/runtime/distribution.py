@@ -71,6 +71,12 @@ class Runtime:
       return float(tf.reduce_max(gathered).numpy())
     return float(value)
 
+  def average_variables(self, variables):
+    """Host-side mean of variables over ranks (batch-norm moving statistics before each eval)."""
+    if self.kind == "horovod" and self.size > 1:
+      for v in variables:
+        v.assign(self._hvd.allreduce(v.read_value(), op=self._hvd.Average, name=v.name.replace(":", "_")))
+
   def broadcast_variables(self, variables):
     """Makes every rank start from rank 0's values (model, optimizer slots, loss scale)."""
     if self.kind == "horovod" and self.size > 1:

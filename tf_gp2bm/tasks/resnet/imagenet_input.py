@@ -115,14 +115,14 @@ def _normalize(image, dtype):
   return tf.cast(image, dtype)
 
 
-def _records(files):
-  """(record, filename) pairs so that errors can name the file."""
-  return tf.data.Dataset.from_tensor_slices(files)
+def shard_files(files, input_context):
+  """This rank's disjoint share of the files (round robin, so shard sizes stay balanced)."""
+  return files[input_context.input_pipeline_id::input_context.num_input_pipelines]
 
 
 def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, dtype=tf.float32):
   files = [f for f, _ in records.shards("train")]
-  mine = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+  mine = shard_files(files, input_context)
   if not mine:
     raise InputError(f"--data_dir={records.data_dir}: {len(files)} train files cannot be split over "
                      f"{input_context.num_input_pipelines} ranks")
@@ -132,6 +132,7 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
                      cycle_length=CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
   ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed)
 
+  @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing for AutoGraph to convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
     image = _normalize(_random_crop_decode(encoded, image_size), dtype)
@@ -153,10 +154,11 @@ def eval_batches_per_replica(records, num_pipelines, batch_size):
 def eval_dataset(records, input_context, batch_size, image_size, head_classes, dtype=tf.float32):
   shards = records.shards("validation")
   n = input_context.num_input_pipelines
-  mine = [f for f, _ in shards[input_context.input_pipeline_id::n]]
+  mine = shard_files([f for f, _ in shards], input_context)
   num_batches, counts = eval_batches_per_replica(records, n, batch_size)
   offset = records.label_mapping(head_classes)
 
+  @tf.autograph.experimental.do_not_convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
     image = _normalize(_center_crop_decode(encoded, image_size), dtype)

@@ -1,0 +1,138 @@
+"""ResNet task end to end: the smoke run converges and passes the checker; 2 Horovod ranks agree; bad input."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import tensorflow as tf
+
+from conftest import PYTHON, ROOT, check_compliance, run_train
+
+SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
+# Cheaper model for the error-path runs: they stop early, so only start-up cost matters.
+TINY = SMOKE + ["--resnet_depth=10", "--noxla"]
+
+
+def _log_keys(path):
+  lines = [json.loads(l.split(":::MLLOG ", 1)[1]) for l in open(path) if ":::MLLOG " in l]
+  return lines
+
+
+def test_full_size_model_parameter_count():
+  from tf_gp2bm.tasks.resnet.model import build_resnet
+  model = build_resnet(1000)
+  trainable = sum(int(tf.size(v)) for v in model.trainable_variables)
+  assert trainable == 25_557_032
+
+
+def test_smoke_run_converges_and_passes_checker(demo_imagenet, tmp_path):
+  out = tmp_path / "run"
+  r = run_train(*SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--seed=1234")
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  summary = json.loads((out / "run.json").read_text())
+  assert summary["status"] == "success"
+  best = max(acc for _, acc in summary["evals"])
+  assert 0.759 <= best < 1.0
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+  events = _log_keys(out / "mlperf.log")
+  keys = [e["key"] for e in events]
+  assert keys.index("init_stop") < keys.index("run_start") < keys.index("block_start")
+  assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "success"
+  assert [e["value"] for e in events if e["key"] == "seed"] == [1234]
+  # A finished run is never overwritten.
+  again = run_train(*SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}")
+  assert again.returncode == 2 and "already exists" in again.stderr
+
+
+@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
+                    reason="horovod not installed (scripts/setup.sh builds it)")
+def test_two_horovod_ranks_agree(demo_imagenet, tmp_path):
+  out = tmp_path / "hvd"
+  horovodrun = os.path.join(os.path.dirname(PYTHON), "horovodrun")
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1")
+  r = subprocess.run([horovodrun, "--gloo", "-np", "2", PYTHON, "-m", "tf_gp2bm.train", *SMOKE,
+                      f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--weights_digest", "--seed=7"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert "horovod: rank 0/2" in r.stdout
+  digests = [(out / f"weights_digest.rank{i}").read_text() for i in range(2)]
+  assert digests[0] == digests[1]
+  assert sorted(p.name for p in out.iterdir() if p.name.endswith(".log")) == ["mlperf.log"]
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+
+
+def test_ranks_read_disjoint_shards(demo_imagenet):
+  from tf_gp2bm.tasks.resnet import imagenet_input
+  records = imagenet_input.ImageNetRecords(str(demo_imagenet))
+  files = [f for f, _ in records.shards("train")]
+  parts = [imagenet_input.shard_files(files, tf.distribute.InputContext(2, i)) for i in range(2)]
+  assert set(parts[0]).isdisjoint(parts[1]) and sorted(parts[0] + parts[1]) == sorted(files)
+  # Eval: every example once; padded to the same batch count on both ranks.
+  total = 0
+  sizes = []
+  for i in range(2):
+    ds = imagenet_input.eval_dataset(records, tf.distribute.InputContext(2, i), 64, 32, 10)
+    weights = [float(tf.reduce_sum(b["weight"])) for b in ds]
+    sizes.append(len(weights))
+    total += sum(weights)
+  assert sizes[0] == sizes[1] and total == records.num_examples("validation")
+
+
+def _copy_data(src, dst):
+  shutil.copytree(src, dst)
+  return dst
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "empty_dir", "missing_files"])
+def test_bad_data_dir_fails_before_run(case, demo_imagenet, tmp_path):
+  data = tmp_path / "data"
+  if case == "empty_dir":
+    data.mkdir()
+  elif case == "missing_files":
+    _copy_data(demo_imagenet, data)
+    for p in data.glob("train-*"):
+      p.unlink()
+  r = run_train(*TINY, f"--data_dir={data}", f"--output_dir={tmp_path / 'run'}")
+  assert r.returncode == 2, r.stderr[-2000:]
+  expected = {"missing_dir": "directory does not exist", "empty_dir": "manifest not found",
+              "missing_files": "missing, e.g. train-"}[case]
+  assert expected in r.stderr and str(data) in r.stderr
+  events = _log_keys(tmp_path / "run" / "mlperf.log")
+  assert "run_start" not in [e["key"] for e in events]
+
+
+def test_unknown_flag_value_is_rejected(demo_imagenet, tmp_path):
+  r = run_train(*TINY, "--precision=fp8", f"--data_dir={demo_imagenet}", f"--output_dir={tmp_path / 'run'}")
+  assert r.returncode != 0 and "precision" in r.stderr and "fp16" in r.stderr
+
+
+def test_head_must_match_label_convention(demo_imagenet, tmp_path):
+  r = run_train(*TINY, "--num_classes=1000", f"--data_dir={demo_imagenet}", f"--output_dir={tmp_path / 'run'}")
+  assert r.returncode == 2 and "--num_classes=1000 does not fit" in r.stderr
+
+
+@pytest.mark.parametrize("case", ["corrupt_record", "label_out_of_range"])
+def test_bad_records_abort_the_run_naming_the_file(case, demo_imagenet, tmp_path):
+  data = _copy_data(demo_imagenet, tmp_path / "data")
+  manifest = json.loads((data / "manifest.json").read_text())
+  if case == "corrupt_record":
+    victim = data / "train-00003-of-00008"
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+  else:
+    # Records say 10 classes labelled 1..10; claim 9 so label 10 is out of range for a 9-class head.
+    manifest["num_classes"] = 9
+    (data / "manifest.json").write_text(json.dumps(manifest))
+  extra = ["--num_classes=9"] if case == "label_out_of_range" else []
+  r = run_train(*TINY, *extra, f"--data_dir={data}", f"--output_dir={tmp_path / 'run'}")
+  assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+  if case == "corrupt_record":
+    assert "train-00003-of-00008: corrupt TFRecord" in r.stderr
+  else:
+    assert "label out of range in" in r.stderr and str(data) in r.stderr
+  events = _log_keys(tmp_path / "run" / "mlperf.log")
+  assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"

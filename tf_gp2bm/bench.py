@@ -1,0 +1,113 @@
+r"""Throughput benchmark of a task's compiled train step (prints figures; not a test).
+
+    python -m tf_gp2bm.bench --task=resnet --flagfile=flags/resnet/8xgpu.flags [--data_dir=DIR]
+        [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for gpu_step_bench
+    python -m tf_gp2bm.bench --task=resnet --data_dir=DIR --pipeline_only   # input pipeline vs the reference
+
+Figures: samples/s of the train step on device-resident synthetic data (the step alone), and through the real
+input pipeline when --data_dir is given. Per process: multiply by the number of GPUs for a node under Horovod.
+"""
+import os
+import sys
+import time
+
+import tf_gp2bm  # noqa: F401
+from absl import app, flags
+
+from tf_gp2bm import cli_flags  # noqa: F401
+from tf_gp2bm import kernels, tasks
+from tf_gp2bm.errors import InputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("bench_steps", 30, "Timed steps per measurement.")
+flags.DEFINE_string("export_hlo", None, "Path prefix: write PREFIX.hlo.pb and PREFIX.hlo.txt of the train step.")
+flags.DEFINE_bool("pipeline_only", False, "Only time the input pipeline (ours vs the reference's).")
+flags.DEFINE_integer("pipeline_batches", 20, "Batches per input-pipeline measurement.")
+
+
+def _timed(fn, steps, samples_per_step):
+  fn(1)  # warm (compiles the loop for this shape)
+  t0 = time.perf_counter()
+  fn(steps)
+  dt = time.perf_counter() - t0
+  return steps * samples_per_step / dt, dt / steps
+
+
+def export_hlo(step_fn, batch, prefix):
+  """Writes the compiled step as HLO for ../shared/tools/gpu_step_bench (variables become parameters)."""
+  ir = step_fn.experimental_get_compiler_ir(batch)
+  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  with open(prefix + ".hlo.pb", "wb") as f:
+    f.write(ir(stage="hlo_serialized"))
+  with open(prefix + ".hlo.txt", "w") as f:
+    f.write(ir(stage="hlo"))
+  return prefix + ".hlo.pb"
+
+
+def run_pipeline_bench(task):
+  if not hasattr(task, "pipeline_benchmark"):
+    raise InputError(f"--pipeline_only: task {FLAGS.task} has no input-pipeline benchmark")
+  for line in task.pipeline_benchmark(FLAGS.pipeline_batches):
+    print(line, flush=True)
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf
+  from tf_gp2bm.mlperf_log import MLPerfLogger
+  from tf_gp2bm.runtime import Precision, create_runtime
+  from tf_gp2bm.trainer import Trainer
+
+  if not FLAGS.task:
+    print("error: --task is required", file=sys.stderr)
+    return 2
+  try:
+    runtime = create_runtime(FLAGS.distribution)
+    precision = Precision(FLAGS.precision)
+    kernels.load_plugin(FLAGS.kernels)
+    task = tasks.get_task_class(FLAGS.task)(runtime, FLAGS)
+    task.seed = 0
+    if FLAGS.data_dir:
+      task.check_inputs()
+    if FLAGS.pipeline_only:
+      run_pipeline_bench(task)
+      return 0
+    trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=FLAGS.xla,
+                      steps_per_loop=FLAGS.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
+    trainer.build()
+    trainer.warm_up()
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+  gbs = task.global_batch_size
+  per_process = gbs // runtime.size
+  batch = task.synthetic_batch(True)
+  print(f"[bench] task {FLAGS.task}: global batch {gbs} ({task.micro_batch_size} x {task.accumulation_steps} "
+        f"accumulation x {runtime.num_replicas} replica(s)), precision {FLAGS.precision}, xla {FLAGS.xla}, "
+        f"kernels replaced: {kernels.replaced() or 'none'}", flush=True)
+
+  @tf.function
+  def synthetic_loop(n):
+    for _ in tf.range(n):
+      runtime.run(trainer.replica_step, (batch,))
+
+  rate, step_s = _timed(lambda n: synthetic_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
+  print(f"synthetic (device-resident) : {rate:,.1f} samples/s per process, {step_s * 1e3:.1f} ms/step", flush=True)
+
+  if FLAGS.data_dir:
+    it = iter(runtime.distribute_dataset(task.train_dataset))
+    rate, step_s = _timed(lambda n: trainer.train_loop(it, tf.constant(n)), FLAGS.bench_steps, per_process)
+    print(f"real input pipeline         : {rate:,.1f} samples/s per process, {step_s * 1e3:.1f} ms/step", flush=True)
+
+  if FLAGS.export_hlo:
+    if not (FLAGS.xla and trainer.fused_step):
+      print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
+      return 2
+    path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
+    print(f"exported {path} (+ .hlo.txt); next: python ../shared/tools/gpu_step_bench/prepare.py {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
