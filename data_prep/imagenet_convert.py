@@ -9,7 +9,6 @@ import errno
 import multiprocessing
 import os
 import re
-import time
 
 from data_prep import files, imagenet_images, imagenet_plan, imagenet_records, imagenet_sources
 from tf_gp2bm.progress import Progress
@@ -158,8 +157,19 @@ def _remove_temps(out):
       os.remove(os.path.join(out, name))
 
 
-def run_tasks(tasks, out, skip_bad, workers, progress):
-  """Writes the tasks' shards with `workers` processes (in this process if 1); returns their summaries."""
+def start_pool(workers, out, skip_bad):
+  """(pool, shared image counter) of worker processes writing into `out`."""
+  # spawn, not fork: forking a process that has TensorFlow loaded can deadlock its thread pools.
+  ctx = multiprocessing.get_context("spawn")
+  counter = ctx.Value("q", 0)
+  return ctx.Pool(workers, initializer=init_worker, initargs=(out, skip_bad, counter)), counter
+
+
+def run_tasks(tasks, out, skip_bad, workers, progress, pool=None):
+  """Writes the tasks' shards with `workers` processes (in this process if 1); returns their summaries.
+
+  pool: an already started (pool, counter) from start_pool, used and closed here (the bench warms one up).
+  """
   if workers <= 1:
     counter = _LocalCounter()
     init_worker(out, skip_bad, counter)
@@ -168,20 +178,17 @@ def run_tasks(tasks, out, skip_bad, workers, progress):
       summaries.append(write_shard(task))
       progress.update(counter.value - progress.done)
     return summaries
-  # spawn, not fork: forking a process that has TensorFlow loaded can deadlock its thread pools.
-  ctx = multiprocessing.get_context("spawn")
-  counter = ctx.Value("q", 0)
-  pool = ctx.Pool(workers, initializer=init_worker, initargs=(out, skip_bad, counter))
+  pool, counter = start_pool(workers, out, skip_bad) if pool is None else pool
   try:
     pending = [pool.apply_async(write_shard, (task,)) for task in tasks]
-    while True:
-      for result in pending:
-        if result.ready() and not result.successful():
-          result.get()  # re-raises the worker's error here
-      progress.update(counter.value - progress.done)
-      if all(result.ready() for result in pending):
-        break
-      time.sleep(0.5)
+    for waiting in pending:
+      while not waiting.ready():
+        waiting.wait(0.5)
+        for result in pending:
+          if result.ready() and not result.successful():
+            result.get()  # re-raises a worker's error here, stopping the run at the first bad shard
+        progress.update(counter.value - progress.done)
+    progress.update(counter.value - progress.done)
     pool.close()
     return [result.get() for result in pending]
   finally:

@@ -46,7 +46,8 @@ def scan_shard(path, decode_every=1):
           problems.append(f"{path} record {i}: JPEG does not decode ({e.message.splitlines()[0]})")
           continue
         stored = [feature[k].int64_list.value[0] for k in ("image/height", "image/width") if k in feature]
-        if len(stored) == 2 and stored != list(shape[:2]):
+        # 0 means "not recorded" (data_prep.demo_imagenet writes that); the trainer reads the JPEG's own shape.
+        if len(stored) == 2 and all(stored) and stored != list(shape[:2]):
           problems.append(f"{path} record {i}: image is {shape[0]}x{shape[1]}, record says "
                           f"{stored[0]}x{stored[1]}")
   except tf.errors.OpError as e:  # DataLossError on a corrupt record (bad CRC, cut-off file)
