@@ -1,0 +1,126 @@
+"""The `tfrecords` and `eval` stages: text parts -> BERT pretraining TFRecords, one worker per part.
+
+Each part is an independent run of the reference generator (its own random.Random(12345)), exactly as the
+reference README runs create_pretraining_data.py once per part, so parts can go to any worker in any order.
+"""
+import glob
+import multiprocessing
+import os
+import sys
+import time
+
+from data_prep import wiki_published as published
+from data_prep.bert_records import read_records, serialize_instance, write_records
+from data_prep.files import md5_file
+from data_prep.wiki_instances import create_pretraining_examples
+from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
+from data_prep.wordpiece import load_vocab
+from tf_gp2bm.progress import Progress
+
+EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_10k"
+
+
+def expand_inputs(spec):
+  """FILE, GLOB or a comma-separated list of them -> sorted unique paths; any pattern matching nothing is an
+  error naming that pattern."""
+  paths = []
+  for pattern in [p for p in spec.split(",") if p]:
+    matched = sorted(glob.glob(os.path.expanduser(pattern)))
+    if not matched:
+      raise StageError(f"input {pattern!r} matches no file")
+    paths.extend(p for p in matched if os.path.isfile(p))
+  return list(dict.fromkeys(paths))
+
+
+def output_name(input_path):
+  name = os.path.basename(input_path)
+  return EVAL_INTERMEDIATE if name == EVAL_TEXT else name
+
+
+def check_vocab(vocab_file, settings):
+  if not os.path.isfile(vocab_file):
+    raise StageError(f"vocab file {vocab_file} does not exist")
+  vocab = load_vocab(vocab_file)
+  missing = [t for t in ("[CLS]", "[SEP]", "[MASK]", "[UNK]") if t not in vocab]
+  if missing:
+    raise StageError(f"vocab file {vocab_file} lacks {', '.join(missing)}")
+  if settings == published.OFFICIAL_SETTINGS and len(vocab) != published.VOCAB_ENTRIES:
+    raise StageError(f"vocab file {vocab_file} has {len(vocab):,} entries; the MLPerf settings need the "
+                     f"{published.VOCAB_ENTRIES:,}-entry uncased vocab (md5 {published.VOCAB_MD5})")
+  return len(vocab)
+
+
+def _one_part(job):
+  """Worker: one text part -> one TFRecord file and its done marker."""
+  input_path, out_dir, name, vocab_file, settings = job
+  start = time.monotonic()
+  instances = create_pretraining_examples(
+      [input_path], vocab_file, max_seq_length=settings["max_seq_length"],
+      max_predictions_per_seq=settings["max_predictions_per_seq"], masked_lm_prob=settings["masked_lm_prob"],
+      short_seq_prob=settings["short_seq_prob"], dupe_factor=settings["dupe_factor"],
+      random_seed=settings["random_seed"], do_lower_case=settings["do_lower_case"])
+  records = (serialize_instance(x, settings["max_seq_length"], settings["max_predictions_per_seq"])
+             for x in instances)
+  stats = write_records(os.path.join(out_dir, name), records)
+  mark_done(out_dir, name, [input_path], dict(settings, vocab_md5=md5_file(vocab_file)), stats)
+  return name, stats["count"], time.monotonic() - start
+
+
+def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tfrecords"):
+  """Generates one TFRecord file per input text file into out_dir; resumes from done markers."""
+  for path in inputs:
+    if not os.path.isfile(path):
+      raise StageError(f"input {path} does not exist")
+  names = [output_name(p) for p in inputs]
+  clashes = sorted({n for n in names if names.count(n) > 1})
+  if clashes:
+    raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
+  check_vocab(vocab_file, settings)
+  os.makedirs(out_dir, exist_ok=True)
+  marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
+  todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
+          if not is_done(out_dir, n, [p], marker_settings)]
+  if len(todo) < len(inputs):
+    print(f"[{label}] {len(inputs) - len(todo)} of {len(inputs)} outputs already done (markers in "
+          f"{out_dir}/.done), {len(todo)} to make", file=sys.stderr)
+  progress = Progress(label, total=len(todo), unit="parts", every_s=0)
+  examples = 0
+  workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+  if todo:
+    # fork: the workers inherit the imported modules; maxtasksperchild=1 returns each part's memory to the OS
+    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+      for name, count, seconds in pool.imap_unordered(_one_part, todo):
+        examples += count
+        print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "
+              f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
+        progress.update()
+    progress.finish()
+  return write_manifest(out_dir, label, marker_settings, names)
+
+
+def pick_eval(intermediate, out_path, num_examples=published.NUM_EVAL_EXAMPLES):
+  """pick_eval_samples.py: records[int(i * (N / num_examples))] for i < num_examples, in that order.
+
+  Two passes over the file instead of holding all N records in memory."""
+  total = sum(1 for _ in read_records(intermediate))
+  if total < num_examples:
+    raise StageError(f"{intermediate} has {total:,} records, fewer than the {num_examples:,} to pick")
+  ratio = total / num_examples  # the reference's float pick_ratio, multiplied as it does
+  wanted = [int(i * ratio) for i in range(num_examples)]
+  picked_at = set(wanted)
+  kept = {}
+  for index, record in enumerate(read_records(intermediate)):
+    if index in picked_at:
+      kept[index] = record
+  return write_records(out_path, (kept[i] for i in wanted)), total
+
+
+def check_published_size(path, name):
+  """Compares a TFRecord's size with the published one; returns a line for the log, raises if it differs."""
+  expected = published.TFRECORD_BYTES.get(name)
+  if expected is None:
+    return None
+  size = os.path.getsize(path)
+  if size != expected:
+    raise StageError(f"{path}: {size:,} bytes, the published {name} has {expected:,}")
+  return f"{path}: {size:,} bytes, the same as the published {name}"

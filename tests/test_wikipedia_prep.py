@@ -1,0 +1,286 @@
+"""Fidelity of the Wikipedia -> BERT pretraining data pipeline to the MLPerf reference.
+
+The expected examples come from tests/reference_pretraining_data.py (a plain re-statement of the reference
+create_pretraining_data.py + tokenization.py), never from data_prep itself. Inputs are the real WikiExtractor
+sample and the real 30,522-entry uncased vocab from ../shared/data.
+"""
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference_pretraining_data as reference  # noqa: E402
+
+from data_prep import bert_records, native  # noqa: E402
+from data_prep.mt_stream import WordStream  # noqa: E402
+from data_prep.wiki_instances import create_pretraining_examples  # noqa: E402
+from data_prep.wiki_manifest import StageError, verify  # noqa: E402
+from data_prep.wiki_tfrecords import pick_eval, run_tfrecords  # noqa: E402
+from data_prep.wiki_text import clean_file, sed_clean_line, strip_doc_markup  # noqa: E402
+from data_prep.wordpiece import WordpieceTokenizer  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLE = sorted((SHARED / "wiki_sample").glob("wiki_??"))
+VOCAB = SHARED / "bert_uncased_vocab.txt"
+
+pytestmark = pytest.mark.skipif(not (SAMPLE and VOCAB.exists()), reason=f"{SHARED} not available")
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory):
+  """The sample through the reference clean-up: one paragraph per line, a blank line before each article.
+  (The tfrecords stage treats each line as a sentence; paragraphs exercise it just as well.)"""
+  folder = tmp_path_factory.mktemp("cleaned")
+  out = []
+  for src in SAMPLE:
+    clean_file(src, folder / src.name)
+    out.append(folder / src.name)
+  return out
+
+
+@pytest.fixture(scope="module")
+def reference_tokenizer():
+  return reference.ReferenceTokenizer(str(VOCAB))
+
+
+def _parse(path, max_seq_length, max_predictions_per_seq):
+  import tensorflow as tf
+  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  return [{k: v.numpy().tolist() for k, v in tf.io.parse_single_example(r, spec).items()}
+          for r in tf.data.TFRecordDataset(str(path))]
+
+
+def _assert_same_examples(got, expected):
+  assert len(got) == len(expected)
+  for index, (g, e) in enumerate(zip(got, expected)):
+    for name in bert_records.FEATURES:
+      assert g[name] == e[name], f"example {index}, feature {name}"
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+def test_tokenizer_matches_reference_on_whole_sample(cleaned, reference_tokenizer):
+  fast = WordpieceTokenizer.from_file(VOCAB)
+  lines = 0
+  for path in list(cleaned) + SAMPLE:  # cleaned text, and the raw WikiExtractor text with its markup
+    with open(path, encoding="utf-8", newline="\n") as f:
+      for line in f:
+        expected = reference_tokenizer.tokenize(line)
+        assert fast.tokenize(line) == expected, line
+        assert fast.tokenize_ids(line) == reference_tokenizer.ids(expected), line
+        lines += 1
+  assert lines > 15_000
+
+
+@pytest.mark.parametrize("text", [
+    "Crème brûlée, naïve CAFÉ — déjà vu!", "中文字符和English混合", "tab\tsep\u00a0nbsp\u2003em\u2028line",
+    "zero\u200bwidth soft\u00adhyphen ctrl\x07bell nul\x00 repl\ufffd", "İstanbul ǅ ﬁ ß Ω Å",
+    "a" * 201 + " " + "b" * 200, "x" * 30 + "!" + "unaffable", "[CLS] [SEP] [MASK] ##ing", "",
+    "ℌ𝔢𝔩𝔩𝔬 😀 🇫🇷 \u0301\u0301 ٣٤ ๑๒",
+])
+def test_tokenizer_edge_cases(reference_tokenizer, text):
+  fast = WordpieceTokenizer.from_file(VOCAB)
+  assert fast.tokenize(text) == reference_tokenizer.tokenize(text)
+  assert fast.tokenize_ids(text) == reference_tokenizer.ids(reference_tokenizer.tokenize(text))
+
+
+# ------------------------------------------------------------------------------------------------ RNG replay
+def test_word_stream_replays_random_exactly():
+  for use_native in (True, False):
+    rng, expected = random.Random(12345), random.Random(12345)
+    stream = WordStream(rng, use_native=use_native)
+    draw = random.Random(7)  # decides which call comes next
+    for _ in range(3000):
+      kind = draw.randrange(6)
+      if kind == 0:
+        assert stream.random() == expected.random()
+      elif kind == 1:
+        lo = draw.randrange(5)
+        hi = lo + draw.choice([0, 1, 2, 7, 100, 30521, 2 ** 31, 2 ** 32 - 2])
+        assert stream.randint(lo, hi) == expected.randint(lo, hi)
+      elif kind == 2:
+        items = list(range(draw.choice([0, 1, 2, 3, 509, 1000])))
+        got = stream.shuffled(items)
+        expected.shuffle(items)
+        assert got == items
+      elif kind == 3:
+        count, vocab = draw.randrange(80), draw.choice([5, 30522])
+        want = []
+        for _ in range(count):
+          if expected.random() < 0.8:
+            want.append(-1)
+          elif expected.random() < 0.5:
+            want.append(-2)
+          else:
+            want.append(expected.randint(0, vocab - 1))
+        assert stream.mask_choices(count, vocab) == want
+      else:
+        len_a, len_b, limit = draw.randrange(1, 600), draw.randrange(1, 600), draw.randrange(2, 510)
+        if len_a + len_b > limit + 1:
+          a, b = list(range(len_a)), list(range(len_b))
+          reference.truncate_pair(a, b, limit, expected)
+          a_lo, a_hi, b_lo, b_hi = stream.truncate(len_a, len_b, limit)
+          assert (list(range(a_lo, a_hi)), list(range(b_lo, b_hi))) == (a, b)
+    assert stream.random() == expected.random()
+
+
+def test_native_kernel_builds():
+  assert native.load() is not None, "cc could not build data_prep/_native.c (the fallback is much slower)"
+
+
+# ------------------------------------------------------------------------------------------------ examples
+def test_tfrecords_stage_identical_to_reference(cleaned, tmp_path):
+  """The official settings (512/76, seed 12345) on one real file with dupe_factor 2, through the stage."""
+  settings = dict(max_seq_length=512, max_predictions_per_seq=76, masked_lm_prob=0.15, short_seq_prob=0.1,
+                  dupe_factor=2, random_seed=12345, do_lower_case=True)
+  manifest = run_tfrecords([str(cleaned[0])], str(VOCAB), str(tmp_path), settings, workers=1)
+  expected = reference.reference_features([str(cleaned[0])], str(VOCAB), max_seq_length=512,
+                                          max_predictions_per_seq=76, dupe_factor=2)
+  got = _parse(tmp_path / cleaned[0].name, 512, 76)
+  _assert_same_examples(got, expected)
+  assert manifest["files"][cleaned[0].name]["count"] == len(expected) > 1000
+  assert sum(e["next_sentence_labels"][0] for e in expected) > 0  # both NSP branches were exercised
+
+
+def test_api_identical_to_reference_small_settings(cleaned):
+  """Several files in one pool, short sequences, high short_seq_prob, another seed, and the Python fallback."""
+  kwargs = dict(max_seq_length=64, max_predictions_per_seq=10, masked_lm_prob=0.2, short_seq_prob=0.5,
+                dupe_factor=1)
+  files = [str(p) for p in cleaned[1:3]]
+  expected = reference.reference_features(files, str(VOCAB), seed=7, **kwargs)
+  instances = create_pretraining_examples(files, str(VOCAB), random_seed=7, **kwargs)
+  import tensorflow as tf
+  spec = bert_records.feature_spec(64, 10)
+  got = [{k: v.numpy().tolist() for k, v in tf.io.parse_single_example(
+      bert_records.serialize_instance(x, 64, 10), spec).items()} for x in instances]
+  _assert_same_examples(got, expected)
+
+
+def test_python_fallback_identical(cleaned, tmp_path, monkeypatch):
+  head = tmp_path / "head.txt"
+  with open(cleaned[3], encoding="utf-8") as f:
+    head.write_text("".join(f.readlines()[:400]), encoding="utf-8")
+  monkeypatch.setattr(native, "_lib", False)  # as if no C compiler were available
+  kwargs = dict(max_seq_length=128, max_predictions_per_seq=20, dupe_factor=2)
+  instances = create_pretraining_examples(str(head), str(VOCAB), **kwargs)
+  n = bert_records.write_examples(str(tmp_path / "out"), instances, 128, 20)  # TensorFlow writer fallback
+  monkeypatch.setattr(native, "_lib", None)
+  expected = reference.reference_features([str(head)], str(VOCAB), **kwargs)
+  assert n == len(expected)
+  _assert_same_examples(_parse(tmp_path / "out", 128, 20), expected)
+
+
+# ------------------------------------------------------------------------------------------------ records
+def test_serialization_is_deterministic_protobuf(tmp_path):
+  import tensorflow as tf
+  example = {"input_ids": [101, 7592, 103, 102, 2088, 30521, 102], "segment_ids": [0, 0, 0, 0, 1, 1, 1],
+             "masked_lm_positions": [2, 5], "masked_lm_ids": [2088, 999], "next_sentence_labels": 1}
+  got = bert_records.serialize_instance(example, 10, 4)
+  padded = {
+      "input_ids": example["input_ids"] + [0] * 3, "input_mask": [1] * 7 + [0] * 3,
+      "segment_ids": example["segment_ids"] + [0] * 3, "masked_lm_positions": [2, 5, 0, 0],
+      "masked_lm_ids": [2088, 999, 0, 0], "next_sentence_labels": [1]}
+  feature = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for k, v in padded.items()}
+  feature["masked_lm_weights"] = tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 1.0, 0.0, 0.0]))
+  proto = tf.train.Example(features=tf.train.Features(feature=feature))
+  assert got == proto.SerializeToString(deterministic=True)
+  assert bert_records.write_examples(str(tmp_path / "r"), [example] * 3, 10, 4) == 3
+  parsed = _parse(tmp_path / "r", 10, 4)
+  assert parsed[2]["masked_lm_weights"] == [1.0, 1.0, 0.0, 0.0] and parsed[0]["input_mask"] == padded["input_mask"]
+  assert list(bert_records.read_records(str(tmp_path / "r"))) == [got] * 3
+  with pytest.raises(ValueError, match="does not fit"):
+    bert_records.serialize_instance(example, 6, 4)
+
+
+def test_truncated_record_file_is_reported(tmp_path):
+  path = tmp_path / "r"
+  bert_records.write_records(str(path), [b"x" * 100, b"y" * 50])
+  data = path.read_bytes()
+  path.write_bytes(data[:-10])
+  with pytest.raises(ValueError, match="truncated record at byte 116"):
+    list(bert_records.read_records(str(path)))
+  path.write_bytes(data[:20] + b"z" + data[21:])
+  with pytest.raises(ValueError, match="bad data checksum"):
+    list(bert_records.read_records(str(path)))
+
+
+def test_pick_eval_takes_evenly_spaced_records(tmp_path):
+  src = tmp_path / "intermediate"
+  bert_records.write_records(str(src), [str(i).encode() for i in range(25)])
+  stats, total = pick_eval(str(src), str(tmp_path / "picked"), num_examples=10)
+  picked = [int(r) for r in bert_records.read_records(str(tmp_path / "picked"))]
+  assert total == 25 and stats["count"] == 10
+  assert picked == [int(i * (25 / 10)) for i in range(10)] == [0, 2, 5, 7, 10, 12, 15, 17, 20, 22]
+
+
+# ------------------------------------------------------------------------------------------------ stage
+def _small_settings():
+  return dict(max_seq_length=128, max_predictions_per_seq=20, masked_lm_prob=0.15, short_seq_prob=0.1,
+              dupe_factor=1, random_seed=12345, do_lower_case=True)
+
+
+def test_stage_resumes_and_redoes_what_changed(tmp_path):
+  parts = []
+  for i in range(2):
+    part = tmp_path / "text" / f"part-{i:05d}-of-00002"
+    part.parent.mkdir(exist_ok=True)
+    part.write_text("The first sentence here.\nA second one follows.\nAnd a third.\n\n"
+                    f"Another article {i}.\nIt has two sentences.\n", encoding="utf-8")
+    parts.append(str(part))
+  out = tmp_path / "out"
+  first = run_tfrecords(parts, str(VOCAB), str(out), _small_settings(), workers=2)
+  marker = out / ".done" / "part-00001-of-00002.json"
+  stamp = marker.stat().st_mtime_ns
+  again = run_tfrecords(parts, str(VOCAB), str(out), _small_settings(), workers=2)
+  assert again["files"] == first["files"] and marker.stat().st_mtime_ns == stamp  # nothing redone
+  Path(parts[1]).write_text("Changed text.\nStill two lines.\n", encoding="utf-8")
+  changed = run_tfrecords(parts, str(VOCAB), str(out), _small_settings(), workers=1)
+  assert changed["files"]["part-00001-of-00002"]["sha256"] != first["files"]["part-00001-of-00002"]["sha256"]
+  assert changed["files"]["part-00000-of-00002"] == first["files"]["part-00000-of-00002"]
+  assert verify(str(out)) == []
+  with open(out / "part-00000-of-00002", "r+b") as f:  # same size, one byte changed
+    f.seek(30)
+    byte = f.read(1)
+    f.seek(30)
+    f.write(bytes([byte[0] ^ 1]))
+  assert verify(str(out)) == [f"{out}/part-00000-of-00002: sha256 differs from the manifest"]
+  (out / "part-00000-of-00002").write_bytes(b"half")  # a truncated output is never trusted
+  run_tfrecords(parts, str(VOCAB), str(out), _small_settings(), workers=1)
+  assert verify(str(out)) == []
+
+
+def test_wrong_inputs_stop_with_a_clear_message(tmp_path):
+  part = tmp_path / "part"
+  part.write_text("Some text.\n", encoding="utf-8")
+  small_vocab = tmp_path / "vocab.txt"
+  small_vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "some", "text", "."]) + "\n")
+  official = dict(_small_settings(), max_seq_length=512, max_predictions_per_seq=76, dupe_factor=10)
+  with pytest.raises(StageError, match=r"has 8 entries; the MLPerf settings need the 30,522-entry"):
+    run_tfrecords([str(part)], str(small_vocab), str(tmp_path / "o"), official)
+  # a small vocab is fine with other settings (the BERT smoke demo does this)
+  manifest = run_tfrecords([str(part)], str(small_vocab), str(tmp_path / "o"), _small_settings())
+  assert manifest["total"]["files"] == 1
+  with pytest.raises(StageError, match=r"input .*missing-part does not exist"):
+    run_tfrecords([str(tmp_path / "missing-part")], str(VOCAB), str(tmp_path / "o"), _small_settings())
+  with pytest.raises(StageError, match="lacks \\[MASK\\]"):
+    bad = tmp_path / "bad_vocab.txt"
+    bad.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
+    run_tfrecords([str(part)], str(bad), str(tmp_path / "o"), _small_settings())
+
+
+# ------------------------------------------------------------------------------------------------ clean-up
+def test_doc_markup_and_sed_clean_up():
+  lines = ['<doc id="1" url="u" title="T">\n', "T\n", "\n", "Body [[Link|shown]] and [[plain]].\n",
+           "[[Category:Things]]\n", "x<ref name=a>cite</ref>y<br>z alt=w\n", "</doc>\n"]
+  stripped = list(strip_doc_markup(lines))
+  assert stripped == ["\n", "Body [[Link|shown]] and [[plain]].\n", "[[Category:Things]]\n",
+                      "x<ref name=a>cite</ref>y<br>z alt=w\n"]
+  assert [sed_clean_line(s[:-1]) for s in stripped] == ["", "Body shown and plain.", None, "xyz w"]
+  # expected values produced by running the reference clean.sh (GNU sed/grep) on these lines
+  assert sed_clean_line("[[File:a.jpg|thumb]] keep <math>x</math>") == "thumb keep x"
+  assert sed_clean_line("[[File:a.jpg]] <section begin=x/>s") == "File:a.jpg s"
+  assert (sed_clean_line("a [[Image:b c]] [x] [[Media:q]] <, ref zz</ref> <mapframe a=1/> <poem class=x>p</poem>")
+          == "a Image:b c x Media:q   p")
