@@ -5,6 +5,7 @@ Scoring/reporting is tested on crafted logs (tests/test_scoring.write_log, writt
 the real-run path (trainer + smoke flagfiles + demo data) is tested in test_real_smoke_set_resumes_after_kill,
 which is skipped until those exist.
 """
+import importlib.util
 import json
 import os
 import shutil
@@ -174,7 +175,7 @@ def test_official_mode_never_fewer_runs():
     cli.parse_args(["all", "--runs_resnet=4"])
   with pytest.raises(SystemExit):
     cli.parse_args(["bert", "--runs_bert=9"])
-  assert cli.parse_args(["demo", "--runs_bert=3"]).runs_bert == 3
+  assert cli.parse_args(["demo", "--runs_bert=2"]).runs_bert == 2
 
 
 def test_watchdog_kills_a_silent_process(tmp_path):
@@ -201,3 +202,67 @@ def test_system_description_fields():
     system_desc.build("Org", "box", "onprem", {})
   with pytest.raises(ValueError, match="--system_field"):
     system_desc.parse_field_flags(["colour=blue"])
+
+
+SMOKE_FLAGS = os.path.join(REPO, "flags", "resnet", "smoke.flags")
+
+
+@pytest.mark.skipif(not (os.path.exists(SMOKE_FLAGS) and os.path.exists(os.path.join(REPO, "tf_gp2bm", "train.py"))
+                         and importlib.util.find_spec("data_prep.demo_imagenet")),
+                    reason="needs the real trainer, flags/resnet/smoke.flags and data_prep.demo_imagenet")
+def test_real_smoke_set_resumes_after_kill(tmp_path):
+  """The real path: run_benchmark.sh demo (ResNet only, 2 short smoke runs), killed during run 1, rerun with
+  the same command. It must keep run 0, move the interrupted run 1 aside, redo it, and end with 2 results."""
+  flags_dir = tmp_path / "flags" / "resnet"
+  flags_dir.mkdir(parents=True)
+  # The repository's smoke config, cut to one epoch without XLA so the test stays short; convergence is not
+  # the point here (a non-converged run is still a finished run).
+  (flags_dir / "smoke.flags").write_text(open(SMOKE_FLAGS).read() + "\n--train_epochs=1\n--xla=false\n")
+  # The demo's own data cache (gitignored), generated once if absent.
+  demo_data = os.path.join(REPO, "results", "demo_data")
+  cmd = [os.path.join(REPO, "run_benchmark.sh"), "demo", "--tasks", "resnet", "--runs_resnet=2",
+         f"--results_root={tmp_path / 'results'}", f"--demo_data_dir={demo_data}",
+         f"--flags_dir={tmp_path / 'flags'}", "--force"]  # --force: preflight verdicts are not under test here
+  env = dict(os.environ, PYTHON=sys.executable)
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+  deadline = time.monotonic() + 900
+  run1 = None
+  while time.monotonic() < deadline and proc.poll() is None:
+    sets = list((tmp_path / "results").glob("*-demo"))
+    if sets and (sets[0] / "runs" / "resnet" / "run_1" / "driver.json").exists():
+      run1 = sets[0] / "runs" / "resnet" / "run_1"
+      break
+    time.sleep(1)
+  assert run1 is not None, proc.communicate()[0].decode()[-3000:]
+  time.sleep(3)
+  proc.send_signal(signal.SIGTERM)
+  out1 = proc.communicate(timeout=120)[0].decode()
+  assert proc.returncode != 0
+  set_dir = run1.parent.parent.parent
+  run0_files = sorted(os.listdir(set_dir / "runs" / "resnet" / "run_0"))
+  first_seed = json.load(open(run1 / "driver.json"))["seed"]
+  assert not json.load(open(run1 / "driver.json"))["finished"], out1[-2000:]
+
+  out2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+  assert out2.returncode in (0, 3), out2.stdout[-3000:] + out2.stderr[-3000:]
+  assert list((tmp_path / "results").glob("*-demo")) == [set_dir]  # same set continued, not a new one
+  attempt = set_dir / "runs" / "resnet" / "run_1.attempt-1"
+  assert json.load(open(attempt / "driver.json"))["seed"] == first_seed  # the interrupted attempt is kept
+  assert sorted(os.listdir(set_dir / "runs" / "resnet" / "run_0")) == run0_files  # run 0 was not redone
+  rs = runs.RunSet(str(set_dir))
+  assert rs.is_complete()
+  seeds = [rs.driver_record(rs.run_dir("resnet", i))["seed"] for i in range(2)]
+  assert len(set(seeds + [first_seed])) == 3
+  system = package.safe_name(rs.config["system_name"])
+  results = sorted(os.listdir(set_dir / "submission" / "GP2BM-demo" / "results" / system / "resnet"))
+  assert [f for f in results if f.startswith("result_")] == ["result_0.txt", "result_1.txt"]
+  for i in range(2):  # every run's own files are there and the submitted file is its log, byte for byte
+    run_dir = set_dir / "runs" / "resnet" / f"run_{i}"
+    assert (run_dir / "console.log").exists() and (run_dir / "run.json").exists()
+    if (run_dir / "mlperf.log").exists():
+      assert (run_dir / "mlperf.log").read_bytes() == \
+          (set_dir / "submission" / "GP2BM-demo" / "results" / system / "resnet" / f"result_{i}.txt").read_bytes()
+  assert (attempt / "console.log").exists()
+  s = json.load(open(set_dir / "summary.json"))
+  assert len(s["tasks"]["resnet"]["runs"]) == 2 and s["score"] is None  # ResNet only: no GP2BM score
+  assert "need at least 3" in s["tasks"]["resnet"]["reason"]

@@ -31,8 +31,10 @@ def compliance_check(log_path, ruleset, log_output):
   if passed:
     return Verdict(True, "SUCCESS", text)
   # The checker's first ERROR/FAILED lines name the key that failed; keep a short form for the table.
-  errors = [l.strip() for l in text.splitlines() if re.search(r"ERROR|FAILED|Traceback|Error", l)]
-  return Verdict(False, "FAILED: " + ("; ".join(errors[:2])[:300] if errors else f"exit {rc}"), text)
+  # ("Required EXACTLY_ONE occurrence of 'run_stop' but found 0", failed CHECK lines, tracebacks.)
+  errors = [l.strip() for l in text.splitlines()
+            if re.search(r"Required|CHECK|[Ff]ailed checks|Traceback|Error", l) and "ERROR - FAILED" not in l]
+  return Verdict(False, "FAILED: " + ("; ".join(errors[:3])[:300] if errors else f"exit {rc}"), text)
 
 
 def package_check(org_dir, ruleset, log_output, rcp_bypass=False):

@@ -8,6 +8,7 @@
 Rerunning the same command continues the newest unfinished set of that mode; --new starts another folder.
 """
 import argparse
+import glob
 import os
 import re
 import signal
@@ -33,6 +34,10 @@ def parse_args(argv):
   p.add_argument("--np", type=int, default=None, help="processes (GPUs); default: the N of an NxSOMETHING system")
   p.add_argument("--runs_resnet", type=int, default=scoring.MIN_RUNS["resnet"])
   p.add_argument("--runs_bert", type=int, default=scoring.MIN_RUNS["bert"])
+  p.add_argument("--tasks", choices=["resnet", "bert"], nargs="+",
+                 help="demo only: run a subset of the tasks (for tests; a subset has no GP2BM score)")
+  p.add_argument("--flags_dir", default=os.path.join(runs.REPO, "flags"),
+                 help="folder holding <task>/<system>.flags (default: the repository's flags/)")
   p.add_argument("--resnet_data_dir")
   p.add_argument("--bert_data_dir")
   p.add_argument("--bert_eval_dir")
@@ -58,8 +63,10 @@ def parse_args(argv):
     n = getattr(a, f"runs_{task}")
     if official and n < scoring.MIN_RUNS[task]:
       p.error(f"--runs_{task}={n}: official mode needs at least {scoring.MIN_RUNS[task]} runs")
-    if n < 3:
-      p.error(f"--runs_{task}={n}: at least 3 runs are needed to drop the fastest and the slowest")
+    if n < 1:
+      p.error(f"--runs_{task}={n}: must be at least 1 (and 3 for a score: the fastest and slowest are dropped)")
+  if a.tasks and a.command != "demo":
+    p.error("--tasks is for the demo only; official modes are all, resnet and bert")
   if a.command == "demo":
     a.system = "smoke"
   if a.np is None:
@@ -70,35 +77,46 @@ def parse_args(argv):
   return a
 
 
+DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a half-written folder is redone
+
+
 def prepare_demo_data(a, log):
   """Generates the demo datasets once (reused by later demo sets) and points the data flags at them."""
-  root = a.demo_data_dir or os.path.join(a.results_root, "demo_data")
+  root = os.path.abspath(a.demo_data_dir or os.path.join(a.results_root, "demo_data"))
   for task, module in (("resnet", "data_prep.demo_imagenet"), ("bert", "data_prep.demo_bert")):
+    if a.tasks and task not in a.tasks:
+      continue
     out = os.path.join(root, task)
-    if not os.path.exists(os.path.join(out, "manifest.json")):
+    if not os.path.exists(os.path.join(out, DEMO_DONE)):
       log(f"generating demo data: python -m {module} --out={out}")
       rc = subprocess.call([sys.executable, "-m", module, f"--out={out}"], cwd=runs.REPO,
                            env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
       if rc != 0:
         raise SystemExit(f"python -m {module} --out={out} failed with exit {rc}")
+      open(os.path.join(out, DEMO_DONE), "w").close()
   a.resnet_data_dir = a.resnet_data_dir or os.path.join(root, "resnet")
+  if a.tasks and "bert" not in a.tasks:
+    return
+  # data_prep.demo_bert layout: train/part-*, eval/eval_records, ckpt/model.ckpt-<steps>.{index,data-*}
   bert = os.path.join(root, "bert")
-  manifest = read_json(os.path.join(bert, "manifest.json"))
-  # The demo generator says where its parts are; fall back to the conventional sub-folders.
-  a.bert_data_dir = a.bert_data_dir or os.path.join(bert, manifest.get("train_dir", "train"))
-  a.bert_eval_dir = a.bert_eval_dir or os.path.join(bert, manifest.get("eval_dir", "eval"))
-  a.bert_init_checkpoint = a.bert_init_checkpoint or os.path.join(bert, manifest.get("init_checkpoint",
-                                                                                     "checkpoint/ckpt"))
+  a.bert_data_dir = a.bert_data_dir or os.path.join(bert, "train")
+  a.bert_eval_dir = a.bert_eval_dir or os.path.join(bert, "eval")
+  if not a.bert_init_checkpoint:
+    index = sorted(glob.glob(os.path.join(bert, "ckpt", "*.index")))
+    if not index:
+      raise SystemExit(f"{bert}/ckpt: data_prep.demo_bert wrote no checkpoint (*.index); delete {bert} to redo it")
+    a.bert_init_checkpoint = index[-1][:-len(".index")]
 
 
 def make_config(a):
   demo = a.command == "demo"
+  tasks = [t for t in TASKS[a.command] if not a.tasks or t in a.tasks]
   gpus = system_desc.gpu_info()
   default_name = f"{a.np}x{gpus[0]['name'].replace(' ', '-')}" if gpus else "cpu-demo"
   return {
-      "mode": a.command, "tasks": TASKS[a.command], "system": a.system, "np": a.np,
-      "runs": {t: getattr(a, f"runs_{t}") for t in TASKS[a.command]},
-      "flagfiles": {t: os.path.join(runs.REPO, "flags", t, f"{a.system}.flags") for t in TASKS[a.command]},
+      "mode": a.command, "tasks": tasks, "system": a.system, "np": a.np,
+      "runs": {t: getattr(a, f"runs_{t}") for t in tasks},
+      "flagfiles": {t: os.path.join(os.path.abspath(a.flags_dir), t, f"{a.system}.flags") for t in tasks},
       "data": {"resnet": {"data_dir": _abs(a.resnet_data_dir)},
                "bert": {"data_dir": _abs(a.bert_data_dir), "eval_dir": _abs(a.bert_eval_dir),
                         "init_checkpoint": _abs(a.bert_init_checkpoint)}},
@@ -267,6 +285,8 @@ def main(argv=None):
   if a.command in ("report", "package"):
     path = a.set_dir or _newest_set(a.results_root)
     rs = runs.RunSet(path)
+    if not rs.is_complete():
+      raise SystemExit(f"{rs.path}: the set is not finished; rerun its command to continue it first")
     if a.command == "report":
       return finalize(rs)
     if not os.path.exists(os.path.join(rs.path, "summary.json")):

@@ -89,8 +89,16 @@ def check_resnet_data(data_dir):
     return [(name, status, f"verifier data_prep.imagenet not available; manifest.json "
                            f"{'present' if os.path.exists(manifest) else 'MISSING'} in {data_dir}")]
   rc, text = _tool([sys.executable, "-m", "data_prep.imagenet", "verify", data_dir, "--quick"])
-  last = (text or "").splitlines()[-1] if text else ""
+  last = _last_message(text)
   return [(name, "PASS" if rc == 0 else "FAIL", f"data_prep.imagenet verify --quick: exit {rc}; {last[:160]}")]
+
+
+def _last_message(text):
+  """The tool's own last line, skipping TensorFlow/absl start-up chatter (timestamped C++ log lines)."""
+  lines = [l for l in (text or "").splitlines()
+           if l.strip() and not re.match(r"^(\d{4}-\d\d-\d\d \d\d:|[IWEF]\d{4} |WARNING: All log messages|"
+                                         r"To enable the following|oneDNN|E0000)", l)]
+  return lines[-1] if lines else ""
 
 
 def _records(path):
