@@ -5,16 +5,18 @@ Models call `kernels.get(name)` while they are traced, so a vendor's replacement
 import math
 
 import tensorflow as tf
+from tf_keras.src.layers.normalization.batch_normalization import BatchNormalization
 
 from tf_gp2bm import kernels
 
 
-@kernels.default("batch_norm_relu", """batch_norm_relu(bn_layer, x, training, relu) -> y. `bn_layer` is the Keras
-    BatchNormalization layer owning gamma/beta/moving statistics (it must update its moving statistics in training);
-    `relu` is a Python bool (apply ReLU after the normalization).""")
-def batch_norm_relu(bn_layer, x, training, relu):
-  y = bn_layer(x, training=training)
-  return tf.nn.relu(y) if relu else y
+@kernels.default("batch_norm", """batch_norm(bn_layer, x, training) -> y. `bn_layer` is the model garden's Keras
+    BatchNormalization layer (gamma, beta, moving_mean, moving_variance, momentum, epsilon); in training it must
+    normalize with the batch statistics and update the moving statistics, in inference use the moving ones.
+    ResNet's ReLU follows as its own op, which XLA fuses with a replacement's output.""")
+def batch_norm(bn_layer, x, training):
+  # The Keras class itself (not tf_keras.layers.BatchNormalization, which model building swaps for a while).
+  return BatchNormalization.call(bn_layer, x, training=training)
 
 
 @kernels.default("layer_norm", """layer_norm(ln_layer, x) -> y. `ln_layer` is the Keras LayerNormalization

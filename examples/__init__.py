@@ -1,0 +1,1 @@
+"""Worked examples for vendors (importable as `--kernels=examples.vendor_kernels`)."""
