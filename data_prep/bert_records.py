@@ -4,9 +4,9 @@ Shared by the Wikipedia pipeline (data_prep.wikipedia) and the BERT smoke demo. 
 mask and segment ids padded with 0 to max_seq_length; masked LM positions/ids padded with 0 and weights 1.0 for
 real predictions, 0.0 for padding, to max_predictions_per_seq.
 
-Examples are encoded by hand rather than through tf.train.Example: the bytes equal
-`tf.train.Example(...).SerializeToString(deterministic=True)` (map keys sorted), which a test checks, and
-encoding ~4 KB records this way is several times faster than building protobuf objects.
+Examples are encoded by hand (in data_prep/_native.c, or in Python without a compiler) rather than through
+tf.train.Example: the bytes equal `tf.train.Example(...).SerializeToString(deterministic=True)` (map keys
+sorted), which a test checks, and it is many times faster than building protobuf objects.
 """
 import hashlib
 import os
@@ -74,6 +74,45 @@ _KEYS = {name: _field(b"\x0a", name.encode()) for name in FEATURES}
 _ONE_F32, _ZERO_F32 = struct.pack("<f", 1.0), struct.pack("<f", 0.0)
 
 
+class _NativeEncoder:
+  """encode_example of data_prep/_native.c with reusable buffers for one (max_seq_length, max_predictions)."""
+
+  def __init__(self, lib, max_seq_length, max_predictions_per_seq):
+    import ctypes
+    import numpy as np
+    self._lib, self._string_at = lib, ctypes.string_at
+    self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
+    self._ids = np.zeros(max_seq_length, np.int32)
+    self._pos = np.zeros(max_predictions_per_seq, np.int32)
+    self._lab = np.zeros(max_predictions_per_seq, np.int32)
+    self._cap = 16 * (max_seq_length + max_predictions_per_seq) + 512
+    self._out = np.zeros(self._cap, np.uint8)
+    self._addr = [a.ctypes.data for a in (self._ids, self._pos, self._lab, self._out)]
+
+  def encode(self, ids, len_a, positions, labels, next_label):
+    n, m = len(ids), len(positions)
+    self._ids[:n] = ids
+    self._pos[:m] = positions
+    self._lab[:m] = labels
+    ids_addr, pos_addr, lab_addr, out_addr = self._addr
+    size = self._lib.encode_example(ids_addr, n, len_a, pos_addr, lab_addr, m, next_label, self.max_seq_length,
+                                    self.max_predictions_per_seq, out_addr, self._cap)
+    assert size > 0, "encode_example: output buffer too small"
+    return self._string_at(out_addr, size)
+
+
+_ENCODERS = {}
+
+
+def _native_encoder(max_seq_length, max_predictions_per_seq):
+  key = (max_seq_length, max_predictions_per_seq)
+  if key not in _ENCODERS:
+    from data_prep import native
+    lib = native.load()
+    _ENCODERS[key] = _NativeEncoder(lib, *key) if lib is not None else None
+  return _ENCODERS[key]
+
+
 def serialize_instance(example, max_seq_length, max_predictions_per_seq):
   """One serialized tf.train.Example, padded like the reference. `example` is an Instance (from
   create_pretraining_examples) or a dict of unpadded input_ids, segment_ids, masked_lm_positions, masked_lm_ids
@@ -85,6 +124,14 @@ def serialize_instance(example, max_seq_length, max_predictions_per_seq):
     label = int(example["next_sentence_labels"])
     segments = _varints(segment_ids)
   else:
+    n, m = len(example.ids), len(example.positions)
+    if n > max_seq_length or m > max_predictions_per_seq or len(example.labels) != m:
+      raise ValueError(f"instance of {n} tokens / {m} predictions does not fit "
+                       f"max_seq_length={max_seq_length}, max_predictions_per_seq={max_predictions_per_seq}")
+    encoder = _native_encoder(max_seq_length, max_predictions_per_seq)
+    if encoder is not None:
+      return encoder.encode(example.ids, example.len_a, example.positions, example.labels,
+                            example.next_sentence_label)
     ids, positions, label_ids = example.input_ids, example.masked_lm_positions, example.masked_lm_ids
     label = example.next_sentence_label
     len_a = example.len_a

@@ -17,7 +17,7 @@ from data_prep import native
 
 class WordStream:
   """Draws identical to `rng`'s from the point of construction on (`rng` itself is not advanced)."""
-  BLOCK = 1 << 16
+  BLOCK = 1 << 20  # words (4 MB) generated at a time
 
   def __init__(self, rng, use_native=True):
     version, state, _ = rng.getstate()
@@ -26,26 +26,30 @@ class WordStream:
     self._mt = np.random.MT19937()
     self._mt.state = {"bit_generator": "MT19937",
                       "state": {"key": np.array(state[:624], dtype=np.uint32), "pos": state[624]}}
-    self._words = np.empty(0, dtype=np.uint32)  # for the C loops
-    self._list = []  # the same words as Python ints, for scalar draws
+    self._words = np.empty(0, dtype=np.uint32)
+    self._addr = self._words.ctypes.data  # cached: numpy's .ctypes costs microseconds per access
+    self._item = self._words.item  # scalar draws read words as Python ints, one at a time
+    self._n = 0
     self._p = 0
     self._lib = native.load() if use_native else None
     self._bounds = np.zeros(4, dtype=np.int64)
 
   def _ensure(self, n):
-    if self._p + n <= len(self._list):
+    if self._p + n <= self._n:
       return
     fresh = self._mt.random_raw(max(self.BLOCK, n)).astype(np.uint32)
     self._words = np.concatenate([self._words[self._p:], fresh])
-    self._list = self._words.tolist()
+    self._addr = self._words.ctypes.data
+    self._item = self._words.item
+    self._n = len(self._words)
     self._p = 0
 
   def random(self):
-    if self._p + 2 > len(self._list):
+    if self._p + 2 > self._n:
       self._ensure(2)
-    p, words = self._p, self._list
+    p, item = self._p, self._item
     self._p = p + 2
-    return ((words[p] >> 5) * 67108864.0 + (words[p + 1] >> 6)) * (1.0 / 9007199254740992.0)
+    return ((item(p) >> 5) * 67108864.0 + (item(p + 1) >> 6)) * (1.0 / 9007199254740992.0)
 
   def below(self, n):
     """rng._randbelow(n) for 1 <= n < 2**32 (one word per try; larger n would take several)."""
@@ -53,9 +57,9 @@ class WordStream:
     if shift < 0:
       raise ValueError(f"randbelow({n}) needs more than 32 bits per draw; not supported")
     while True:
-      if self._p >= len(self._list):
+      if self._p >= self._n:
         self._ensure(1)
-      r = self._list[self._p] >> shift
+      r = self._item(self._p) >> shift
       self._p += 1
       if r < n:
         return r
@@ -63,12 +67,12 @@ class WordStream:
   def randint(self, a, b):
     return a + self.below(b - a + 1)
 
-  def _native(self, fn, need, *args):
-    """Runs a C draw loop on the unread words; retries with more words in the (rare) case they ran out."""
+  def native(self, fn, need):
+    """Runs fn(address of the next unread word, words available), a C draw loop returning the words it used
+    or -1 when they ran out: then it is run again, from the same point, with more words."""
     while True:
       self._ensure(need)
-      words = self._words[self._p:]
-      used = fn(words.ctypes.data, len(words), *args)
+      used = fn(self._addr + 4 * self._p, self._n - self._p)
       if used >= 0:
         self._p += used
         return
@@ -91,7 +95,7 @@ class WordStream:
     def run(words, nwords):
       arr[:] = original  # a retry must start from the unshuffled items
       return self._lib.shuffle_i32(words, nwords, arr.ctypes.data, n)
-    self._native(run, 2 * n + 64)  # ~1.4 n words are used on average
+    self.native(run, 2 * n + 64)  # ~1.4 n words are used on average
     return arr.tolist()
 
   def mask_choices(self, count, vocab_size):
@@ -107,7 +111,7 @@ class WordStream:
           out.append(self.below(vocab_size))
       return out
     out = np.empty(count, dtype=np.int64)
-    self._native(lambda w, n: self._lib.mask_draws(w, n, count, vocab_size, out.ctypes.data), 4 * count + 64)
+    self.native(lambda w, n: self._lib.mask_draws(w, n, count, vocab_size, out.ctypes.data), 4 * count + 64)
     return out.tolist()
 
   def truncate(self, len_a, len_b, max_tokens):
@@ -127,6 +131,6 @@ class WordStream:
     bounds = self._bounds
     bounds[:] = (0, len_a, 0, len_b)
     # Exactly `excess` flips of two words each: the buffer cannot run short, so no retry resets bounds.
-    self._native(lambda w, n: self._lib.truncate_pair(w, n, max_tokens, bounds.ctypes.data), 2 * excess)
+    self.native(lambda w, n: self._lib.truncate_pair(w, n, max_tokens, bounds.ctypes.data), 2 * excess)
     a_lo, a_hi, b_lo, b_hi = bounds.tolist()
     return a_lo, a_hi, b_lo, b_hi

@@ -51,5 +51,10 @@ def load():
     fn = getattr(lib, name)
     fn.restype, fn.argtypes = lg, args
   lib.crc32c.restype, lib.crc32c.argtypes = ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_size_t]
+  i32, u32, dbl = ctypes.c_int32, ctypes.c_uint32, ctypes.c_double
+  lib.build_instance.restype = lg
+  lib.build_instance.argtypes = [vp, lg, vp, lg, lg, lg, lg, lg, i32, i32, i32, u32, dbl, lg, vp, vp, vp, vp, vp]
+  lib.encode_example.restype = lg
+  lib.encode_example.argtypes = [vp, lg, lg, vp, vp, lg, lg, lg, lg, vp, lg]
   _lib = lib
   return lib

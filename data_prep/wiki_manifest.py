@@ -57,7 +57,7 @@ def mark_done(out_dir, name, inputs, settings, stats):
   record = dict(stats)
   record.update(name=name, settings=settings,
                 inputs=[dict(input_identity(p), sha256=sha256_file(p)) for p in inputs])
-  os.makedirs(os.path.join(out_dir, DONE_DIR), exist_ok=True)
+  os.makedirs(os.path.dirname(marker_path(out_dir, name)), exist_ok=True)  # names may hold folders (AA/wiki_00)
   write_json_atomic(marker_path(out_dir, name), record)
   return record
 

@@ -87,8 +87,9 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   examples = 0
   workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
   if todo:
-    # fork: the workers inherit the imported modules; maxtasksperchild=1 returns each part's memory to the OS
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+    # fork: workers inherit the imported modules. A worker does many parts in turn and keeps its tokenizer's
+    # word memo (bounded) between them; a part's instances are freed when it is written.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
       for name, count, seconds in pool.imap_unordered(_one_part, todo):
         examples += count
         print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "

@@ -1,11 +1,17 @@
 """Wikipedia -> MLPerf BERT pretraining data: `python -m data_prep.wikipedia STAGE ...`.
 
 Stages (each resumable through per-output done markers, each writing <out>/manifest-<stage>.json):
+  extract    enwiki-20200101 dump (size/md5/bz2 checked) -> WikiExtractor files XX/wiki_nn
+  clean      reference cleanup_file.py + clean.sh, per file
+  segment    one sentence per line with NLTK Punkt (model provided by the user, see --nltk_data)
+  split      500 training parts + eval.txt/eval.md5, exactly as seperate_test_set.py + do_gather.py
+  published  accept the MLCommons text parts (or ready TFRecords) after checking them, instead of the above
   tfrecords  text parts (one sentence per line, blank line between articles) -> one TFRecord file per part
   eval       eval.txt -> eval_intermediate -> eval_10k (the reference's evenly spaced pick)
+  all        the stages in order into --work: from --dump, or from --published_text
   verify     re-check every manifest in --out (bytes, sha256)
   bench      time `tfrecords` against the plain reference-style implementation on the same input
-See docs in each module: wiki_tfrecords (generation), wiki_manifest (markers/manifests).
+Module docs: wiki_tfrecords/wiki_instances (generation), wiki_manifest (markers, manifests), wiki_split.
 """
 import argparse
 import os
@@ -23,10 +29,11 @@ def _settings(args):
   }
 
 
-def _add_generation_flags(p):
+def _add_generation_flags(p, out=True):
   defaults = published.OFFICIAL_SETTINGS
   p.add_argument("--vocab", required=True, help="vocab.txt (the official one has 30,522 entries)")
-  p.add_argument("--out", required=True, help="output directory")
+  if out:
+    p.add_argument("--out", required=True, help="output directory")
   p.add_argument("--max_seq_length", type=int, default=defaults["max_seq_length"])
   p.add_argument("--max_predictions_per_seq", type=int, default=defaults["max_predictions_per_seq"])
   p.add_argument("--masked_lm_prob", type=float, default=defaults["masked_lm_prob"])
@@ -59,6 +66,68 @@ def cmd_verify(args):
   print(f"[verify] {args.out}: every file matches its manifest")
 
 
+def cmd_extract(args):
+  from data_prep.wiki_extract import run_extract
+  run_extract(args.dump, args.out, args.workers, check_md5=not args.skip_md5)
+
+
+def cmd_text(args):
+  from data_prep.wiki_textstages import run_text_stage
+  run_text_stage(args.stage, args.input, args.out, args.workers, getattr(args, "nltk_data", None))
+
+
+def cmd_split(args):
+  from data_prep.wiki_split import run_split
+  from data_prep.wiki_textstages import relative_files
+  rels = relative_files(args.input)
+  missing = [r for r in rels if not os.path.isfile(os.path.join(args.raw, r))]
+  if missing:
+    raise StageError(f"split: {len(missing)} segmented files have no WikiExtractor original under {args.raw} "
+                     f"(first: {missing[0]}); do_gather.py sizes parts by the original files")
+  run_split([os.path.join(args.input, r) for r in rels], [os.path.getsize(os.path.join(args.raw, r)) for r in rels],
+            args.out, args.workers, num_test_articles=args.num_test_articles)
+
+
+def cmd_published(args):
+  from data_prep.wiki_accept import accept_text, accept_tfrecords
+  if not (args.text or args.tfrecords):
+    raise StageError("published: give --text=DIR (part-*-of-00500 + eval.txt) and/or --tfrecords=DIR")
+  if args.text:
+    accept_text(args.text, args.workers)
+  if args.tfrecords:
+    accept_tfrecords(args.tfrecords, args.workers)
+
+
+def cmd_all(args):
+  from data_prep.wiki_accept import accept_text
+  from data_prep.wiki_eval import run_eval
+  from data_prep.wiki_extract import run_extract
+  from data_prep.wiki_split import run_split
+  from data_prep.wiki_textstages import relative_files, run_text_stage
+  from data_prep.wiki_tfrecords import run_tfrecords
+  work = args.work
+  if args.published_text:
+    accept_text(args.published_text, args.workers)
+    text = args.published_text
+  elif args.dump:
+    extracted = os.path.join(work, "extracted")
+    run_extract(args.dump, extracted, args.workers, check_md5=not args.skip_md5)
+    run_text_stage("clean", extracted, os.path.join(work, "cleaned"), args.workers)
+    run_text_stage("segment", os.path.join(work, "cleaned"), os.path.join(work, "segmented"), args.workers,
+                   args.nltk_data)
+    rels = relative_files(os.path.join(work, "segmented"))
+    text = os.path.join(work, "results")
+    run_split([os.path.join(work, "segmented", r) for r in rels],
+              [os.path.getsize(os.path.join(extracted, r)) for r in rels], text, args.workers)
+  else:
+    raise StageError("all: give --published_text=DIR (preferred) or --dump=enwiki-...xml.bz2")
+  parts = [os.path.join(text, f) for f in sorted(os.listdir(text)) if f.startswith("part-")]
+  settings = _settings(args)
+  run_tfrecords(parts, args.vocab, os.path.join(work, "tfrecords"), settings, args.workers)
+  run_eval(text, args.vocab, os.path.join(work, "tfrecords"), settings)
+  print(f"[all] done: {work}/tfrecords (run `verify --out={work}/tfrecords` to re-check it later)")
+
+
 def cmd_bench(args):
   from data_prep.wiki_bench import run_bench
   run_bench(args)
@@ -79,6 +148,46 @@ def build_parser():
   p.add_argument("--num_examples", type=int, default=published.NUM_EVAL_EXAMPLES)
   _add_generation_flags(p)
   p.set_defaults(func=cmd_eval)
+
+  p = sub.add_parser("extract", help="dump -> WikiExtractor files")
+  p.add_argument("--dump", required=True, help=published.DUMP_NAME)
+  p.add_argument("--out", required=True)
+  p.add_argument("--workers", type=int, default=None)
+  p.add_argument("--skip_md5", action="store_true", help="trust the dump's size instead of its md5")
+  p.set_defaults(func=cmd_extract)
+
+  for stage, text in (("clean", "WikiExtractor files -> cleaned text"),
+                      ("segment", "cleaned text -> one sentence per line")):
+    p = sub.add_parser(stage, help=text)
+    p.add_argument("--input", required=True, help="folder of files (XX/wiki_nn layout)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=None)
+    if stage == "segment":
+      p.add_argument("--nltk_data", default=None, help="folder holding tokenizers/punkt_tab (see PUNKT_HELP)")
+    p.set_defaults(func=cmd_text)
+
+  p = sub.add_parser("split", help="segmented files -> 500 parts + eval.txt/eval.md5")
+  p.add_argument("--input", required=True, help="segmented files (XX/wiki_nn layout)")
+  p.add_argument("--raw", required=True, help="the WikiExtractor files they came from (their sizes set the parts)")
+  p.add_argument("--out", required=True)
+  p.add_argument("--num_test_articles", type=int, default=published.NUM_EVAL_ARTICLES)
+  p.add_argument("--workers", type=int, default=None)
+  p.set_defaults(func=cmd_split)
+
+  p = sub.add_parser("published", help="check and accept the MLCommons text parts or TFRecords")
+  p.add_argument("--text", default=None, help="folder with part-00xxx-of-00500, eval.txt (and eval.md5)")
+  p.add_argument("--tfrecords", default=None, help="folder with the 500 TFRecord parts and eval_10k")
+  p.add_argument("--workers", type=int, default=None)
+  p.set_defaults(func=cmd_published)
+
+  p = sub.add_parser("all", help="every stage in order")
+  p.add_argument("--work", required=True, help="folder for all intermediate and final outputs")
+  p.add_argument("--published_text", default=None, help="start from the MLCommons text parts (preferred)")
+  p.add_argument("--dump", default=None, help="or from the Wikipedia dump")
+  p.add_argument("--skip_md5", action="store_true")
+  p.add_argument("--nltk_data", default=None)
+  _add_generation_flags(p, out=False)
+  p.set_defaults(func=cmd_all)
 
   p = sub.add_parser("verify", help="re-check the manifests of an output folder")
   p.add_argument("--out", required=True)

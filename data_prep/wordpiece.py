@@ -7,24 +7,27 @@ out), because lower-casing, accent stripping, punctuation splitting and WordPiec
 clean a line with one `str.translate` and memoize word -> ids; Wikipedia repeats words so heavily that almost
 every word is a dictionary hit.
 """
+import itertools
 import unicodedata
 
 UNK = "[UNK]"
 MAX_CHARS_PER_WORD = 200  # the reference's max_input_chars_per_word: longer words become [UNK]
-MEMO_LIMIT = 2_000_000  # words; bounds memory on pathological input (the memo is just cleared when full)
+MEMO_LIMIT = 1_000_000  # words (~150 MB); bounds memory over many parts (the memo is just cleared when full)
 
 
 def load_vocab(path):
-  """token -> id as the reference's load_vocab: one token per line, stripped, first occurrence wins.
-
-  Ids are assigned in order of first occurrence, so with a duplicate-free file the id is the line number.
+  """token -> id as the reference's load_vocab: one token per line ("\n"-separated), stripped, first occurrence
+  wins. Ids are assigned in order of first occurrence, so with a duplicate-free file the id is the line number.
   """
-  vocab = {}
   with open(path, "rb") as f:
-    for raw in f:
-      token = raw.decode("utf-8", "ignore").strip()
-      if token not in vocab:
-        vocab[token] = len(vocab)
+    lines = f.read().decode("utf-8", "ignore").split("\n")
+  if lines and lines[-1] == "":
+    lines.pop()  # after the final newline: end of file, not a line
+  vocab = {}
+  for line in lines:
+    token = line.strip()
+    if token not in vocab:
+      vocab[token] = len(vocab)
   return vocab
 
 
@@ -84,7 +87,9 @@ class WordpieceTokenizer:
     self.do_lower_case = do_lower_case
     self.unk_id = vocab.get(UNK)
     self._table = clean_table()
-    self._memo = {}
+    self._memo = {}  # cleaned word -> ids
+    self._chunk_memo = {}  # lower-cased punctuation-free chunk -> word pieces ("(1990)." shares "1990")
+    self._longest = max((len(t) for t in vocab), default=0)
 
   @classmethod
   def from_file(cls, vocab_file, do_lower_case=True):
@@ -94,10 +99,15 @@ class WordpieceTokenizer:
     """The reference's basic tokenization (after cleaning) then greedy longest-match WordPiece, for one word."""
     if self.do_lower_case:
       word = word.lower()
-      word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+      if not word.isascii():  # NFD of ASCII is itself and has no combining marks
+        word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
     pieces = []
-    for chunk in _split_on_punctuation(word).split():
-      pieces.extend(self._greedy_pieces(chunk))
+    memo = self._chunk_memo
+    for chunk in word.translate(_PUNCT_TABLE).split():
+      found = memo.get(chunk)
+      if found is None:
+        found = memo[chunk] = self._greedy_pieces(chunk)
+      pieces.extend(found)
     return pieces
 
   def _greedy_pieces(self, chunk):
@@ -105,7 +115,7 @@ class WordpieceTokenizer:
       return [UNK]
     vocab, out, start = self.vocab, [], 0
     while start < len(chunk):
-      end = len(chunk)
+      end = min(len(chunk), start + self._longest)  # no longer piece can be in the vocab
       while end > start:
         piece = chunk[start:end] if start == 0 else "##" + chunk[start:end]
         if piece in vocab:
@@ -118,15 +128,25 @@ class WordpieceTokenizer:
     return out
 
   def tokenize_ids(self, line):
-    memo, out = self._memo, []
-    for word in line.translate(self._table).split():
-      ids = memo.get(word)
-      if ids is None:
-        if len(memo) >= MEMO_LIMIT:
-          memo.clear()
-        ids = memo[word] = tuple(self._lookup(p) for p in self.word_pieces(word))
-      out.extend(ids)
-    return out
+    words = line.translate(self._table).split()
+    found = list(map(self._memo.get, words))  # C-level loop: nearly every word is a hit
+    if None in found:
+      for k, ids in enumerate(found):
+        if ids is None:
+          found[k] = self._word_ids(words[k])
+    return list(itertools.chain.from_iterable(found))
+
+  def _word_ids(self, word):
+    memo = self._memo
+    if len(memo) >= MEMO_LIMIT:
+      memo.clear()
+      self._chunk_memo.clear()
+    pieces = self.word_pieces(word)
+    ids = tuple(map(self.vocab.get, pieces))
+    if None in ids:  # only [UNK] can be missing from the vocab: pieces come from the vocab
+      ids = tuple(self._lookup(p) for p in pieces)
+    memo[word] = ids
+    return ids
 
   def tokenize(self, line):
     """Word-piece strings (slow path, used to compare with the reference tokenizer)."""
@@ -142,8 +162,13 @@ class WordpieceTokenizer:
     return ids
 
 
-def _split_on_punctuation(word):
-  """Puts spaces around every punctuation character (the reference splits them into their own tokens)."""
-  if word.isalnum():
-    return word
-  return "".join(f" {c} " if _is_punctuation(c) else c for c in word)
+class _PunctTable(dict):
+  """str.translate table putting spaces around punctuation (the reference makes each one its own token)."""
+
+  def __missing__(self, cp):
+    char = chr(cp)
+    value = self[cp] = f" {char} " if _is_punctuation(char) else cp
+    return value
+
+
+_PUNCT_TABLE = _PunctTable()

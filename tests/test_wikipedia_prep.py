@@ -164,10 +164,11 @@ def test_python_fallback_identical(cleaned, tmp_path, monkeypatch):
   with open(cleaned[3], encoding="utf-8") as f:
     head.write_text("".join(f.readlines()[:400]), encoding="utf-8")
   monkeypatch.setattr(native, "_lib", False)  # as if no C compiler were available
+  monkeypatch.setattr(bert_records, "_ENCODERS", {})
   kwargs = dict(max_seq_length=128, max_predictions_per_seq=20, dupe_factor=2)
   instances = create_pretraining_examples(str(head), str(VOCAB), **kwargs)
   n = bert_records.write_examples(str(tmp_path / "out"), instances, 128, 20)  # TensorFlow writer fallback
-  monkeypatch.setattr(native, "_lib", None)
+  monkeypatch.undo()
   expected = reference.reference_features([str(head)], str(VOCAB), **kwargs)
   assert n == len(expected)
   _assert_same_examples(_parse(tmp_path / "out", 128, 20), expected)
@@ -284,3 +285,134 @@ def test_doc_markup_and_sed_clean_up():
   assert sed_clean_line("[[File:a.jpg]] <section begin=x/>s") == "File:a.jpg s"
   assert (sed_clean_line("a [[Image:b c]] [x] [[Media:q]] <, ref zz</ref> <mapframe a=1/> <poem class=x>p</poem>")
           == "a Image:b c x Media:q   p")
+
+
+# ------------------------------------------------------------------------------------------------ split
+def _reference_split(segmented, raw_sizes, work, num_test, block_mb):
+  """seperate_test_set.py + do_gather.py, restated literally: .4 files on disk, list membership, io.open."""
+  import io
+  eval_articles = []
+  for file_id, path in enumerate(segmented):
+    num_tests = int((file_id + 1) * num_test * 1.0 / len(segmented)) - int(file_id * num_test * 1.0 / len(segmented))
+    rng = random.Random(12345 + file_id * 13)
+    with io.open(path, "r", encoding="utf-8", newline="\n") as fin:
+      articles = fin.read().split("\n\n")
+    ids = []
+    while len(ids) < num_tests:
+      new_id = int(rng.random() * len(articles))
+      if new_id in ids:
+        continue
+      ids.append(new_id)
+    with io.open(work / f"{file_id}.4", "w", encoding="utf-8", newline="\n") as fout:
+      for i in range(len(articles)):
+        if i in ids:
+          eval_articles.append(articles[i])
+        else:
+          fout.write(articles[i])
+          fout.write("\n\n")
+  parts, count, out, total = {}, 0, None, 0
+  for file_id, size in enumerate(raw_sizes):
+    if block_mb * 1024 * 1024 < total + size:
+      count += 1
+      total = 0
+      out = None
+    if out is None:
+      out = f"part-{count:05d}-of-00500"
+      parts[out] = ""
+    total += size
+    content = io.open(work / f"{file_id}.4", "r", encoding="utf-8-sig").read()
+    if content[-1] == content[-2] and content[-1] == "\n":
+      content = content[:-1]
+    parts[out] += content
+  return parts, eval_articles
+
+
+def test_split_identical_to_reference(cleaned, tmp_path):
+  from data_prep.wiki_split import run_split
+  import hashlib
+  raw_sizes = [p.stat().st_size for p in SAMPLE]
+  segmented = [str(p) for p in cleaned]  # any blank-line separated article text works for the split
+  manifest = run_split(segmented, raw_sizes, str(tmp_path / "out"), workers=2, num_test_articles=21,
+                       block_mb=2.5)
+  (tmp_path / "ref").mkdir()
+  parts, held = _reference_split(segmented, raw_sizes, tmp_path / "ref", 21, 2.5)
+  assert sorted(parts) == ["part-00000-of-00500", "part-00001-of-00500"]
+  for name, text in parts.items():
+    assert (tmp_path / "out" / name).read_text(encoding="utf-8") == text
+  assert (tmp_path / "out" / "eval.txt").read_text(encoding="utf-8") == "".join(a + "\n\n" for a in held)
+  md5s = "".join(hashlib.md5(a.rstrip().encode()).hexdigest() + "\n" for a in held)
+  assert (tmp_path / "out" / "eval.md5").read_text() == md5s
+  assert manifest["files"]["eval.txt"]["count"] == 21 and len(manifest["files"]) == 4
+  from data_prep.wiki_accept import check_eval_articles
+  assert check_eval_articles(str(tmp_path / "out" / "eval.txt"), str(tmp_path / "out" / "eval.md5")) == 21
+  again = run_split(segmented, raw_sizes, str(tmp_path / "out"), workers=1, num_test_articles=21, block_mb=2.5)
+  assert again["files"] == manifest["files"]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def test_published_text_checks_report_what_is_wrong(tmp_path):
+  from data_prep.wiki_accept import accept_text, check_eval_articles
+  for i in range(498):
+    (tmp_path / f"part-{i:05d}-of-00500").write_text("x\n")
+  with pytest.raises(StageError, match=r"3 published text file\(s\) missing: part-00498-of-00500, "
+                                       r"part-00499-of-00500, eval.txt"):
+    accept_text(str(tmp_path))
+  (tmp_path / "eval.txt").write_text("A one.\nA two.\n\nB one.\n\n")
+  (tmp_path / "eval.md5").write_text("d41d8cd98f00b204e9800998ecf8427e\n")
+  with pytest.raises(StageError, match="has 2 articles, .* lists 1"):
+    check_eval_articles(str(tmp_path / "eval.txt"), str(tmp_path / "eval.md5"))
+  for i in (498, 499):
+    (tmp_path / f"part-{i:05d}-of-00500").write_text("x\n")
+  with pytest.raises(StageError, match="eval.md5: 33 bytes, the published file has 330,000"):
+    accept_text(str(tmp_path))
+  (tmp_path / "eval.md5").unlink()
+  with pytest.raises(StageError, match="eval.txt: 23 bytes, the published file has 32,851,144"):
+    accept_text(str(tmp_path))
+
+
+def test_dump_checks(tmp_path):
+  import bz2
+  from data_prep.wiki_extract import check_dump
+  good = tmp_path / "small.xml.bz2"
+  good.write_bytes(bz2.compress(b"<mediawiki></mediawiki>" * 100))
+  assert check_dump(str(good)) is False  # not the official name: only the bz2 end marker is checked
+  truncated = tmp_path / "cut.xml.bz2"
+  truncated.write_bytes(good.read_bytes()[:-7])
+  with pytest.raises(StageError, match="does not end with a bz2 end-of-stream marker"):
+    check_dump(str(truncated))
+  official = tmp_path / "enwiki-20200101-pages-articles-multistream.xml.bz2"
+  official.write_bytes(good.read_bytes())
+  with pytest.raises(StageError, match=r"is \d+ bytes, the published dump has 17,751,214,669 \(truncated"):
+    check_dump(str(official))
+  with pytest.raises(StageError, match="does not exist"):
+    check_dump(str(tmp_path / "missing.bz2"))
+
+
+def test_segment_without_punkt_model_explains_how_to_provide_it(tmp_path, monkeypatch):
+  pytest.importorskip("nltk")
+  from data_prep.wiki_textstages import load_punkt, segment_file
+  monkeypatch.setenv("NLTK_DATA", str(tmp_path))
+  import nltk
+  monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+  with pytest.raises(StageError, match="python -m nltk.downloader -d /path/to/nltk_data punkt_tab"):
+    load_punkt(str(tmp_path))
+  # the file layout logic with NLTK's Punkt algorithm and default (untrained) parameters
+  from nltk.tokenize.punkt import PunktSentenceTokenizer
+  src = tmp_path / "cleaned"
+  src.write_text("\nFirst one. Second one.\nThird.\n\nOther article.\n", encoding="utf-8")
+  assert segment_file(str(src), str(tmp_path / "seg"), PunktSentenceTokenizer()) == 4
+  assert (tmp_path / "seg").read_text() == "\nFirst one.\nSecond one.\nThird.\n\nOther article.\n\n"
+
+
+def test_clean_stage_keeps_layout_and_resumes(tmp_path):
+  from data_prep.wiki_textstages import run_text_stage
+  raw = tmp_path / "raw" / "AA"
+  raw.mkdir(parents=True)
+  for src in SAMPLE[:2]:
+    (raw / src.name).write_bytes(src.read_bytes())
+  manifest = run_text_stage("clean", str(tmp_path / "raw"), str(tmp_path / "clean"), workers=2)
+  assert sorted(manifest["files"]) == ["AA/wiki_00", "AA/wiki_01"]
+  reference_like = tmp_path / "one"
+  clean_file(SAMPLE[0], reference_like)
+  assert (tmp_path / "clean" / "AA" / "wiki_00").read_bytes() == reference_like.read_bytes()
+  assert run_text_stage("clean", str(tmp_path / "raw"), str(tmp_path / "clean"))["files"] == manifest["files"]
