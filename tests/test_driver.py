@@ -263,6 +263,12 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
       assert (run_dir / "mlperf.log").read_bytes() == \
           (set_dir / "submission" / "GP2BM-demo" / "results" / system / "resnet" / f"result_{i}.txt").read_bytes()
   assert (attempt / "console.log").exists()
+  for i in range(2):  # on real trainer output, the re-derived verdict agrees with the trainer's own record
+    rec = rs.driver_record(rs.run_dir("resnet", i))
+    result = scoring.parse_run(os.path.join(rs.run_dir("resnet", i), "mlperf.log"), "resnet")
+    assert result.converged == (rec["exit_code"] == 0) and rec["compliance"]
+    if rec["trainer"] and rec["exit_code"] in (0, 3):
+      assert result.seeds == [rec["seed"]] and result.minutes is not None
   s = json.load(open(set_dir / "summary.json"))
   assert len(s["tasks"]["resnet"]["runs"]) == 2 and s["score"] is None  # ResNet only: no GP2BM score
   assert "need at least 3" in s["tasks"]["resnet"]["reason"]

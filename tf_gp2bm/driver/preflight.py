@@ -3,6 +3,7 @@
 Each check is (name, status, detail) with status PASS, WARN, FAIL or N/A. A check whose tool does not exist yet
 (a dataset verifier, horovodrun) says "not available" instead of failing the driver.
 """
+import concurrent.futures
 import glob
 import importlib.util
 import os
@@ -125,13 +126,17 @@ def run_preflight(config, results_root, sysdesc):
   """All checks for the set described by config (the future set.json)."""
   demo = config["mode"] == "demo"
   rows = [("flagfile " + t, "PASS" if os.path.exists(f) else "FAIL", f) for t, f in config["flagfiles"].items()]
-  rows += check_gpus(config["np"], demo)
-  rows += check_horovod(config["np"], demo)
-  rows += check_disk(results_root, config["np"])
-  cache_ok, detail = runs.drop_page_cache()
-  rows.append(("page cache drop", "PASS" if cache_ok else "WARN", detail))
+  # The slow checks are child processes (TensorFlow start-up, dataset verifiers): run them side by side.
+  slow = [lambda: check_gpus(config["np"], demo), lambda: check_horovod(config["np"], demo)]
   if "resnet" in config["tasks"]:
-    rows += check_resnet_data(config["data"]["resnet"]["data_dir"])
+    slow.append(lambda: check_resnet_data(config["data"]["resnet"]["data_dir"]))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=len(slow)) as pool:
+    futures = [pool.submit(f) for f in slow]
+    rows += [row for fut in futures[:2] for row in fut.result()]
+    rows += check_disk(results_root, config["np"])
+    cache_ok, detail = runs.drop_page_cache()
+    rows.append(("page cache drop", "PASS" if cache_ok else "WARN", detail))
+    rows += [row for fut in futures[2:] for row in fut.result()]
   if "bert" in config["tasks"]:
     d = config["data"]["bert"]
     rows += check_bert_data(d["data_dir"], d["eval_dir"], d["init_checkpoint"])
@@ -139,7 +144,7 @@ def run_preflight(config, results_root, sysdesc):
     f = config["flagfiles"][task]
     gbs = checks.flagfile_global_batch_size(f) if os.path.exists(f) else None
     if gbs is None:
-      rows.append((f"RCP {task}", "WARN", f"{f} sets no --global_batch_size; RCP not looked up"))
+      rows.append((f"RCP {task}", "WARN", f"{f} is missing or sets no --global_batch_size; RCP not looked up"))
     else:
       info = checks.rcp_lookup(task, gbs, config["ruleset"])
       rows.append((f"RCP {task}", "WARN" if info.warning else "PASS", info.line()))
