@@ -77,6 +77,7 @@ def _label_validation(images, synsets, synset_map, opts):
     if orphans and not opts.allow_partial:
       raise PlanError(f"--val_labels={opts.val_labels} labels {len(orphans)} image(s) missing from --val="
                       f"{opts.val}: {_first(orphans)}; pass --allow_partial to convert a subset")
+    labels_info["labels_without_image"] = len(orphans)
   return labelled, sorted(dropped), labels_info
 
 

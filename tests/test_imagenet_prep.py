@@ -228,13 +228,21 @@ def test_verify_passes_then_catches_flipped_byte_and_missing_shard(converted, tm
   assert imagenet.main(["verify", str(out), "--workers=1"]) == 0
   assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 0
   shard = out / "train-00001-of-00003"
-  data = bytearray(shard.read_bytes())
+  original = shard.read_bytes()
+  data = bytearray(original)
   data[len(data) // 2] ^= 0x40
   shard.write_bytes(bytes(data))
   capsys.readouterr()
   assert imagenet.main(["verify", str(out), "--workers=1"]) == 1
   report = capsys.readouterr().out
   assert "checksum differs" in report and "train-00001-of-00003" in report
+  shard.write_bytes(original)
+  manifest = files.read_json(out / imagenet_records.MANIFEST)
+  files.write_json_atomic(str(out / imagenet_records.MANIFEST), dict(manifest, num_classes=2))
+  assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 1
+  report = capsys.readouterr().out
+  assert "3 synsets but num_classes 2" in report
+  files.write_json_atomic(str(out / imagenet_records.MANIFEST), manifest)
   os.remove(out / "validation-00001-of-00002")
   assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 1
   assert "missing shard" in capsys.readouterr().out
@@ -266,14 +274,36 @@ def _label_files(root, labels_csv):
   return root / "ground_truth.txt", root / "synsets.txt", root / "per_line.txt"
 
 
+def _meta_mat(path, devkit_order):
+  """A devkit-style meta.mat: leaf synsets with their ILSVRC2012_ID, plus one non-leaf that must be ignored."""
+  import scipy.io
+  entries = [(i + 1, s, 0) for i, s in enumerate(devkit_order)] + [(len(devkit_order) + 1, "n00001740", 3)]
+  table = np.array(entries, dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")])
+  scipy.io.savemat(path, {"synsets": table})
+
+
+def _val_by_class(folders, root):
+  """The validation images moved into per-class folders (what valprep.sh makes); no labels file needed."""
+  rows = [line.split(",") for line in open(folders["labels"]).read().splitlines()[1:]]
+  for image_id, prediction in rows:
+    os.makedirs(root / prediction.split()[0], exist_ok=True)
+    shutil.copy(os.path.join(folders["val"], image_id + ".JPEG"), root / prediction.split()[0])
+  return str(root)
+
+
 def test_other_label_formats_give_the_same_validation_records(folders, converted, tmp_path):
   ground_truth, synsets, per_line = _label_files(tmp_path, folders["labels"])
+  _meta_mat(str(tmp_path / "meta.mat"), ["n01000002", "n01000003", "n01000001"])
   expected = {n: b for n, b in shard_bytes(converted).items() if n.startswith("validation")}
-  for i, extra in enumerate(([f"--val_labels={ground_truth}", f"--synset_map={synsets}"],
-                             [f"--val_labels={per_line}"])):
+  by_class = dict(folders, val=_val_by_class(folders, tmp_path / "val_by_class"))
+  for i, (inputs, extra) in enumerate((
+      (folders, [f"--val_labels={ground_truth}", f"--synset_map={synsets}"]),
+      (folders, [f"--val_labels={ground_truth}", f"--synset_map={tmp_path / 'meta.mat'}"]),
+      (folders, [f"--val_labels={per_line}"]),
+      (by_class, ["--val_labels="]))):
     out = tmp_path / f"out{i}"
-    assert convert(folders, out, *extra) == 0
-    assert {n: b for n, b in shard_bytes(out).items() if n.startswith("validation")} == expected
+    assert convert(inputs, out, *extra) == 0, extra
+    assert {n: b for n, b in shard_bytes(out).items() if n.startswith("validation")} == expected, extra
 
 
 def _expect_error(capsys, *words):
@@ -306,6 +336,11 @@ def test_bad_inputs_give_clear_errors(folders, tmp_path, capsys):
   assert run("c") == 1
   _expect_error(capsys, "has class n09999999", "not one of the 3 classes")
   (src / "LOC_val_solution.csv").write_text(labels)
+
+  os.makedirs(src / "train" / "n01000009")
+  assert run("empty", "--allow_partial") == 1
+  _expect_error(capsys, "class n01000009 has no images", str(src / "train" / "n01000009"))
+  os.rmdir(src / "train" / "n01000009")
 
   (tmp_path / "map.txt").write_text("".join(f"{s}\n" for s in sorted(SYNSETS) + ["n01000004"]))
   assert run("d", f"--synset_map={tmp_path / 'map.txt'}") == 1
