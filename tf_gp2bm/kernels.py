@@ -68,4 +68,5 @@ def _load_defaults():
   # The defaults live next to the code that uses them; importing these modules declares them.
   if not _DEFAULTS:
     importlib.import_module("tf_gp2bm.optimizers.lars")
+    importlib.import_module("tf_gp2bm.optimizers.lamb")
     importlib.import_module("tf_gp2bm.ops")

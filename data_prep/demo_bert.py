@@ -1,0 +1,143 @@
+r"""A small BERT pretraining data set, vocab and TF1-style starting checkpoint for the BERT smoke config.
+
+    python -m data_prep.demo_bert --out=/tmp/demo_bert
+
+Text: documents of sentences; every document has a topic word and each word of it is the topic with probability
+1 - NOISE, else a random word. A masked token is predictable from its segment's other tokens (the topic) unless
+it was a noise word, so a small BERT learns masked-LM accuracy past the 0.720 target but stays well below 1.0
+(the checker rejects accuracy >= 1.0). The text goes through the same pretraining-instance code and record writer
+as the real Wikipedia data (data_prep.bert_records / wiki_instances: reference masking, NSP pairs, padding), and
+the starting checkpoint is a randomly initialised tiny model saved by tf.compat.v1.train.Saver with the
+reference TF1 variable names (plus adam_m/adam_v slots and global_step), so the run exercises the conversion.
+Prints the flags to pass to `python -m tf_gp2bm.train --task=bert --flagfile=flags/bert/smoke.flags`.
+"""
+import argparse
+import json
+import os
+import random
+
+NOISE = 0.10
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_SEQ_LENGTH, MAX_PREDICTIONS = 64, 10
+TRAIN_FILES = 4
+PRETRAIN_STEPS = 170  # the starting checkpoint's own short phase-1 (a few CPU seconds)
+
+
+def _words(count):
+  consonants, vowels = "bdfgklmnprstvz", "aeiou"
+  words = []
+  for c1 in consonants:
+    for v in vowels:
+      for c2 in consonants:
+        words.append(c1 + v + c2)
+  random.Random(7).shuffle(words)
+  return sorted(words[:count])
+
+
+def _document(rng, words):
+  topic = rng.choice(words)
+  sentences = []
+  for _ in range(rng.randint(6, 12)):
+    n = rng.randint(6, 12)
+    sentences.append(" ".join(topic if rng.random() >= NOISE else rng.choice(words) for _ in range(n)) + " .")
+  return sentences
+
+
+def write_text(path, rng, words, num_docs):
+  with open(path, "w") as f:
+    for _ in range(num_docs):
+      f.write("\n".join(_document(rng, words)) + "\n\n")
+
+
+def pretrain(model, train_dir, steps, seed, batch_size=32, learning_rate=0.03):
+  """A short phase-1: a few LAMB steps on the demo records, so the starting checkpoint is partly trained (like the
+  reference phase-1 checkpoint at ~0.34 MLM accuracy) and each smoke run only has to finish the job."""
+  import tensorflow as tf
+  from tf_gp2bm import kernels
+  from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
+  from tf_gp2bm.tasks.bert import pretraining_input
+  files = pretraining_input.list_files(train_dir, "data_dir")
+  ctx = tf.distribute.InputContext()
+  ds = pretraining_input.train_dataset(files, ctx, batch_size, MAX_SEQ_LENGTH, MAX_PREDICTIONS, seed=seed)
+  opt = LAMB(PolynomialDecayWarmup(learning_rate, steps * 2), weight_decay=0.01).build(model.trainable_variables)
+
+  @tf.function
+  def step(batch):
+    with tf.GradientTape() as tape:
+      out = model(batch, training=True)
+      logits = tf.reshape(out["mlm_logits"], [-1, model.config.vocab_size])
+      loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(
+          logits, tf.reshape(batch["masked_lm_ids"], [-1]), tf.reshape(batch["masked_lm_weights"], [-1]))
+      nsp = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["next_sentence_labels"],
+                                                                          out["nsp_logits"]))
+      total = loss + nsp
+    grads = tape.gradient(total, model.trainable_variables)
+    opt.apply(tf.clip_by_global_norm(grads, 1.0)[0])
+    return correct / count
+
+  accuracy = 0.0
+  for batch in ds.take(steps):
+    accuracy = float(step(batch))
+  return accuracy
+
+
+def write_checkpoint(out, seed, pretrain_steps):
+  """Tiny model -> TF1 names (with optimizer slots and global_step, as a reference checkpoint has)."""
+  import numpy as np
+  import tf_keras
+  from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+  tf_keras.utils.set_random_seed(seed)
+  m = bert_model.build_bert(bert_model.TINY)
+  accuracy = pretrain(m, os.path.join(out, "train"), pretrain_steps, seed) if pretrain_steps else None
+  tensors = checkpoint.reference_tensors(m)
+  for name, value in list(tensors.items()):
+    tensors[name + "/adam_m"] = np.zeros_like(value)
+    tensors[name + "/adam_v"] = np.zeros_like(value)
+  tensors["global_step"] = np.int64(pretrain_steps)
+  return checkpoint.write_tf1_checkpoint(os.path.join(out, "ckpt", f"model.ckpt-{pretrain_steps}"), tensors), accuracy
+
+
+def generate(out, train_docs=600, eval_docs=60, dupe_factor=5, seed=12345, pretrain_steps=PRETRAIN_STEPS):
+  import tf_gp2bm  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+  from data_prep import bert_records
+  from tf_gp2bm.tasks.bert.model import TINY
+  os.makedirs(os.path.join(out, "text"), exist_ok=True)
+  words = _words(TINY.vocab_size - len(SPECIALS) - 1)  # + "."
+  vocab = list(SPECIALS) + ["."] + words
+  assert len(vocab) == TINY.vocab_size
+  vocab_file = os.path.join(out, "vocab.txt")
+  with open(vocab_file, "w") as f:
+    f.write("\n".join(vocab) + "\n")
+  with open(os.path.join(out, "bert_config.json"), "w") as f:
+    json.dump(TINY.to_json(), f, indent=2)
+  rng = random.Random(seed)
+  kw = dict(max_seq_length=MAX_SEQ_LENGTH, max_predictions_per_seq=MAX_PREDICTIONS)
+  counts = {}
+  for split, docs, dupe, shards in (("train", train_docs, dupe_factor, TRAIN_FILES), ("eval", eval_docs, 1, 1)):
+    text = os.path.join(out, "text", f"{split}.txt")
+    write_text(text, rng, words, docs)
+    instances = bert_records.create_pretraining_examples(text, vocab_file, dupe_factor=dupe, random_seed=seed, **kw)
+    counts[split] = len(instances)
+    for i in range(shards):
+      name = f"part-{i:05d}-of-{shards:05d}" if split == "train" else "eval_records"
+      bert_records.write_examples(os.path.join(out, split, name), instances[i::shards], **kw)
+  prefix, counts["start_accuracy"] = write_checkpoint(out, seed, pretrain_steps)
+  flags = [f"--data_dir={out}/train", f"--eval_dir={out}/eval", f"--init_checkpoint={prefix}", "--bert_config=tiny"]
+  return counts, flags
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--seed", type=int, default=12345)
+  parser.add_argument("--pretrain_steps", type=int, default=PRETRAIN_STEPS)
+  args = parser.parse_args()
+  counts, flags = generate(args.out, seed=args.seed, pretrain_steps=args.pretrain_steps)
+  print(f"wrote {counts['train']} train and {counts['eval']} eval examples, vocab, bert_config.json and a TF1 "
+        f"checkpoint under {args.out} (its MLM train accuracy after its short phase-1: "
+        f"{counts['start_accuracy']:.3f})")
+  print("flags: " + " ".join(flags))
+
+
+if __name__ == "__main__":
+  main()

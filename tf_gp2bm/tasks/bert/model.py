@@ -1,0 +1,123 @@
+"""BERT pretraining model from the TF model garden: BertEncoderV2 + masked-LM head (tied to the word embeddings)
++ next-sentence head on the pooled [CLS] output, as the reference modeling.py / run_pretraining.py.
+
+Layout (reference TF1 name -> our variable, see tf_gp2bm.tasks.bert.checkpoint):
+  bert/embeddings/*, bert/encoder/layer_N/*, bert/pooler/dense/*  -> BertEncoderV2 (pooler = `pooler_transform`)
+  cls/predictions/*                                               -> model-garden MaskedLM (`bert/cls/predictions`)
+  cls/seq_relationship/output_weights|output_bias                 -> Dense `next_sentence` on the pooled output
+The encoder's pooler feeds the NSP head, so every variable gets a gradient (model garden's BertPretrainerV2 with a
+ClassificationHead would add a second, unused pooler).
+"""
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+import tf_keras
+from official.nlp.modeling import layers, networks
+
+from tf_gp2bm import kernels, ops  # noqa: F401  (ops declares the gelu/MLM-loss defaults)
+from tf_gp2bm.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """The reference bert_config.json fields we use (hidden_act is always the tanh GELU)."""
+  vocab_size: int = 30522
+  hidden_size: int = 1024
+  num_hidden_layers: int = 24
+  num_attention_heads: int = 16
+  intermediate_size: int = 4096
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  initializer_range: float = 0.02
+
+  def to_json(self):
+    return dict(dataclasses.asdict(self), hidden_act="gelu")
+
+
+LARGE = BertConfig()
+# The smoke model: same code path, sizes for a few CPU seconds per run (vocab = data_prep.demo_bert's vocab).
+TINY = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+NAMED = {"large": LARGE, "tiny": TINY}
+
+
+def load_config(spec):
+  """--bert_config: 'large', 'tiny' or a bert_config.json path (the reference file format)."""
+  if spec in NAMED:
+    return NAMED[spec]
+  if not spec or not os.path.exists(spec):
+    raise InputError(f"--bert_config={spec}: expected 'large', 'tiny' or an existing bert_config.json")
+  try:
+    with open(spec) as f:
+      raw = json.load(f)
+  except ValueError as e:
+    raise InputError(f"--bert_config={spec}: not valid JSON ({e})") from None
+  act = raw.get("hidden_act", "gelu")
+  if act not in ("gelu", "gelu_new"):
+    raise InputError(f"--bert_config={spec}: hidden_act {act!r}; the reference BERT uses gelu")
+  fields = {f.name for f in dataclasses.fields(BertConfig)}
+  missing = sorted(fields - set(raw))
+  if missing:
+    raise InputError(f"--bert_config={spec}: missing {', '.join(missing)}")
+  return BertConfig(**{k: raw[k] for k in fields})
+
+
+def _gelu(x):
+  return kernels.get("gelu")(x)  # looked up while tracing, so a vendor kernel lands in the compiled step
+
+
+class BertPretrainingModel(tf_keras.Model):
+  """inputs: dict(input_word_ids, input_mask, input_type_ids [b, seq] int32, masked_lm_positions [b, m] int32).
+  outputs: dict(mlm_logits [b, m, vocab], nsp_logits [b, 2])."""
+
+  def __init__(self, config: BertConfig, **kwargs):
+    super().__init__(name="bert_pretraining", **kwargs)
+    self.config = config
+    init = lambda: tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)  # noqa: E731
+    self.encoder = networks.BertEncoderV2(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, inner_dim=config.intermediate_size,
+        max_sequence_length=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+        inner_activation=_gelu, output_dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob, initializer=init(), name="bert_encoder")
+    dummy = dummy_inputs(1, min(config.max_position_embeddings, 8), 1)
+    self.encoder({k: v for k, v in dummy.items() if k != "masked_lm_positions"})  # creates the embedding table
+    self.masked_lm = layers.MaskedLM(embedding_table=self.encoder.get_embedding_table(), activation=_gelu,
+                                     initializer=init(), output="logits", name="cls/predictions")
+    self.next_sentence = tf_keras.layers.Dense(2, kernel_initializer=init(), name="next_sentence")
+
+  def call(self, inputs, training=None):
+    outputs = self.encoder({"input_word_ids": inputs["input_word_ids"], "input_mask": inputs["input_mask"],
+                            "input_type_ids": inputs["input_type_ids"]}, training=training)
+    mlm_logits = self.masked_lm(outputs["sequence_output"], masked_positions=inputs["masked_lm_positions"])
+    nsp_logits = self.next_sentence(outputs["pooled_output"])
+    return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
+
+
+def dummy_inputs(batch, seq_length, predictions):
+  z = tf.zeros([batch, seq_length], tf.int32)
+  return {"input_word_ids": z, "input_mask": tf.ones_like(z), "input_type_ids": z,
+          "masked_lm_positions": tf.zeros([batch, predictions], tf.int32)}
+
+
+def build_bert(config: BertConfig, seq_length=None, predictions=20):
+  """A built BertPretrainingModel (variables created by one call on dummy inputs)."""
+  model = BertPretrainingModel(config)
+  model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
+  return model
+
+
+def expected_parameter_count(c: BertConfig):
+  """Trainable parameters of the reference BERT pretraining model, from the config arithmetic."""
+  h, i, layers_ = c.hidden_size, c.intermediate_size, c.num_hidden_layers
+  embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h  # + LayerNorm
+  attention = 4 * (h * h + h) + 2 * h                   # q, k, v, output dense + LayerNorm
+  ffn = (h * i + i) + (i * h + h) + 2 * h               # intermediate, output dense + LayerNorm
+  pooler = h * h + h
+  mlm_head = (h * h + h) + 2 * h + c.vocab_size         # transform dense, LayerNorm, output bias (tied embedding)
+  nsp_head = 2 * h + 2
+  return embeddings + layers_ * (attention + ffn) + pooler + mlm_head + nsp_head
