@@ -66,6 +66,24 @@ def read_marker(out_dir, name):
   return read_json(marker_path(out_dir, name), "done marker")
 
 
+def remove_stale_temps(out_dir):
+  """Deletes temp files (`<name>.tmp.<pid>`) left by killed runs: their writer process no longer exists.
+  A concurrent run's temp files belong to a live process and are left alone."""
+  removed = 0
+  for path in glob.glob(os.path.join(glob.escape(out_dir), "**", "*.tmp.*"), recursive=True):
+    pid = path.rsplit(".tmp.", 1)[1]
+    if not pid.isdigit():
+      continue
+    try:
+      os.kill(int(pid), 0)
+    except ProcessLookupError:
+      os.remove(path)
+      removed += 1
+    except PermissionError:  # alive, owned by someone else
+      pass
+  return removed
+
+
 def tool_versions():
   import numpy
   versions = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": numpy.__version__}

@@ -18,7 +18,7 @@ import random
 import sys
 
 from data_prep.files import atomic_output
-from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
+from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from tf_gp2bm.progress import Progress
 
 BLOCK_MB = 26.92
@@ -110,6 +110,7 @@ def run_split(segmented, raw_sizes, out_dir, workers=None, num_test_articles=10_
               "num_files": len(segmented)}
   plan = plan_parts(raw_sizes, block_mb, num_outputs)
   os.makedirs(out_dir, exist_ok=True)
+  remove_stale_temps(out_dir)
   jobs = []
   for name, indices in plan:
     files = [(i, segmented[i]) for i in indices]

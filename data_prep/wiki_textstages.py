@@ -12,7 +12,7 @@ import os
 import sys
 
 from data_prep.files import atomic_output, sha256_file
-from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
+from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from data_prep.wiki_text import clean_file
 from tf_gp2bm.progress import Progress
 
@@ -97,6 +97,8 @@ def run_text_stage(stage, in_dir, out_dir, workers=None, nltk_data=None):
   if not rels:
     raise StageError(f"{stage}: no files under {in_dir}")
   settings = {"stage": stage}
+  if os.path.isdir(out_dir):
+    remove_stale_temps(out_dir)
   if stage == "segment":
     import nltk
     load_punkt(nltk_data)  # fail now, with the explanation, rather than in every worker

@@ -13,7 +13,7 @@ from data_prep import wiki_published as published
 from data_prep.bert_records import read_records, serialize_instance, write_records
 from data_prep.files import md5_file
 from data_prep.wiki_instances import create_pretraining_examples
-from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
+from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from data_prep.wordpiece import load_vocab
 from tf_gp2bm.progress import Progress
 
@@ -77,6 +77,7 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
     raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
   check_vocab(vocab_file, settings)
   os.makedirs(out_dir, exist_ok=True)
+  remove_stale_temps(out_dir)
   marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
   todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
           if not is_done(out_dir, n, [p], marker_settings)]

@@ -249,8 +249,10 @@ def test_stage_resumes_and_redoes_what_changed(tmp_path):
     f.write(bytes([byte[0] ^ 1]))
   assert verify(str(out)) == [f"{out}/part-00000-of-00002: sha256 differs from the manifest"]
   (out / "part-00000-of-00002").write_bytes(b"half")  # a truncated output is never trusted
+  stale = out / "part-00000-of-00002.tmp.999999999"  # left by a killed writer (no such pid)
+  stale.write_bytes(b"partial")
   run_tfrecords(parts, str(VOCAB), str(out), _small_settings(), workers=1)
-  assert verify(str(out)) == []
+  assert verify(str(out)) == [] and not stale.exists()
 
 
 def test_wrong_inputs_stop_with_a_clear_message(tmp_path):
@@ -416,3 +418,18 @@ def test_clean_stage_keeps_layout_and_resumes(tmp_path):
   clean_file(SAMPLE[0], reference_like)
   assert (tmp_path / "clean" / "AA" / "wiki_00").read_bytes() == reference_like.read_bytes()
   assert run_text_stage("clean", str(tmp_path / "raw"), str(tmp_path / "clean"))["files"] == manifest["files"]
+
+
+def test_eval_stage_picks_from_the_intermediate(cleaned, tmp_path):
+  from data_prep.wiki_eval import run_eval
+  text = tmp_path / "text"
+  text.mkdir()
+  (text / "eval.txt").write_bytes(cleaned[1].read_bytes())
+  settings = _small_settings()
+  manifest = run_eval(str(text), str(VOCAB), str(tmp_path / "out"), settings, num_examples=100)
+  intermediate = list(bert_records.read_records(str(tmp_path / "out" / "eval_intermediate")))
+  picked = list(bert_records.read_records(str(tmp_path / "out" / "eval_10k")))
+  n = len(intermediate)
+  assert manifest["files"]["eval_intermediate"]["count"] == n > 100 and not manifest["published_input"]
+  assert picked == [intermediate[int(i * (n / 100))] for i in range(100)]
+  assert verify(str(tmp_path / "out")) == []
