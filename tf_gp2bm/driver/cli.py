@@ -17,6 +17,7 @@ import sys
 
 from data_prep.files import read_json, write_json_atomic
 
+from tf_gp2bm.errors import EXIT_BAD_INPUT
 from tf_gp2bm.progress import Progress
 
 from . import checks, package, preflight, reports, runs, scoring, system_desc
@@ -198,8 +199,13 @@ def run_set(a, log=print):
   progress = Progress("set", total=total, unit="runs", every_s=0)
   for task in rs.config["tasks"]:
     for i in range(rs.config["runs"][task]):
-      rs.run_one(task, i, log)
+      rec = rs.run_one(task, i, log)
       progress.update()
+      if rec.get("exit_code") == EXIT_BAD_INPUT:
+        # Bad input or config fails every later run the same way: stop instead of burning the set.
+        log(f"[{task} run {i}] the trainer rejected its input/config (exit 2, see "
+            f"{rs.run_dir(task, i)}/console.log); set stopped. Fix it and start a new set with --new")
+        return EXIT_BAD_INPUT
   progress.finish()
   return finalize(rs, log)
 

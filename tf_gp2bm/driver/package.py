@@ -34,18 +34,25 @@ def copy_once(src, dst):
   shutil.copyfile(src, dst)
 
 
+# Never part of the implementation: environments, outputs, caches (matches .gitignore for a tree without git).
+EXCLUDE_DIRS = {".git", ".venv", "results", "runs", "demo_data", "__pycache__", ".pytest_cache", ".gpubench",
+                ".whl"}
+
+
 def source_files():
-  """Tracked and untracked-but-not-ignored files of the repository (what the vendor actually runs)."""
+  """Tracked and untracked-but-not-ignored files of the repository (what the vendor actually runs); in a copy
+  without .git (an unpacked tarball), every file outside EXCLUDE_DIRS."""
   out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=runs.REPO,
                        capture_output=True, text=True)
-  if out.returncode != 0:
-    raise RuntimeError(f"git ls-files failed in {runs.REPO}: {out.stderr.strip()}")
-  files = []
-  for rel in out.stdout.splitlines():
-    p = os.path.join(runs.REPO, rel)
-    if os.path.isfile(p) and os.path.getsize(p) <= MAX_SOURCE_FILE:
-      files.append(rel)
-  return files
+  if out.returncode == 0 and os.path.isdir(os.path.join(runs.REPO, ".git")):
+    rels = out.stdout.splitlines()
+  else:
+    rels = []
+    for d, dirs, files in os.walk(runs.REPO):
+      dirs[:] = [x for x in dirs if x not in EXCLUDE_DIRS and not x.endswith(".egg-info")]
+      rels += [os.path.relpath(os.path.join(d, f), runs.REPO) for f in files if not f.endswith(".pyc")]
+  return [rel for rel in rels if os.path.isfile(os.path.join(runs.REPO, rel))
+          and os.path.getsize(os.path.join(runs.REPO, rel)) <= MAX_SOURCE_FILE]
 
 
 def snapshot_source(set_dir):
