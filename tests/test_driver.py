@@ -120,7 +120,8 @@ def test_submission_tree_and_package_checker(finished_set):
     impl = os.path.join(org, "benchmarks", task, "implementations", "tf_gp2bm")
     assert os.path.exists(os.path.join(impl, "flags_used", f"{task}.flags"))
     assert os.path.exists(os.path.join(impl, "tf_gp2bm", "driver", "scoring.py"))
-  assert checks.system_desc_check(os.path.join(org, "systems", "test_box.json"), "4.0.0").passed
+  assert checks.system_desc_check(os.path.join(org, "systems", "test_box.json"), "4.0.0",
+                                  log_output=os.path.join(finished_set.path, "sysdesc.log")).passed
   s = json.load(open(os.path.join(finished_set.path, "summary.json")))
   # One non-converged BERT run is accepted under olympic scoring; both sets sit inside their RCPs.
   assert s["package_checker"]["passed"], s["package_checker"]["summary"]

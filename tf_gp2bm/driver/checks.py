@@ -53,18 +53,13 @@ def package_check(org_dir, ruleset, log_output, rcp_bypass=False):
   return Verdict(passed, summary, text)
 
 
-def system_desc_check(json_path, ruleset):
-  rc, text = _run_tool(["mlperf_logging.system_desc_checker", str(json_path), "training", ruleset])
+def system_desc_check(json_path, ruleset, log_output=None):
+  log_output = log_output or f"{json_path}.checker.log"  # the tool's default is a file in the current dir
+  rc, text = _run_tool(["mlperf_logging.system_desc_checker", str(json_path), "training", ruleset,
+                        "--log_output", str(log_output)])
   passed = rc == 0 and not re.search(r"ERROR|FAILED|Traceback", text)
   return Verdict(passed, "SUCCESS" if passed else "FAILED: " + text.strip().splitlines()[-1][:300]
                  if text.strip() else f"exit {rc}", text)
-
-
-def result_summarizer(org_dir, ruleset, csv_path):
-  """mlperf-logging's own summary (minutes per benchmark, scaled by scaling.json): a cross-check of ours."""
-  rc, text = _run_tool(["mlperf_logging.result_summarizer", str(org_dir), "training", ruleset,
-                        "--csv", str(csv_path)])
-  return Verdict(rc == 0, f"exit {rc}", text)
 
 
 @dataclasses.dataclass
