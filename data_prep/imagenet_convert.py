@@ -134,7 +134,7 @@ def write_shard(task):
                          "are kept)") from None
     raise
   with counter.get_lock():
-    counter.value += pending
+    counter.value += pending + len(summary["skipped"])  # progress counts images handled, skipped ones too
   return summary
 
 
@@ -176,9 +176,14 @@ def run_tasks(tasks, out, skip_bad, workers, progress, pool=None):
     counter = _LocalCounter()
     init_worker(out, skip_bad, counter)
     summaries = []
-    for task in tasks:
-      summaries.append(write_shard(task))
-      progress.update(counter.value - progress.done)
+    try:
+      for task in tasks:
+        summaries.append(write_shard(task))
+        progress.update(counter.value - progress.done)
+    finally:
+      for fd in _worker["open_files"].values():  # worker processes close theirs by exiting
+        os.close(fd)
+      _worker["open_files"].clear()
     return summaries
   pool, counter = start_pool(workers, out, skip_bad) if pool is None else pool
   try:

@@ -1,6 +1,6 @@
 """Lists ILSVRC-2012 images from the vendor tars or from extracted folders without unpacking anything.
 
-Each image becomes an `Image` that says where its bytes live: a (file, offset, size) span. For the train tar
+Each image becomes a `SourceImage` that says where its bytes live: a (file, offset, size) span. For the train tar
 the span points inside a per-class tar inside the outer tar (both are plain tars, so member data is stored
 contiguously), which lets workers read any image with one pread and no extraction. Listing reads only the
 512-byte member headers.
@@ -10,7 +10,7 @@ import os
 import tarfile
 
 
-class Image(collections.namedtuple("Image", "name synset path offset size container")):
+class SourceImage(collections.namedtuple("SourceImage", "name synset path offset size container")):
   """One image. synset: its class (None in a flat validation set). path/offset/size: where its bytes are
   (offset None: the plain file path/name). container: the tar or folder holding it, shared by many images so
   1.3M of these stay small."""
@@ -42,7 +42,7 @@ def _tar_images(tar_path, flag, synset, fileobj=None, base=0, source=None):
     for member in tar:
       if member.isfile() and not os.path.basename(member.name).startswith("."):
         name = os.path.basename(member.name)
-        images.append(Image(name, synset, tar_path, base + member.offset_data, member.size, source))
+        images.append(SourceImage(name, synset, tar_path, base + member.offset_data, member.size, source))
   return images
 
 
@@ -50,7 +50,7 @@ def _dir_images(directory, synset):
   images = []
   for entry in sorted(os.scandir(directory), key=lambda e: e.name):
     if entry.is_file() and not entry.name.startswith("."):
-      images.append(Image(entry.name, synset, directory, None, entry.stat().st_size, directory))
+      images.append(SourceImage(entry.name, synset, directory, None, entry.stat().st_size, directory))
   return images
 
 
@@ -76,7 +76,7 @@ def _synset_of(name, flag, container):
 
 
 def list_train(path, flag="--train"):
-  """Returns ({synset: [Image, ...] sorted by name}, input info). Accepts the vendor tar of per-class tars,
+  """Returns ({synset: [SourceImage, ...] sorted by name}, input info). Accepts the vendor tar of per-class tars,
   or a folder of per-class folders and/or per-class tars."""
   _check_exists(path, flag)
   by_synset = {}
@@ -116,8 +116,8 @@ def list_train(path, flag="--train"):
 
 
 def list_val(path, flag="--val"):
-  """Returns ([Image, ...] sorted by name, input info). Accepts the vendor tar of flat JPEGs, a flat folder,
-  or a folder of per-class folders (then each Image carries its folder's synset)."""
+  """Returns ([SourceImage, ...] sorted by name, input info). Accepts the vendor tar of flat JPEGs, a flat folder,
+  or a folder of per-class folders (then each SourceImage carries its folder's synset)."""
   _check_exists(path, flag)
   if os.path.isdir(path):
     images = []
@@ -127,7 +127,7 @@ def list_val(path, flag="--val"):
       if entry.is_dir():
         images += _dir_images(entry.path, entry.name)
       else:
-        images.append(Image(entry.name, None, path, None, entry.stat().st_size, path))
+        images.append(SourceImage(entry.name, None, path, None, entry.stat().st_size, path))
   else:
     images = _tar_images(path, flag, None)
   if not images:

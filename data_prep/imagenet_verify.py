@@ -59,7 +59,9 @@ def _scan_all(paths, decode_every, workers):
   args = [(p, decode_every) for p in paths]
   if workers <= 1 or len(paths) <= 1:
     return [scan_shard(*a) for a in args]
-  with multiprocessing.get_context("spawn").Pool(min(workers, len(paths))) as pool:
+  ctx = multiprocessing.get_context("forkserver")  # workers forked from one process that loaded TensorFlow
+  ctx.set_forkserver_preload([__name__])
+  with ctx.Pool(min(workers, len(paths))) as pool:
     return pool.starmap(scan_shard, args)
 
 
