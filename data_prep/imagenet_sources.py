@@ -6,6 +6,7 @@ contiguously), which lets workers read any image with one pread and no extractio
 512-byte member headers.
 """
 import collections
+import io
 import os
 import tarfile
 
@@ -24,6 +25,35 @@ class SourceImage(collections.namedtuple("SourceImage", "name synset path offset
 
 class SourceError(Exception):
   """The input is missing or not laid out as ILSVRC-2012 train/val data."""
+
+
+class _Window(io.RawIOBase):
+  """Bytes [start, start + size) of an open file, read with pread and no buffer: tarfile then reads each 512-byte
+  member header of a nested tar directly (through extractfile it would pull 8 KiB per header: ~10 GB for the
+  train tar instead of ~0.7 GB)."""
+
+  def __init__(self, fd, start, size):
+    super().__init__()
+    self.fd, self.start, self.size, self.pos = fd, start, size, 0
+
+  def readable(self):
+    return True
+
+  def seekable(self):
+    return True
+
+  def tell(self):
+    return self.pos
+
+  def seek(self, pos, whence=io.SEEK_SET):
+    self.pos = {io.SEEK_SET: pos, io.SEEK_CUR: self.pos + pos, io.SEEK_END: self.size + pos}[whence]
+    return self.pos
+
+  def readinto(self, buffer):
+    data = os.pread(self.fd, max(0, min(len(buffer), self.size - self.pos)), self.start + self.pos)
+    buffer[:len(data)] = data
+    self.pos += len(data)
+    return len(data)
 
 
 def _open_tar(path, flag, fileobj=None):
@@ -100,7 +130,7 @@ def list_train(path, flag="--train"):
       else:
         raise SourceError(f"{flag}: unexpected file {entry.path}; expected <synset>/ folders or <synset>.tar")
   else:
-    with _open_tar(path, flag) as outer:
+    with _open_tar(path, flag) as outer, open(path, "rb") as raw:
       for member in outer:
         if not member.isfile() or os.path.basename(member.name).startswith("."):
           continue
@@ -108,7 +138,7 @@ def list_train(path, flag="--train"):
         if not member.name.endswith(".tar"):
           raise SourceError(f"{flag}: unexpected member {where}; expected per-class <synset>.tar files")
         synset = _synset_of(os.path.basename(member.name), flag, path)
-        inner = outer.extractfile(member)
+        inner = _Window(raw.fileno(), member.offset_data, member.size)
         add(synset, _tar_images(path, flag, synset, inner, member.offset_data, where), where)
   if not by_synset:
     raise SourceError(f"{flag}={path}: no classes found")
