@@ -89,7 +89,7 @@ def run(num_images, workers, scratch=None):
                               val_labels=os.path.join(scratch, "src", "val_labels.txt"), synset_map=None,
                               allow_partial=True, skip_bad=False, seed=imagenet_plan.DEFAULT_SEED,
                               train_shards=num_shards, val_shards=1)
-    tasks = [t for t in imagenet_plan.make_plan(opts)[0] if t.split == "train"]
+    tasks = [t for t in imagenet_plan.make_plan(opts, io.StringIO())[0] if t.split == "train"]
     outs = {k: os.path.join(scratch, k) for k in ("simple", "one", "all")}
     for path in outs.values():
       imagenet_convert.check_out_dir(path, num_shards, 1)  # creates it and the shard summaries' folder

@@ -238,7 +238,7 @@ def convert(opts, progress_stream=None):
     if value < 1:
       raise ConvertError(f"{flag}={value}: must be at least 1")
   check_out_dir(opts.out, opts.train_shards, opts.val_shards)
-  tasks, facts = imagenet_plan.make_plan(opts)
+  tasks, facts = imagenet_plan.make_plan(opts, progress_stream)
   summaries, todo = [], []
   for task in tasks:
     summary = finished_summary(opts.out, task)

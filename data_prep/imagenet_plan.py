@@ -10,6 +10,7 @@ import os
 import random
 
 from data_prep import files, imagenet_labels, imagenet_records, imagenet_sources
+from tf_gp2bm.progress import Progress
 
 FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000
 DEFAULT_SEED = 20121  # any fixed value; recorded in the manifest
@@ -106,9 +107,12 @@ def _shards(split, images, num_shards, skip_bad):
   return tasks
 
 
-def make_plan(opts):
+def make_plan(opts, progress_stream=None):
   """Lists and checks the inputs; returns (tasks, facts for the manifest)."""
-  by_synset, train_info = imagenet_sources.list_train(opts.train)
+  listing = Progress("list train", total=None if opts.allow_partial else FULL_CLASSES, unit="classes",
+                     stream=progress_stream)
+  by_synset, train_info = imagenet_sources.list_train(opts.train, on_class=lambda _: listing.update())
+  listing.finish()
   synsets = sorted(by_synset)
   synset_map = imagenet_labels.read_synset_map(opts.synset_map) if opts.synset_map else None
   if synset_map is not None:

@@ -105,9 +105,9 @@ def _synset_of(name, flag, container):
   return synset
 
 
-def list_train(path, flag="--train"):
+def list_train(path, flag="--train", on_class=None):
   """Returns ({synset: [SourceImage, ...] sorted by name}, input info). Accepts the vendor tar of per-class tars,
-  or a folder of per-class folders and/or per-class tars."""
+  or a folder of per-class folders and/or per-class tars. on_class(num_images) is called after each class."""
   _check_exists(path, flag)
   by_synset = {}
 
@@ -117,6 +117,8 @@ def list_train(path, flag="--train"):
     if not images:
       raise SourceError(f"{flag}: class {synset} has no images ({where})")
     by_synset[synset] = sorted(images, key=lambda im: im.name)
+    if on_class:
+      on_class(len(images))
 
   if os.path.isdir(path):
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
