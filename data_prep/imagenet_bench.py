@@ -92,7 +92,7 @@ def run(num_images, workers, scratch=None):
     tasks = [t for t in imagenet_plan.make_plan(opts, io.StringIO())[0] if t.split == "train"]
     outs = {k: os.path.join(scratch, k) for k in ("simple", "one", "all")}
     for path in outs.values():
-      imagenet_convert.check_out_dir(path, num_shards, 1)  # creates it and the shard summaries' folder
+      imagenet_convert.prepare_out_dir(path)
     quiet = Progress("bench", stream=io.StringIO(), every_s=1e9)
 
     simple_s = _timed(lambda: straightforward_convert([im for t in tasks for im in t.images], outs["simple"],

@@ -26,10 +26,11 @@ class ConvertError(Exception):
 # -- output directory ---------------------------------------------------------------------------------------------
 
 def check_out_dir(out, train_shards, val_shards):
-  """Refuses a dir holding another layout; removes temp files an interrupted run left behind."""
-  if os.path.exists(out) and not os.path.isdir(out):
+  """Refuses a dir holding another layout (read-only, so it can run before the slow listing of the inputs)."""
+  if not os.path.exists(out):
+    return
+  if not os.path.isdir(out):
     raise ConvertError(f"--out={out} is not a directory")
-  os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
   manifest_path = os.path.join(out, imagenet_records.MANIFEST)
   if os.path.exists(manifest_path):
     fmt = files.read_json(manifest_path).get("format")
@@ -39,14 +40,17 @@ def check_out_dir(out, train_shards, val_shards):
   wanted = {"train": train_shards, "validation": val_shards}
   flag = {"train": "--train_shards", "validation": "--val_shards"}
   for name in sorted(os.listdir(out)):
-    if STRAY_RE.match(name):
-      os.remove(os.path.join(out, name))
-      continue
     match = SHARD_RE.match(name)
     if match and int(match.group(3)) != wanted[match.group(1)]:
       raise ConvertError(f"--out={out} holds {name}, but {flag[match.group(1)]}={wanted[match.group(1)]}; "
                          "use an empty --out or the shard counts it was made with")
+
+
+def prepare_out_dir(out):
+  """Creates the dirs and removes the temp files an interrupted (killed) run left behind."""
   parts = os.path.join(out, PARTS_DIR)
+  os.makedirs(parts, exist_ok=True)
+  _remove_temps(out)
   for name in os.listdir(parts):
     if files.TMP_SUFFIX in name:
       os.remove(os.path.join(parts, name))
@@ -239,6 +243,7 @@ def convert(opts, progress_stream=None):
       raise ConvertError(f"{flag}={value}: must be at least 1")
   check_out_dir(opts.out, opts.train_shards, opts.val_shards)
   tasks, facts = imagenet_plan.make_plan(opts, progress_stream)
+  prepare_out_dir(opts.out)
   summaries, todo = [], []
   for task in tasks:
     summary = finished_summary(opts.out, task)

@@ -320,8 +320,9 @@ def test_bad_inputs_give_clear_errors(folders, tmp_path, capsys):
           "--workers=1"]
   run = lambda out, *extra: imagenet.main(["convert", f"--out={tmp_path / out}", *full, *extra])  # noqa: E731
 
-  assert imagenet.main(["convert", "--train=/no/such.tar", f"--val={inputs['val']}", "--out=x"]) == 1
+  assert imagenet.main(["convert", "--train=/no/such.tar", f"--val={inputs['val']}", f"--out={tmp_path / 'x'}"]) == 1
   _expect_error(capsys, "--train=/no/such.tar", "no such file")
+  assert not (tmp_path / "x").exists()  # nothing created for a run that cannot start
   assert run("a") == 1  # a 3-class subset without --allow_partial
   _expect_error(capsys, "found 3 classes", "1,000", "--allow_partial")
 
