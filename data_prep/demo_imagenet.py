@@ -37,7 +37,12 @@ def _encode(image):
   return buf.getvalue()
 
 
-def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_shards=8, val_shards=4, seed=0):
+def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_shards=8, val_shards=4, seed=0,
+             photo_like=False):
+  """photo_like: ImageNet-sized (~400x350, ~100 KB) photo-like JPEGs instead of the learnable patterns, for
+  input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`)."""
+  if photo_like:
+    from data_prep.imagenet_bench import photo_like_jpeg
   os.makedirs(out, exist_ok=True)
   rng = np.random.default_rng(seed)
   synsets = [f"n{9000000 + i:08d}" for i in range(num_classes)]
@@ -51,7 +56,7 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
     for cls in range(num_classes):
       for i in range(per_class):
         label = cls if rng.random() >= LABEL_NOISE else int((cls + rng.integers(1, num_classes)) % num_classes)
-        jpeg = _encode(_image(rng, cls, num_classes))
+        jpeg = photo_like_jpeg(rng) if photo_like else _encode(_image(rng, cls, num_classes))
         examples.append((jpeg, label, f"{synsets[cls]}_{split}_{i}.JPEG"))
     order = rng.permutation(len(examples))
     shards = {}
@@ -81,8 +86,9 @@ def main():
   p.add_argument("--train_per_class", type=int, default=120)
   p.add_argument("--val_per_class", type=int, default=30)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--photo_like", action="store_true", help="ImageNet-sized photo-like JPEGs (pipeline benchmarks)")
   a = p.parse_args()
-  m = generate(a.out, a.num_classes, a.train_per_class, a.val_per_class, seed=a.seed)
+  m = generate(a.out, a.num_classes, a.train_per_class, a.val_per_class, seed=a.seed, photo_like=a.photo_like)
   print(f"wrote {m['splits']['train']['num_examples']} train / {m['splits']['validation']['num_examples']} "
         f"validation images to {a.out}")
 

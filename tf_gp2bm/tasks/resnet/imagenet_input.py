@@ -1,9 +1,13 @@
 """tf.data over ImageNet TFRecords with the MLPerf reference preprocessing (resnet-tf2 imagenet_preprocessing.py).
 
 Train: shuffled file list, interleave, record shuffle, sample_distorted_bounding_box random crop fused with the
-JPEG decode, random flip, bilinear resize, channel-mean subtraction. Eval: decode, aspect-preserving resize of the
-short side to 256/224 x size, central crop, mean subtraction; every example exactly once over all ranks, padded to
-the same number of batches per rank (padding weight 0), never dropped.
+JPEG decode, random flip, bilinear resize. Eval: decode, aspect-preserving resize of the short side to
+256/224 x size, central crop; every example exactly once over all ranks, padded to the same number of batches per
+rank (padding weight 0), never dropped.
+
+Speed (issue 6): the host hands the device uint8 images (rounded after the resize) and the channel-mean
+subtraction runs inside the compiled step (`normalize`), so each CPU core decodes more images per second and moves
+a quarter of the bytes; only the two features we use are parsed.
 """
 import math
 import os
@@ -110,9 +114,14 @@ def _center_crop_decode(encoded, size):
   return tf.slice(image, [top, left, 0], [size, size, 3])
 
 
-def _normalize(image, dtype):
-  image = tf.cast(image, tf.float32) - tf.constant(CHANNEL_MEANS, shape=[1, 1, 3])
-  return tf.cast(image, dtype)
+def _to_uint8(image):
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def normalize(images, dtype):
+  """The reference's channel-mean subtraction, run on the device inside the step."""
+  images = tf.cast(images, tf.float32) - tf.constant(CHANNEL_MEANS, shape=[1, 1, 1, 3])
+  return tf.cast(images, dtype)
 
 
 def shard_files(files, input_context):
@@ -120,7 +129,7 @@ def shard_files(files, input_context):
   return files[input_context.input_pipeline_id::input_context.num_input_pipelines]
 
 
-def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, dtype=tf.float32):
+def train_dataset(records, input_context, batch_size, image_size, head_classes, seed):
   files = [f for f, _ in records.shards("train")]
   mine = shard_files(files, input_context)
   if not mine:
@@ -135,7 +144,7 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
   @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing for AutoGraph to convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
-    image = _normalize(_random_crop_decode(encoded, image_size), dtype)
+    image = _to_uint8(_random_crop_decode(encoded, image_size))
     return {"image": image, "label": _checked_label(label, filename, offset, head_classes)}
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -151,7 +160,7 @@ def eval_batches_per_replica(records, num_pipelines, batch_size):
   return math.ceil(max(counts) / batch_size), counts
 
 
-def eval_dataset(records, input_context, batch_size, image_size, head_classes, dtype=tf.float32):
+def eval_dataset(records, input_context, batch_size, image_size, head_classes):
   shards = records.shards("validation")
   n = input_context.num_input_pipelines
   mine = shard_files([f for f, _ in shards], input_context)
@@ -161,11 +170,11 @@ def eval_dataset(records, input_context, batch_size, image_size, head_classes, d
   @tf.autograph.experimental.do_not_convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
-    image = _normalize(_center_crop_decode(encoded, image_size), dtype)
+    image = _to_uint8(_center_crop_decode(encoded, image_size))
     return {"image": image, "label": _checked_label(label, filename, offset, head_classes),
             "weight": tf.constant(1.0)}
 
-  pad = {"image": tf.zeros([image_size, image_size, 3], dtype), "label": tf.constant(0, tf.int32),
+  pad = {"image": tf.zeros([image_size, image_size, 3], tf.uint8), "label": tf.constant(0, tf.int32),
          "weight": tf.constant(0.0)}
   ds = tf.data.Dataset.from_tensor_slices(mine) if mine else tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
   ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f).map(lambda r: (r, f)))
