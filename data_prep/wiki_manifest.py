@@ -84,9 +84,22 @@ def remove_stale_temps(out_dir):
   return removed
 
 
+def code_version():
+  """sha256 (first 16 hex) over this pipeline's sources, so a manifest says which code made the files."""
+  import hashlib
+  here = os.path.dirname(os.path.abspath(__file__))
+  digest = hashlib.sha256()
+  for name in sorted(os.listdir(here)):
+    if name.startswith(("wiki", "bert_records", "mt_stream", "native", "_native")) and name.endswith((".py", ".c")):
+      with open(os.path.join(here, name), "rb") as f:
+        digest.update(name.encode() + b"\0" + f.read())
+  return digest.hexdigest()[:16]
+
+
 def tool_versions():
   import numpy
-  versions = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": numpy.__version__}
+  versions = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": numpy.__version__,
+              "data_prep.wikipedia": code_version()}
   try:
     from importlib.metadata import version
     for package in ("nltk", "wikiextractor"):

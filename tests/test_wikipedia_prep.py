@@ -433,3 +433,49 @@ def test_eval_stage_picks_from_the_intermediate(cleaned, tmp_path):
   assert manifest["files"]["eval_intermediate"]["count"] == n > 100 and not manifest["published_input"]
   assert picked == [intermediate[int(i * (n / 100))] for i in range(100)]
   assert verify(str(tmp_path / "out")) == []
+
+
+_TINY_DUMP = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
+  <siteinfo>
+    <sitename>Wikipedia</sitename>
+    <dbname>enwiki</dbname>
+    <base>https://en.wikipedia.org/wiki/Main_Page</base>
+    <generator>MediaWiki 1.35.0-wmf.11</generator>
+    <case>first-letter</case>
+    <namespaces>
+      <namespace key="0" case="first-letter" />
+      <namespace key="10" case="first-letter">Template</namespace>
+    </namespaces>
+  </siteinfo>
+  <page>
+    <title>Anarchism</title>
+    <ns>0</ns>
+    <id>12</id>
+    <revision>
+      <id>1</id>
+      <text xml:space="preserve">'\'\'Anarchism'\'\' is a [[political philosophy]] that rejects [[hierarchy|hierarchies]]. It is old.
+
+== History ==
+Some history here. More text follows.</text>
+    </revision>
+  </page>
+</mediawiki>
+"""  # WikiExtractor parses the dump line by line: one tag per line, as in the real dump
+
+
+def test_extract_stage_runs_the_pinned_wikiextractor(tmp_path):
+  pytest.importorskip("wikiextractor")
+  import bz2
+  from data_prep.wiki_extract import run_extract
+  from data_prep.wiki_textstages import run_text_stage
+  dump = tmp_path / "tiny.xml.bz2"
+  dump.write_bytes(bz2.compress(_TINY_DUMP.encode()))
+  manifest = run_extract(str(dump), str(tmp_path / "text"), workers=1)
+  assert list(manifest["files"]) == ["AA/wiki_00"]
+  extracted = (tmp_path / "text" / "AA" / "wiki_00").read_text()
+  assert extracted.startswith('<doc id="12" url="https://en.wikipedia.org/wiki?curid=12" title="Anarchism">\n')
+  assert "rejects hierarchies. It is old." in extracted
+  assert run_extract(str(dump), str(tmp_path / "text"))["files"] == manifest["files"]  # resumed, not redone
+  run_text_stage("clean", str(tmp_path / "text"), str(tmp_path / "clean"), workers=1)
+  cleaned = (tmp_path / "clean" / "AA" / "wiki_00").read_text()
+  assert cleaned.startswith("\nAnarchism is a political philosophy") and "<doc" not in cleaned
