@@ -90,7 +90,8 @@ def code_version():
   here = os.path.dirname(os.path.abspath(__file__))
   digest = hashlib.sha256()
   for name in sorted(os.listdir(here)):
-    if name.startswith(("wiki", "bert_records", "mt_stream", "native", "_native")) and name.endswith((".py", ".c")):
+    if (name.startswith(("wiki", "bert_records", "mt_stream", "native", "_native", "wordpiece"))
+        and name.endswith((".py", ".c"))):
       with open(os.path.join(here, name), "rb") as f:
         digest.update(name.encode() + b"\0" + f.read())
   return digest.hexdigest()[:16]

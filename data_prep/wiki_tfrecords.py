@@ -6,6 +6,7 @@ reference README runs create_pretraining_data.py once per part, so parts can go 
 import glob
 import multiprocessing
 import os
+import re
 import sys
 import time
 
@@ -21,15 +22,39 @@ EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_
 
 
 def expand_inputs(spec):
-  """FILE, GLOB or a comma-separated list of them -> sorted unique paths; any pattern matching nothing is an
-  error naming that pattern."""
+  """FILE, GLOB, FOLDER (its part-* files) or a comma-separated list of them -> sorted unique paths; any
+  pattern matching no file is an error naming that pattern."""
   paths = []
   for pattern in [p for p in spec.split(",") if p]:
-    matched = sorted(glob.glob(os.path.expanduser(pattern)))
+    pattern = os.path.expanduser(pattern)
+    if os.path.isdir(pattern):
+      pattern = os.path.join(glob.escape(pattern), "part-*")
+    matched = [p for p in sorted(glob.glob(pattern)) if os.path.isfile(p) and ".tmp." not in p]
     if not matched:
       raise StageError(f"input {pattern!r} matches no file")
-    paths.extend(p for p in matched if os.path.isfile(p))
+    paths.extend(matched)
   return list(dict.fromkeys(paths))
+
+
+_PART = re.compile(r"^part-(\d{5})-of-(\d{5})$")
+
+
+def check_complete_parts(paths):
+  """If the inputs are part-XXXXX-of-NNNNN files, all N must be there: a missing part is an error naming it."""
+  numbered = [_PART.match(os.path.basename(p)) for p in paths]
+  if not paths or not all(numbered):
+    return
+  totals = {int(m.group(2)) for m in numbered}
+  if len(totals) != 1:
+    raise StageError(f"inputs mix part counts {sorted(totals)}")
+  total = totals.pop()
+  have = {int(m.group(1)) for m in numbered}
+  missing = [f"part-{i:05d}-of-{total:05d}" for i in range(total) if i not in have]
+  if missing:
+    folder = os.path.dirname(paths[0]) or "."
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise StageError(f"{len(missing)} of {total} parts missing in {folder}: {shown} "
+                     "(--allow_missing_parts to process only those present)")
 
 
 def output_name(input_path):

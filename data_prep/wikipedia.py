@@ -45,8 +45,11 @@ def _add_generation_flags(p, out=True):
 
 
 def cmd_tfrecords(args):
-  from data_prep.wiki_tfrecords import expand_inputs, run_tfrecords
-  manifest = run_tfrecords(expand_inputs(args.input), args.vocab, args.out, _settings(args), args.workers)
+  from data_prep.wiki_tfrecords import check_complete_parts, expand_inputs, run_tfrecords
+  inputs = expand_inputs(args.input)
+  if not args.allow_missing_parts:
+    check_complete_parts(inputs)
+  manifest = run_tfrecords(inputs, args.vocab, args.out, _settings(args), args.workers)
   print(f"[tfrecords] {manifest['total']['files']} files, {manifest['total']['count']:,} examples, "
         f"{manifest['total']['bytes']:,} bytes in {args.out}")
 
@@ -104,7 +107,7 @@ def cmd_all(args):
   from data_prep.wiki_extract import run_extract
   from data_prep.wiki_split import run_split
   from data_prep.wiki_textstages import relative_files, run_text_stage
-  from data_prep.wiki_tfrecords import run_tfrecords
+  from data_prep.wiki_tfrecords import check_complete_parts, expand_inputs, run_tfrecords
   work = args.work
   if args.published_text:
     accept_text(args.published_text, args.workers)
@@ -121,7 +124,8 @@ def cmd_all(args):
               [os.path.getsize(os.path.join(extracted, r)) for r in rels], text, args.workers)
   else:
     raise StageError("all: give --published_text=DIR (preferred) or --dump=enwiki-...xml.bz2")
-  parts = [os.path.join(text, f) for f in sorted(os.listdir(text)) if f.startswith("part-")]
+  parts = expand_inputs(text)
+  check_complete_parts(parts)
   settings = _settings(args)
   run_tfrecords(parts, args.vocab, os.path.join(work, "tfrecords"), settings, args.workers)
   run_eval(text, args.vocab, os.path.join(work, "tfrecords"), settings)
@@ -139,7 +143,9 @@ def build_parser():
   sub = parser.add_subparsers(dest="stage", required=True)
 
   p = sub.add_parser("tfrecords", help="text parts -> TFRecords (one worker per part)")
-  p.add_argument("--input", required=True, help="FILE, GLOB or comma-separated list of text parts")
+  p.add_argument("--input", required=True, help="FILE, GLOB, FOLDER or comma-separated list of text parts")
+  p.add_argument("--allow_missing_parts", action="store_true",
+                 help="process a subset of part-XXXXX-of-NNNNN files (default: all N must be present)")
   _add_generation_flags(p)
   p.set_defaults(func=cmd_tfrecords)
 

@@ -266,6 +266,10 @@ def test_wrong_inputs_stop_with_a_clear_message(tmp_path):
   # a small vocab is fine with other settings (the BERT smoke demo does this)
   manifest = run_tfrecords([str(part)], str(small_vocab), str(tmp_path / "o"), _small_settings())
   assert manifest["total"]["files"] == 1
+  from data_prep.wiki_tfrecords import check_complete_parts
+  names = [str(tmp_path / f"part-{i:05d}-of-00500") for i in range(500) if i not in (7, 499)]
+  with pytest.raises(StageError, match=r"2 of 500 parts missing in .*: part-00007-of-00500, part-00499-of-00500"):
+    check_complete_parts(names)
   with pytest.raises(StageError, match=r"input .*missing-part does not exist"):
     run_tfrecords([str(tmp_path / "missing-part")], str(VOCAB), str(tmp_path / "o"), _small_settings())
   with pytest.raises(StageError, match="lacks \\[MASK\\]"):
