@@ -5,6 +5,7 @@ and only then is the shard renamed to its final name. So a shard under its final
 the same plan is complete, and a rerun skips it; anything else is rewritten, to the same bytes.
 """
 import collections
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -71,7 +72,7 @@ def finished_summary(out, task):
     return None
   summary = files.read_json(part, "shard summary")
   if summary.get("plan_sha256") != task.plan_sha256:
-    raise ConvertError(f"{path} was made from other inputs or flags (--seed, --skip_bad, shard counts, labels); "
+    raise ConvertError(f"{path} was made from other inputs or flags (--seed, shard counts, labels); "
                        "use an empty --out or delete that dir's shards")
   if not os.path.exists(path) or os.path.getsize(path) != summary["bytes"]:
     return None
@@ -151,7 +152,6 @@ class _LocalCounter:
     self.value = 0
 
   def get_lock(self):
-    import contextlib
     return contextlib.nullcontext()
 
 

@@ -16,8 +16,8 @@ FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000
 DEFAULT_SEED = 20121  # any fixed value; recorded in the manifest
 SPLITS = ("train", "validation")
 
-# One shard's work. images: list of (Image, label) in record order; plan_sha256 fingerprints that list and the
-# flags that change its bytes, so a finished shard is only reused when it was made from the same plan.
+# One shard's work. images: list of (SourceImage, label) in record order; plan_sha256 fingerprints that list, so
+# a finished shard is only reused when it was made from the same plan.
 ShardTask = collections.namedtuple("ShardTask", "split index num_shards images plan_sha256")
 
 
@@ -93,17 +93,19 @@ def _check_full_set(num_classes, num_train, num_val, opts):
                       "pass --allow_partial to convert a subset")
 
 
-def _fingerprint(images, skip_bad):
-  spec = [imagenet_records.FORMAT, skip_bad, [(im.name, im.synset, label, im.size) for im, label in images]]
+def _fingerprint(images):
+  # --skip_bad is left out on purpose: a shard holding a bad image only ever finishes with --skip_bad, so any
+  # finished shard has the same bytes either way, and a rerun with --skip_bad after a failure can reuse them.
+  spec = [imagenet_records.FORMAT, [(im.name, im.synset, label, im.size) for im, label in images]]
   return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
 
 
-def _shards(split, images, num_shards, skip_bad):
+def _shards(split, images, num_shards):
   n = len(images)
   tasks = []
   for i in range(num_shards):
     chunk = images[i * n // num_shards:(i + 1) * n // num_shards]
-    tasks.append(ShardTask(split, i, num_shards, chunk, _fingerprint(chunk, skip_bad)))
+    tasks.append(ShardTask(split, i, num_shards, chunk, _fingerprint(chunk)))
   return tasks
 
 
@@ -126,8 +128,7 @@ def make_plan(opts, progress_stream=None):
   train = [(im, label_of[im.synset]) for s in synsets for im in by_synset[s]]
   random.Random(opts.seed).shuffle(train)  # sorted listing + fixed seed: the same order on every run
   val = [(im, label_of[im.synset]) for im in val_images]
-  tasks = (_shards("train", train, opts.train_shards, opts.skip_bad)
-           + _shards("validation", val, opts.val_shards, opts.skip_bad))
+  tasks = _shards("train", train, opts.train_shards) + _shards("validation", val, opts.val_shards)
   sources = {"train": train_info, "validation": val_info}
   if labels_info:
     sources["val_labels"] = labels_info

@@ -211,12 +211,17 @@ def test_truncated_jpeg_stops_the_run_or_is_skipped(tmp_path, capsys):
   good = encode(smooth_rgb(7, (64, 64)), quality=90)
   inputs = write_folders(tmp_path / "src", extra_train=[("n01000002", "n01000002_9.JPEG", good[:len(good) // 2])])
   out = tmp_path / "out"
-  assert convert(inputs, out) == 1
+  # One image per shard, and a seed that puts the bad image in shard 10: shards 0..9 finish and are reused below.
+  one_per_shard = ["--train_shards=13", "--seed=3"]
+  assert convert(inputs, out, *one_per_shard) == 1
   err = capsys.readouterr().err
   assert "unreadable image" in err and "n01000002_9.JPEG" in err and "--skip_bad" in err
   assert not (out / imagenet_records.MANIFEST).exists()
   assert not [n for n in os.listdir(out) if ".tmp" in n]
-  assert convert(inputs, out, "--skip_bad") == 0
+  finished = [n for n in os.listdir(out) if imagenet_convert.SHARD_RE.match(n)]
+  assert len(finished) == 10
+  assert convert(inputs, out, *one_per_shard, "--skip_bad") == 0
+  assert "10 of 15 shards already complete" in capsys.readouterr().err
   manifest = files.read_json(out / imagenet_records.MANIFEST)
   assert [s["file"] for s in manifest["skipped"]] == ["n01000002_9.JPEG"]
   assert manifest["splits"]["train"]["num_examples"] == 12 and manifest["input_counts"]["train"] == 13
