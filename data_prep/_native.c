@@ -38,26 +38,6 @@ long shuffle_i32(const uint32_t *words, long nwords, int32_t *items, long n) {
   return p;
 }
 
-/* The reference's choice for each of `count` masked positions: out = -1 for [MASK] (random() < 0.8),
-   -2 to keep the token (then random() < 0.5), else a random vocab id (randint(0, vocab_size - 1)). */
-long mask_draws(const uint32_t *words, long nwords, long count, uint32_t vocab_size, int64_t *out) {
-  long p = 0;
-  for (long t = 0; t < count; ++t) {
-    if (p + 2 > nwords) return -1;
-    double r = to_double(words[p], words[p + 1]);
-    p += 2;
-    if (r < 0.8) { out[t] = -1; continue; }
-    if (p + 2 > nwords) return -1;
-    r = to_double(words[p], words[p + 1]);
-    p += 2;
-    if (r < 0.5) { out[t] = -2; continue; }
-    int64_t id = below(words, nwords, &p, vocab_size);
-    if (id < 0) return -1;
-    out[t] = id;
-  }
-  return p;
-}
-
 /* truncate_seq_pair: drop one token at a time from the longer side (B on ties), from the front if
    random() < 0.5 else from the back. bounds = {a_lo, a_hi, b_lo, b_hi} is updated in place. */
 long truncate_pair(const uint32_t *words, long nwords, long max_tokens, int64_t *bounds) {

@@ -7,8 +7,8 @@ _randommodule.c / random.py, unchanged since 3.2, so also in the 3.7 the publish
   randint(a, b)   a + randbelow(b - a + 1)
   shuffle(x)      for i = len-1 .. 1: j = randbelow(i + 1); swap x[i], x[j]
 So we copy the Random's state into numpy's MT19937 (the same generator and state layout), generate words in
-blocks, and replay those formulas: scalar draws in Python, the per-example loops (shuffle ~500 candidates,
-masking decisions, truncation coin flips) in data_prep/_native.c, or the same loops in Python without it.
+blocks, and replay those formulas: scalar draws here in Python, the shuffle and the per-example loops in
+data_prep/_native.c (`native`), or the same loops here in Python without a C compiler.
 """
 import numpy as np
 
@@ -32,7 +32,6 @@ class WordStream:
     self._n = 0
     self._p = 0
     self._lib = native.load() if use_native else None
-    self._bounds = np.zeros(4, dtype=np.int64)
 
   def _ensure(self, n):
     if self._p + n <= self._n:
@@ -98,39 +97,27 @@ class WordStream:
     self.native(run, 2 * n + 64)  # ~1.4 n words are used on average
     return arr.tolist()
 
+  # The two below are the per-example draws that data_prep/_native.c's build_instance makes; they serve the
+  # pure-Python path only.
   def mask_choices(self, count, vocab_size):
     """For `count` masked positions: -1 = [MASK] (80%), -2 = keep (10%), else a random id (10%)."""
-    if self._lib is None:
-      out = []
-      for _ in range(count):
-        if self.random() < 0.8:
-          out.append(-1)
-        elif self.random() < 0.5:
-          out.append(-2)
-        else:
-          out.append(self.below(vocab_size))
-      return out
-    out = np.empty(count, dtype=np.int64)
-    self.native(lambda w, n: self._lib.mask_draws(w, n, count, vocab_size, out.ctypes.data), 4 * count + 64)
-    return out.tolist()
+    out = []
+    for _ in range(count):
+      if self.random() < 0.8:
+        out.append(-1)
+      elif self.random() < 0.5:
+        out.append(-2)
+      else:
+        out.append(self.below(vocab_size))
+    return out
 
   def truncate(self, len_a, len_b, max_tokens):
     """truncate_seq_pair's coin flips: (a_lo, a_hi, b_lo, b_hi) to keep of A and B."""
-    if self._lib is None:
-      a_lo, a_hi, b_lo, b_hi = 0, len_a, 0, len_b
-      while (a_hi - a_lo) + (b_hi - b_lo) > max_tokens:
-        front = self.random() < 0.5
-        if a_hi - a_lo > b_hi - b_lo:
-          a_lo, a_hi = (a_lo + 1, a_hi) if front else (a_lo, a_hi - 1)
-        else:
-          b_lo, b_hi = (b_lo + 1, b_hi) if front else (b_lo, b_hi - 1)
-      return a_lo, a_hi, b_lo, b_hi
-    excess = len_a + len_b - max_tokens
-    if excess <= 0:
-      return 0, len_a, 0, len_b
-    bounds = self._bounds
-    bounds[:] = (0, len_a, 0, len_b)
-    # Exactly `excess` flips of two words each: the buffer cannot run short, so no retry resets bounds.
-    self.native(lambda w, n: self._lib.truncate_pair(w, n, max_tokens, bounds.ctypes.data), 2 * excess)
-    a_lo, a_hi, b_lo, b_hi = bounds.tolist()
+    a_lo, a_hi, b_lo, b_hi = 0, len_a, 0, len_b
+    while (a_hi - a_lo) + (b_hi - b_lo) > max_tokens:
+      front = self.random() < 0.5
+      if a_hi - a_lo > b_hi - b_lo:
+        a_lo, a_hi = (a_lo + 1, a_hi) if front else (a_lo, a_hi - 1)
+      else:
+        b_lo, b_hi = (b_lo + 1, b_hi) if front else (b_lo, b_hi - 1)
     return a_lo, a_hi, b_lo, b_hi

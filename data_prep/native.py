@@ -46,8 +46,7 @@ def load():
     _lib = False
     return None
   vp, lg = ctypes.c_void_p, ctypes.c_long
-  for name, args in (("shuffle_i32", [vp, lg, vp, lg]), ("mask_draws", [vp, lg, lg, ctypes.c_uint32, vp]),
-                     ("truncate_pair", [vp, lg, lg, vp])):
+  for name, args in (("shuffle_i32", [vp, lg, vp, lg]), ("truncate_pair", [vp, lg, lg, vp])):
     fn = getattr(lib, name)
     fn.restype, fn.argtypes = lg, args
   lib.crc32c.restype, lib.crc32c.argtypes = ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_size_t]
