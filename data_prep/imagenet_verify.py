@@ -104,6 +104,19 @@ def _check_manifest(manifest, path):
   return problems
 
 
+def _full_set_problems(manifest, path):
+  """A manifest not marked partial describes the whole of ILSVRC-2012, less the images it lists as skipped."""
+  if manifest.get("partial", True) or len(manifest["synsets"]) != imagenet_plan.FULL_CLASSES:
+    return []
+  problems = []
+  for split, full in (("train", imagenet_plan.FULL_TRAIN), ("validation", imagenet_plan.FULL_VAL)):
+    expected = full - sum(1 for s in manifest["skipped"] if s.get("split") == split)
+    got = manifest["splits"].get(split, {}).get("num_examples")
+    if got != expected:
+      problems.append(f"{path}: {split} has {got} examples; the full set less skipped images is {expected:,}")
+  return problems
+
+
 def verify(directory, quick=False, workers=1):
   """Returns a list of problems (empty: the folder matches its manifest)."""
   manifest_path = os.path.join(directory, imagenet_records.MANIFEST)
@@ -144,6 +157,7 @@ def verify(directory, quick=False, workers=1):
     for synset, seen in result["labels"].items():
       labels[synset] |= seen
   problems += _label_problems(labels, manifest["synsets"], manifest["label_offset"], manifest["num_classes"])
+  problems += _full_set_problems(manifest, manifest_path)
   if not any("missing shard" in p or "unreadable" in p for p in problems):
     for split, counted in counts.items():
       listed = {s: n for s, n in manifest["class_counts"].get(split, {}).items() if n}

@@ -401,3 +401,15 @@ def test_resnet_task_trains_on_converted_output(tmp_path):
   assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-3000:]  # 3: target not reached, as expected here
   summary = json.loads((out / "run.json").read_text())
   assert summary["samples_trained"] >= 80 and summary["evals"]
+
+
+def test_verify_holds_a_full_set_manifest_to_the_full_counts():
+  from data_prep import imagenet_verify
+  manifest = {"partial": False, "synsets": [f"n{i:08d}" for i in range(1000)],
+              "skipped": [{"file": "n00000007_1.JPEG", "split": "train"}],
+              "splits": {"train": {"num_examples": 1281166}, "validation": {"num_examples": 50000}}}
+  assert imagenet_verify._full_set_problems(manifest, "m.json") == []
+  manifest["splits"]["validation"]["num_examples"] = 49999
+  assert imagenet_verify._full_set_problems(manifest, "m.json") == [
+      "m.json: validation has 49999 examples; the full set less skipped images is 50,000"]
+  assert imagenet_verify._full_set_problems(dict(manifest, partial=True), "m.json") == []
