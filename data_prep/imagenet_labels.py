@@ -77,6 +77,11 @@ def read_val_labels(path, synset_map=None, flag="--val_labels"):
   if _INT.match(first):
     if synset_map is None:
       raise LabelError(f"{flag}={path} holds devkit class IDs; pass --synset_map with the synsets in devkit ID order")
+    if len(synset_map) == 1000 and synset_map == sorted(synset_map):
+      # The devkit's IDs follow meta.mat (ID 1 is n02119789), not the sorted order of LOC_synset_mapping.txt;
+      # a sorted map would silently give wrong validation labels.
+      raise LabelError(f"--synset_map lists the synsets sorted, but {path} uses devkit IDs (meta.mat order); "
+                       "pass the devkit's meta.mat or a synsets file in ILSVRC2012_ID order")
     labels = {}
     for index, (n, line) in enumerate(lines, 1):
       if not _INT.match(line) or not 1 <= int(line) <= len(synset_map):

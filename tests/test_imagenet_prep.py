@@ -413,3 +413,13 @@ def test_verify_holds_a_full_set_manifest_to_the_full_counts():
   assert imagenet_verify._full_set_problems(manifest, "m.json") == [
       "m.json: validation has 49999 examples; the full set less skipped images is 50,000"]
   assert imagenet_verify._full_set_problems(dict(manifest, partial=True), "m.json") == []
+
+
+def test_devkit_ids_refuse_a_sorted_synset_map(tmp_path):
+  from data_prep import imagenet_labels
+  (tmp_path / "gt.txt").write_text("3\n1\n")
+  with pytest.raises(imagenet_labels.LabelError, match="meta.mat order"):
+    imagenet_labels.read_val_labels(str(tmp_path / "gt.txt"), [f"n{i:08d}" for i in range(1000)])
+  labels, fmt = imagenet_labels.read_val_labels(str(tmp_path / "gt.txt"), ["n3", "n1", "n2"])
+  assert fmt == "devkit_ground_truth"
+  assert labels == {"ILSVRC2012_val_00000001": "n2", "ILSVRC2012_val_00000002": "n3"}
