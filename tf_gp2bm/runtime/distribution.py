@@ -142,6 +142,12 @@ def create_runtime(distribution="auto"):
     return Runtime("horovod", hvd=hvd)
   gpus = _configure_gpus(0, pin_one=False)
   if distribution == "mirrored":
-    return Runtime("mirrored", strategy=tf.distribute.MirroredStrategy())
-  del gpus
+    devices = None
+    cpu_replicas = int(os.environ.get("GP2BM_CPU_REPLICAS", "0"))
+    if not gpus and cpu_replicas > 1:
+      # Without GPUs, split the CPU into logical devices so the mirrored path runs (and is tested) for real.
+      cpu = tf.config.list_physical_devices("CPU")[0]
+      tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+      devices = [f"/cpu:{i}" for i in range(cpu_replicas)]
+    return Runtime("mirrored", strategy=tf.distribute.MirroredStrategy(devices))
   return Runtime("none")
