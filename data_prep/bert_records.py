@@ -49,11 +49,11 @@ _VARINTS = [_varint(v) for v in range(1 << 16)]  # ids and positions: one list l
 
 
 def _varints(values):
-  table = _VARINTS
-  try:
+  values = list(values)
+  if values and 0 <= min(values) and max(values) < len(_VARINTS):
+    table = _VARINTS
     return b"".join([table[v] for v in values])
-  except IndexError:
-    return b"".join([_varint(v) for v in values])
+  return b"".join([_varint(v) for v in values])
 
 
 def _field(tag, payload):
