@@ -98,6 +98,10 @@ def _write(folder, stage, files, extra):
   manifest = {"stage": stage, "tools": tool_versions(), "files": files,
               "total": {"files": len(files), "bytes": sum(f["bytes"] for f in files.values())}}
   manifest.update(extra)
-  write_json_atomic(manifest_path(folder, stage), manifest)
+  try:
+    write_json_atomic(manifest_path(folder, stage), manifest)
+  except OSError as e:
+    raise StageError(f"the files in {folder} check out, but their manifest cannot be written there ({e}); "
+                     "copy the folder somewhere writable and run the stage on the copy") from None
   print(f"[{stage}] {folder}: {len(files)} files accepted", file=sys.stderr)
   return manifest
