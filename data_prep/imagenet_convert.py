@@ -229,7 +229,7 @@ def build_manifest(tasks, summaries, facts, opts):
       "format": imagenet_records.FORMAT, "label_offset": imagenet_records.REFERENCE_LABEL_OFFSET,
       "num_classes": len(synsets), "synsets": synsets, "splits": splits, "class_counts": class_counts,
       "repairs": repairs, "skipped": skipped, "dropped_validation": facts["dropped_validation"],
-      "input_counts": facts["input_counts"], "partial": bool(opts.allow_partial),
+      "input_counts": facts["input_counts"], "partial": facts["partial"],
       "options": {"seed": opts.seed, "allow_partial": bool(opts.allow_partial), "skip_bad": bool(opts.skip_bad)},
       "tool": TOOL, "sources": facts["sources"],
   }
@@ -247,7 +247,10 @@ def convert(opts, progress_stream=None):
   summaries, todo = [], []
   for task in tasks:
     summary = finished_summary(opts.out, task)
-    (summaries.append(summary) if summary else todo.append(task))
+    if summary:
+      summaries.append(summary)
+    else:
+      todo.append(task)
   manifest_path = os.path.join(opts.out, imagenet_records.MANIFEST)
   if todo and os.path.exists(manifest_path):
     os.remove(manifest_path)  # the manifest vouches for complete output only; it comes back at the end

@@ -134,6 +134,7 @@ def make_plan(opts, progress_stream=None):
     sources["val_labels"] = labels_info
   if opts.synset_map:
     sources["synset_map"] = {"path": os.path.abspath(opts.synset_map), "sha256": files.sha256_file(opts.synset_map)}
-  facts = {"synsets": synsets, "sources": sources, "dropped_validation": dropped,
+  full = (len(synsets), num_train, len(val)) == (FULL_CLASSES, FULL_TRAIN, FULL_VAL)
+  facts = {"synsets": synsets, "sources": sources, "dropped_validation": dropped, "partial": not full,
            "input_counts": {"train": num_train, "validation": len(val)}}
   return tasks, facts

@@ -217,7 +217,9 @@ def index(directory, label_offset, num_classes, allow_partial=False, workers=1):
   manifest = {
       "format": imagenet_records.FORMAT, "label_offset": label_offset, "num_classes": num_classes,
       "synsets": synsets, "splits": splits, "class_counts": class_counts, "repairs": [], "skipped": [],
-      "partial": bool(allow_partial), "indexed": True, "tool": imagenet_convert.TOOL,
+      "partial": (len(synsets), splits["train"]["num_examples"], splits["validation"]["num_examples"])
+                 != (imagenet_plan.FULL_CLASSES, imagenet_plan.FULL_TRAIN, imagenet_plan.FULL_VAL),
+      "indexed": True, "tool": imagenet_convert.TOOL,
       "sources": {"records": {"path": os.path.abspath(directory),
                               "bytes": sum(r["bytes"] for r in results.values())}},
   }

@@ -169,7 +169,7 @@ def test_records_hold_source_pixels_labels_and_repairs(folders, converted):
   assert seen == set(sources)
   manifest = files.read_json(converted / imagenet_records.MANIFEST)
   assert {r["file"]: r["what"] for r in manifest["repairs"]} == REPAIRED
-  assert manifest["skipped"] == []
+  assert manifest["skipped"] == [] and manifest["partial"] is True and manifest["options"]["allow_partial"] is True
   assert manifest["synsets"] == sorted(SYNSETS) and manifest["num_classes"] == 3 and manifest["label_offset"] == 1
   assert manifest["splits"]["train"]["num_examples"] == 12 and manifest["splits"]["validation"]["num_examples"] == 6
   assert manifest["class_counts"]["train"] == dict.fromkeys(SYNSETS, 4)
