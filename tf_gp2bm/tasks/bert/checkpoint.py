@@ -18,6 +18,7 @@ from tf_gp2bm.errors import InputError
 
 TF2_PREFIX = "model"        # data_prep.bert_checkpoint writes DIR/model.{index,data-*}
 WORD_EMBEDDINGS = "bert/embeddings/word_embeddings"
+TF2_WORD_EMBEDDINGS = "model/masked_lm/embedding_table/.ATTRIBUTES/VARIABLE_VALUE"  # the table, tied to the MLM head
 
 _OPTIMIZER_SUFFIXES = ("adam_m", "adam_v", "lamb_m", "lamb_v", "GradientAccumulator", "Momentum", "LAMB", "LAMB_1")
 _OPTIMIZER_NAMES = ("global_step", "loss_scale", "good_steps", "current_loss_scale")
@@ -118,7 +119,7 @@ def checkpoint_vocab_size(path):
   """Rows of the word-embedding table in the checkpoint (for the vocab check before anything is built)."""
   kind, prefix = resolve(path)
   for name, shape in tf.train.list_variables(prefix):
-    if (kind == "tf1" and name == WORD_EMBEDDINGS) or (kind == "tf2" and "word_embeddings/embeddings" in name):
+    if (kind == "tf1" and name == WORD_EMBEDDINGS) or (kind == "tf2" and name == TF2_WORD_EMBEDDINGS):
       return int(shape[0])
   raise InputError(f"--init_checkpoint={path}: no word-embedding table in the checkpoint")
 

@@ -227,6 +227,10 @@ class BertTask(Task):
     return opt.build(model.trainable_variables)
 
   def initialize(self, model):
+    if self.train_files is None and not self.flags.init_checkpoint:
+      # Only tf_gp2bm.bench gets here (train.py always runs check_inputs, which requires the checkpoint).
+      self._print("no --init_checkpoint and no inputs checked: random initial weights (step benchmark only)")
+      return
     message = checkpoint.load_initial_checkpoint(model, self.flags.init_checkpoint)
     self._print(message)
     if self.flags.eval_at_start:

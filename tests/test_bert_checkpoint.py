@@ -1,0 +1,121 @@
+"""Phase-1 checkpoint conversion: a generated TF1 checkpoint with the reference names and full-size shapes for one
+layer (a 1-layer, hidden-1024 config, small vocab) loads with every value equal; any missing, misshapen or
+left-over weight is an error naming it."""
+import numpy as np
+import pytest
+
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+
+ONE_LAYER = bert_model.BertConfig(vocab_size=96, hidden_size=1024, num_hidden_layers=1, num_attention_heads=16,
+                                  intermediate_size=4096, max_position_embeddings=512, type_vocab_size=2)
+
+
+def reference_shapes(c, layers=None):
+  """The TF1 names and shapes the reference modeling.py + run_pretraining.py create (written out here, not taken
+  from the mapping under test)."""
+  h, i, v = c.hidden_size, c.intermediate_size, c.vocab_size
+  shapes = {"bert/embeddings/word_embeddings": (v, h), "bert/embeddings/token_type_embeddings": (2, h),
+            "bert/embeddings/position_embeddings": (c.max_position_embeddings, h),
+            "bert/embeddings/LayerNorm/gamma": (h,), "bert/embeddings/LayerNorm/beta": (h,),
+            "bert/pooler/dense/kernel": (h, h), "bert/pooler/dense/bias": (h,),
+            "cls/predictions/transform/dense/kernel": (h, h), "cls/predictions/transform/dense/bias": (h,),
+            "cls/predictions/transform/LayerNorm/gamma": (h,), "cls/predictions/transform/LayerNorm/beta": (h,),
+            "cls/predictions/output_bias": (v,),
+            "cls/seq_relationship/output_weights": (2, h), "cls/seq_relationship/output_bias": (2,)}
+  for n in range(c.num_hidden_layers if layers is None else layers):
+    p = f"bert/encoder/layer_{n}/"
+    for q in ("query", "key", "value"):
+      shapes[p + f"attention/self/{q}/kernel"], shapes[p + f"attention/self/{q}/bias"] = (h, h), (h,)
+    shapes.update({p + "attention/output/dense/kernel": (h, h), p + "attention/output/dense/bias": (h,),
+                   p + "attention/output/LayerNorm/gamma": (h,), p + "attention/output/LayerNorm/beta": (h,),
+                   p + "intermediate/dense/kernel": (h, i), p + "intermediate/dense/bias": (i,),
+                   p + "output/dense/kernel": (i, h), p + "output/dense/bias": (h,),
+                   p + "output/LayerNorm/gamma": (h,), p + "output/LayerNorm/beta": (h,)})
+  return shapes
+
+
+def write_reference(path, c, drop=(), reshape=None, layers=None, slots=True):
+  rng = np.random.default_rng(1)
+  tensors = {n: rng.normal(size=s).astype(np.float32) for n, s in reference_shapes(c, layers).items()
+             if n not in drop}
+  if reshape:
+    name, shape = reshape
+    tensors[name] = rng.normal(size=shape).astype(np.float32)
+  if slots:  # what an Estimator LAMB checkpoint also holds
+    for n in list(tensors)[:5]:
+      tensors[n + "/adam_m"] = np.zeros_like(tensors[n])
+      tensors[n + "/adam_v"] = np.zeros_like(tensors[n])
+    tensors["global_step"] = np.int64(28252)
+  return checkpoint.write_tf1_checkpoint(str(path), tensors), tensors
+
+
+@pytest.fixture(scope="module")
+def one_layer_model():
+  return bert_model.build_bert(ONE_LAYER)
+
+
+def _as_reference(var):
+  """Our variable's value in the reference layout, derived from the model-garden layer semantics."""
+  key, value = checkpoint.model_key(var), var.numpy()
+  if key == "next_sentence/kernel":
+    return value.T                                        # Dense [h, 2] vs output_weights [2, h] (matmul b=True)
+  if "self_attention/" in key and key.split("/")[-2] in ("query", "key", "value"):
+    return value.reshape(value.shape[0], -1) if value.ndim == 3 else value.reshape(-1)  # [h, heads, d] / [heads, d]
+  if key.endswith("attention_output/kernel"):
+    return value.reshape(-1, value.shape[-1])             # [heads, d, h]
+  return value
+
+
+def test_every_value_equal_after_loading(one_layer_model, tmp_path):
+  prefix, tensors = write_reference(tmp_path / "model.ckpt-28252", ONE_LAYER)
+  message = checkpoint.load_initial_checkpoint(one_layer_model, prefix)
+  assert "restored" in message
+  names = {checkpoint.reference_name(v)[0]: v for v in one_layer_model.variables}
+  assert sorted(names) == sorted(reference_shapes(ONE_LAYER))  # one reference tensor per model variable
+  for name, var in names.items():
+    np.testing.assert_array_equal(_as_reference(var), tensors[name], err_msg=name)
+  word = one_layer_model.encoder.get_embedding_table()
+  np.testing.assert_array_equal(word.numpy(), tensors["bert/embeddings/word_embeddings"])  # MLM decoder is tied
+
+
+def test_missing_variable_fails_with_its_name(one_layer_model, tmp_path):
+  victim = "bert/encoder/layer_0/attention/self/key/bias"
+  prefix, _ = write_reference(tmp_path / "model.ckpt-1", ONE_LAYER, drop=(victim,))
+  with pytest.raises(InputError, match="partial restore refused: 1 model variable\\(s\\) not in the checkpoint: "
+                     + victim):
+    checkpoint.load_initial_checkpoint(one_layer_model, prefix)
+
+
+def test_shape_mismatch_and_leftover_weights_fail(one_layer_model, tmp_path):
+  prefix, _ = write_reference(tmp_path / "a" / "model.ckpt-1", ONE_LAYER,
+                              reshape=("bert/encoder/layer_0/intermediate/dense/kernel", (1024, 3072)))
+  with pytest.raises(InputError, match=r"intermediate/dense/kernel: checkpoint \[1024, 3072\], model needs "
+                     r"\[1024, 4096\]"):
+    checkpoint.load_initial_checkpoint(one_layer_model, prefix)
+  prefix, _ = write_reference(tmp_path / "b" / "model.ckpt-1", ONE_LAYER, layers=2)  # a deeper checkpoint
+  with pytest.raises(InputError, match="checkpoint weight\\(s\\) the model has no variable for: "
+                     "bert/encoder/layer_1/"):
+    checkpoint.load_initial_checkpoint(one_layer_model, prefix)
+
+
+def test_converter_cli_round_trip(one_layer_model, tmp_path):
+  import json
+  from data_prep import bert_checkpoint
+  prefix, tensors = write_reference(tmp_path / "ref" / "model.ckpt-28252", ONE_LAYER)
+  config = tmp_path / "bert_config.json"
+  config.write_text(json.dumps(ONE_LAYER.to_json()))
+  assert bert_checkpoint.main([f"--tf1_checkpoint={prefix}", f"--bert_config={config}",
+                               f"--out={tmp_path / 'out'}"]) == 0
+  conversion = json.loads((tmp_path / "out" / "conversion.json").read_text())
+  assert sorted(conversion["variables"]) == sorted(reference_shapes(ONE_LAYER))
+  # The converted checkpoint loads into the task's model (strict TF2 restore) with the same values.
+  assert "converted checkpoint" in checkpoint.load_initial_checkpoint(one_layer_model, str(tmp_path / "out"))
+  for var in one_layer_model.variables:
+    name = checkpoint.reference_name(var)[0]
+    np.testing.assert_array_equal(_as_reference(var), tensors[name], err_msg=name)
+  assert checkpoint.checkpoint_vocab_size(str(tmp_path / "out")) == 96
+  # A broken source is refused with exit code 2 and the missing name.
+  bad, _ = write_reference(tmp_path / "bad" / "model.ckpt-1", ONE_LAYER, drop=("cls/predictions/output_bias",))
+  assert bert_checkpoint.main([f"--tf1_checkpoint={bad}", f"--bert_config={config}",
+                               f"--out={tmp_path / 'out2'}"]) == 2

@@ -1,0 +1,237 @@
+"""BERT task: eval cadence, full-size parameter count, eval sharding, the smoke run (converges, passes the 4.0.0
+checker), 2 Horovod ranks agree, and bad input fails before any training step."""
+import json
+import os
+import shutil
+import subprocess
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import PYTHON, ROOT, check_compliance, run_train
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.bert import model as bert_model, pretraining_input, task as bert_task
+
+SMOKE = ["--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags"]
+
+
+@pytest.fixture(scope="session")
+def demo_bert(tmp_path_factory):
+  out = tmp_path_factory.mktemp("demo_bert")
+  from data_prep import demo_bert as gen
+  _, flags = gen.generate(str(out))
+  return types.SimpleNamespace(root=out, flags=flags, train=out / "train", eval=out / "eval",
+                               ckpt=[f.split("=", 1)[1] for f in flags if f.startswith("--init_checkpoint=")][0])
+
+
+def _events(path):
+  return [json.loads(l.split(":::MLLOG ", 1)[1]) for l in open(path) if ":::MLLOG " in l]
+
+
+# --- eval cadence ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("gbs,samples", [(256, 150_016), (448, 150_080), (512, 150_016), (768, 150_528),
+                                         (1024, 150_528), (2048, 151_552), (3072, 175_104), (4096, 176_128),
+                                         (4608, 202_752)])
+def test_eval_cadence(gbs, samples):
+  assert bert_task.eval_every_steps(gbs) * gbs == samples
+
+
+def _flags(**kw):
+  f = dict(global_batch_size=448, accumulation_steps=1, base_learning_rate=4.25e-4, weight_decay=0.01,
+           train_steps=6700, warmup_steps=0, start_warmup_step=0, lamb_beta_1=0.9, lamb_beta_2=0.999,
+           lamb_epsilon=1e-6, max_samples=None, eval_at_start=False, eval_interval_samples=None, closed=True,
+           bert_config="large", max_seq_length=512, max_predictions_per_seq=76, eval_batch_size=None,
+           data_dir=None, eval_dir=None, init_checkpoint=None)
+  f.update(kw)
+  return types.SimpleNamespace(**f)
+
+
+def _runtime(size=1, rank=0):
+  return types.SimpleNamespace(num_replicas=size, size=size, rank=rank, is_chief=rank == 0)
+
+
+def test_closed_plan_and_cap():
+  task = bert_task.BertTask(_runtime(8), _flags())
+  plan = task.plan()
+  assert [p.step for p in plan.eval_points[:2]] == [335, 670]
+  assert plan.eval_points[0].epoch_num == plan.eval_points[0].samples == 150_080
+  assert plan.eval_points[-1].samples >= 6700 * 448 > plan.eval_points[-2].samples  # the LR reaches 0 inside
+  capped = bert_task.BertTask(_runtime(8), _flags(max_samples=4_500_000)).plan()
+  assert capped.eval_points[-1].samples >= 4_500_000 > capped.eval_points[-2].samples
+
+
+# --- model -----------------------------------------------------------------------------------------------------
+def reference_parameter_count(vocab=30522, hidden=1024, layers=24, inter=4096, positions=512, types_=2):
+  """BERT-large as the reference modeling.py builds it, plus the pretraining heads of run_pretraining.py."""
+  ln = 2 * hidden
+  embeddings = vocab * hidden + positions * hidden + types_ * hidden + ln
+  per_layer = 3 * (hidden * hidden + hidden) + (hidden * hidden + hidden) + ln \
+      + (hidden * inter + inter) + (inter * hidden + hidden) + ln
+  pooler = hidden * hidden + hidden
+  mlm = hidden * hidden + hidden + ln + vocab          # transform, LayerNorm, output_bias (decoder tied)
+  nsp = 2 * hidden + 2                                  # cls/seq_relationship output_weights + output_bias
+  return embeddings + layers * per_layer + pooler + mlm + nsp
+
+
+def test_full_size_model_parameter_count():
+  heads = (1024 * 1024 + 1024 + 2 * 1024 + 30522) + (2 * 1024 + 2)
+  assert reference_parameter_count() - heads == 335_141_888  # the published BERT-large encoder size
+  model = bert_model.build_bert(bert_model.LARGE, seq_length=8, predictions=2)
+  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+  assert trainable == reference_parameter_count() == bert_model.expected_parameter_count(bert_model.LARGE)
+  assert len(model.variables) == len(model.trainable_variables)  # nothing unused, nothing untrained
+  enc = model.encoder
+  assert enc.get_embedding_table().shape == (30522, 1024)
+  assert len(enc.transformer_layers) == 24
+  assert model.get_layer("bert_encoder").get_config()["type_vocab_size"] == 2
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+def test_eval_examples_once_over_ranks(demo_bert):
+  files = pretraining_input.list_files(str(demo_bert.eval), "eval_dir")
+  n, weight = pretraining_input.scan_eval_set(files, 64, 10, 128)
+  total, batches, ids = 0.0, [], []
+  for rank in range(3):
+    ds = pretraining_input.eval_dataset(files, n, tf.distribute.InputContext(3, rank), 16, 64, 10)
+    got = list(ds)
+    batches.append(len(got))
+    total += sum(float(tf.reduce_sum(b["masked_lm_weights"])) for b in got)
+    ids += [tuple(r) for b in got for r, w in zip(b["input_word_ids"].numpy(), b["masked_lm_weights"].numpy())
+            if w.sum() > 0]
+  assert len(set(batches)) == 1 and total == weight
+  assert len(ids) == n
+  parts = [pretraining_input.list_files(str(demo_bert.train), "d")[i::2] for i in range(2)]
+  assert set(parts[0]).isdisjoint(parts[1]) and parts[0] and parts[1]
+
+
+# --- smoke run -------------------------------------------------------------------------------------------------
+def test_smoke_run_converges_and_passes_checker(demo_bert, tmp_path):
+  out = tmp_path / "run"
+  r = run_train(*SMOKE, *demo_bert.flags, f"--output_dir={out}", "--seed=4321", "--eval_at_start")
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert "restored 46 variables from the reference TF1 checkpoint" in r.stdout
+  assert "MLM accuracy of the initial checkpoint" in r.stdout
+  summary = json.loads((out / "run.json").read_text())
+  best = max(acc for _, acc in summary["evals"])
+  assert summary["status"] == "success" and 0.720 <= best < 1.0
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+  events = _events(out / "mlperf.log")
+  value = {e["key"]: e["value"] for e in events}
+  for key in ("opt_base_learning_rate", "opt_lamb_epsilon", "opt_learning_rate_training_steps",
+              "opt_learning_rate_warmup_steps", "num_warmup_steps", "start_warmup_step", "opt_lamb_beta_1",
+              "opt_lamb_beta_2", "opt_lamb_weight_decay_rate", "gradient_accumulation_steps", "global_batch_size",
+              "eval_samples", "max_sequence_length", "max_predictions_per_seq",
+              "opt_lamb_learning_rate_decay_poly_power", "train_samples"):
+    assert key in value, key
+  evals = [e for e in events if e["key"] == "eval_accuracy"]
+  assert [e["metadata"]["epoch_num"] for e in evals] == [1600 * (i + 1) for i in range(len(evals))]
+  assert value["train_samples"] == evals[-1]["metadata"]["epoch_num"] == summary["samples_trained"]
+  assert value["eval_samples"] == 166 and value["opt_lamb_learning_rate_decay_poly_power"] == 1.0
+  blocks = [e for e in events if e["key"] == "block_start"]
+  assert all(b["metadata"]["samples_count"] == 1600 for b in blocks)
+
+
+@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
+                    reason="horovod not installed (scripts/setup.sh builds it)")
+def test_two_horovod_ranks_agree(demo_bert, tmp_path):
+  out = tmp_path / "hvd"
+  horovodrun = os.path.join(os.path.dirname(PYTHON), "horovodrun")
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+  r = subprocess.run([horovodrun, "--gloo", "-np", "2", PYTHON, "-m", "tf_gp2bm.train", *SMOKE, *demo_bert.flags,
+                      f"--output_dir={out}", "--weights_digest", "--seed=7", "--max_samples=1600"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-3000:]
+  assert "horovod: rank 0/2" in r.stdout
+  digests = [(out / f"weights_digest.rank{i}").read_text() for i in range(2)]
+  assert digests[0] == digests[1]
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok or "eval_accuracy" in report, report  # a capped run may stop below the target; the rest must pass
+
+
+# --- bad input -------------------------------------------------------------------------------------------------
+def _tiny_task(demo_bert, **kw):
+  args = dict(closed=False, bert_config="tiny", global_batch_size=32, max_seq_length=64, max_predictions_per_seq=10,
+              train_steps=400, data_dir=str(demo_bert.train), eval_dir=str(demo_bert.eval),
+              init_checkpoint=demo_bert.ckpt)
+  args.update(kw)
+  task = bert_task.BertTask(_runtime(), _flags(**args))
+  return task
+
+
+def test_tiny_inputs_are_accepted(demo_bert):
+  task = _tiny_task(demo_bert)
+  task.check_inputs()
+  assert task.eval_records == 166 and task.eval_examples == int(round(task.eval_weight)) > 166
+
+
+def test_missing_eval_set(demo_bert, tmp_path):
+  with pytest.raises(InputError, match="--eval_dir is required"):
+    _tiny_task(demo_bert, eval_dir=None).check_inputs()
+  with pytest.raises(InputError, match="no such file or directory"):
+    _tiny_task(demo_bert, eval_dir=str(tmp_path / "nope")).check_inputs()
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(InputError, match="no record files found"):
+    _tiny_task(demo_bert, eval_dir=str(tmp_path / "empty")).check_inputs()
+
+
+def test_eval_set_of_the_wrong_size(demo_bert):
+  task = _tiny_task(demo_bert)
+  task.flags.closed = True  # the closed size check on the demo's 166-example set
+  with pytest.raises(InputError, match="166 eval examples, the closed division evaluates on exactly 10,000"):
+    task.check_inputs()
+
+
+def test_records_with_the_wrong_sequence_length(demo_bert):
+  with pytest.raises(InputError, match=r"input_ids has 64 values, expected 48 \(--max_seq_length\)"):
+    _tiny_task(demo_bert, max_seq_length=48).check_inputs()
+  with pytest.raises(InputError, match=r"masked_lm_positions has 10 values, expected 12"):
+    _tiny_task(demo_bert, max_predictions_per_seq=12).check_inputs()
+
+
+def test_vocab_size_mismatch_with_checkpoint(demo_bert, tmp_path):
+  config = dict(bert_model.TINY.to_json(), vocab_size=30522)
+  path = tmp_path / "bert_config.json"
+  path.write_text(json.dumps(config))
+  with pytest.raises(InputError, match="word embeddings for 128 tokens, but the model .* has vocab_size 30522"):
+    _tiny_task(demo_bert, bert_config=str(path)).check_inputs()
+
+
+def test_closed_rejects_the_tiny_model(demo_bert):
+  with pytest.raises(InputError, match="closed division trains BERT-large"):
+    _tiny_task(demo_bert, closed=True)
+
+
+def test_bad_input_exits_2_before_run_start(demo_bert, tmp_path):
+  r = run_train(*SMOKE, *demo_bert.flags, "--max_seq_length=32", f"--output_dir={tmp_path / 'run'}")
+  assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+  assert "input_ids has 64 values, expected 32" in r.stderr
+  keys = [e["key"] for e in _events(tmp_path / "run" / "mlperf.log")]
+  assert "run_start" not in keys and "init_stop" not in keys
+
+
+# --- closed flagfiles --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,ranks", [("8xgpu", 8), ("1xgpu", 1)])
+def test_closed_flagfiles(name, ranks):
+  text = (ROOT / "flags" / "bert" / f"{name}.flags").read_text()
+  assert text.startswith("#") and "python -m tf_gp2bm.train --task=bert" in text.split("\n--")[0]
+  values = {}
+  for line in text.splitlines():
+    if line.startswith("--"):
+      key, _, value = line[2:].partition("=")
+      values[key] = value
+  assert "closed" in values and not any(k.startswith("no") for k in values)
+  num = {k: float(values[k]) for k in ("global_batch_size", "base_learning_rate", "train_steps", "warmup_steps",
+                                      "start_warmup_step", "lamb_beta_1", "lamb_beta_2", "weight_decay",
+                                      "lamb_epsilon")}
+  assert num == {"global_batch_size": 448, "base_learning_rate": 4.25e-4, "train_steps": 6700, "warmup_steps": 0,
+                 "start_warmup_step": 0, "lamb_beta_1": 0.9, "lamb_beta_2": 0.999, "weight_decay": 0.01,
+                 "lamb_epsilon": 1e-6}
+  task = bert_task.BertTask(_runtime(ranks), _flags(accumulation_steps=int(values["accumulation_steps"]),
+                                                    max_samples=int(values["max_samples"]),
+                                                    eval_batch_size=int(values["eval_batch_size"])))
+  assert task.micro_batch_size <= 32  # 64 x 512 runs out of memory on an 80 GB H100; 32 fits
+  assert task.micro_batch_size * task.accumulation_steps * ranks == 448
+  assert bert_task.CLOSED_EVAL_EXAMPLES % (ranks * task.eval_batch_size) == 0  # no padding needed

@@ -1,0 +1,72 @@
+"""LAMB and its LR schedule against a NumPy transcription of the reference equations (mlperf_spec.md section 4)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_gp2bm import kernels
+from tf_gp2bm.optimizers.lamb import EXCLUDE, LAMB, PolynomialDecayWarmup
+
+
+def numpy_lamb(w, grads, lrs, beta_1, beta_2, eps, wd, excluded):
+  m, v = np.zeros_like(w), np.zeros_like(w)
+  w = w.astype(np.float64)
+  for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+    m = beta_1 * m + (1 - beta_1) * g
+    v = beta_2 * v + (1 - beta_2) * g * g
+    m_hat, v_hat = m / (1 - beta_1 ** t), v / (1 - beta_2 ** t)
+    u = m_hat / (np.sqrt(v_hat) + eps)
+    trust = 1.0
+    if not excluded:
+      u = u + wd * w
+      w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(u)
+      trust = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+    w = w - lr * trust * u
+  return w
+
+
+def numpy_lr(step, base, train_steps, warmup, start_warmup):
+  decayed = base * (1 - min(step, train_steps) / train_steps)
+  if warmup and step - start_warmup < warmup:
+    return base * (step - start_warmup) / warmup
+  return decayed
+
+
+@pytest.mark.parametrize("warmup,start", [(0, 0), (3, 0), (3, -2)])
+def test_lamb_matches_numpy(warmup, start):
+  rng = np.random.default_rng(0)
+  shapes = {"layer_0/attention/kernel": (6, 4), "layer_0/LayerNorm/gamma": (4,), "layer_0/output/bias": (4,),
+            "cls/predictions/output_bias": (5,), "word_embeddings": (5, 3), "zero_init/kernel": (3, 2)}
+  init = {n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+  init["zero_init/kernel"][:] = 0.0  # |w| = 0: trust ratio 1
+  variables = [tf.Variable(value, name=name) for name, value in init.items()]
+  steps, base, train_steps = 5, 0.02, 8
+  schedule = PolynomialDecayWarmup(base, train_steps, warmup_steps=warmup, start_warmup_step=start)
+  opt = LAMB(schedule, beta_1=0.8, beta_2=0.95, epsilon=1e-6, weight_decay=0.1).build(variables)
+  grads = {n: [rng.normal(size=s).astype(np.float32) for _ in range(steps)] for n, s in shapes.items()}
+  lrs = []
+  for t in range(steps):
+    lrs.append(float(opt.current_learning_rate()))
+    opt.apply([tf.constant(grads[n][t]) for n in shapes])
+  assert int(opt.iterations.numpy()) == steps
+  np.testing.assert_allclose(lrs, [numpy_lr(t, base, train_steps, warmup, start) for t in range(steps)], rtol=1e-6)
+  for var, name in zip(variables, shapes):
+    excluded = any(k in name for k in EXCLUDE)
+    assert opt.excluded(var) == excluded, name
+    want = numpy_lamb(init[name], grads[name], lrs, 0.8, 0.95, 1e-6, 0.1, excluded)
+    np.testing.assert_allclose(var.numpy(), want, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+def test_excluded_names_are_the_reference_list():
+  assert EXCLUDE == ("LayerNorm", "layer_norm", "bias")
+
+
+def test_schedule_decays_linearly_to_zero_and_stays():
+  s = PolynomialDecayWarmup(4.25e-4, 6700)
+  assert float(s(0)) == pytest.approx(4.25e-4)
+  assert float(s(3350)) == pytest.approx(4.25e-4 / 2)
+  assert float(s(6700)) == 0.0 and float(s(9000)) == 0.0
+
+
+def test_lamb_update_is_a_kernel_hot_spot():
+  assert "lamb_update" in kernels.names()
+  assert "step" in kernels.get("lamb_update").__doc__
