@@ -12,6 +12,11 @@ Stages (each resumable through per-output done markers, each writing <out>/manif
   verify     re-check every manifest in --out (bytes, sha256)
   bench      time `tfrecords` against the plain reference-style implementation on the same input
 Module docs: wiki_tfrecords/wiki_instances (generation), wiki_manifest (markers, manifests), wiki_split.
+
+Typical use (the published text is the preferred input: WikiExtractor output depends on the day it runs):
+  python -m data_prep.wikipedia all --published_text=results --vocab=vocab.txt --work=/data/bert
+  python -m data_prep.wikipedia verify --out=/data/bert/tfrecords
+or stage by stage: tfrecords --input=results --vocab=vocab.txt --out=DIR, then eval --input=results ...
 """
 import argparse
 import os
