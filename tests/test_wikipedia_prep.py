@@ -64,15 +64,17 @@ def _assert_same_examples(got, expected):
 # ------------------------------------------------------------------------------------------------ tokenizer
 def test_tokenizer_matches_reference_on_whole_sample(cleaned, reference_tokenizer):
   fast = WordpieceTokenizer.from_file(VOCAB)
-  lines = 0
-  for path in list(cleaned) + SAMPLE:  # cleaned text, and the raw WikiExtractor text with its markup
+  seen = set()
+  for path in list(cleaned) + SAMPLE:  # cleaned text, then the raw WikiExtractor lines it changed or dropped
     with open(path, encoding="utf-8", newline="\n") as f:
       for line in f:
+        if line in seen:
+          continue
+        seen.add(line)
         expected = reference_tokenizer.tokenize(line)
         assert fast.tokenize(line) == expected, line
         assert fast.tokenize_ids(line) == reference_tokenizer.ids(expected), line
-        lines += 1
-  assert lines > 15_000
+  assert len(seen) > 8_000
 
 
 @pytest.mark.parametrize("text", [
