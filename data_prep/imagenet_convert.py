@@ -174,7 +174,8 @@ def start_pool(workers, out, skip_bad):
 def run_tasks(tasks, out, skip_bad, workers, progress, pool=None):
   """Writes the tasks' shards with `workers` processes (in this process if 1); returns their summaries.
 
-  pool: an already started (pool, counter) from start_pool, used and closed here (the bench warms one up).
+  pool: an already started (pool, counter) from start_pool, which the caller keeps and closes (the bench reuses
+  a warmed-up one).
   """
   if workers <= 1:
     counter = _LocalCounter()
@@ -189,7 +190,8 @@ def run_tasks(tasks, out, skip_bad, workers, progress, pool=None):
         os.close(fd)
       _worker["open_files"].clear()
     return summaries
-  pool, counter = start_pool(workers, out, skip_bad) if pool is None else pool
+  own_pool = pool is None
+  pool, counter = start_pool(workers, out, skip_bad) if own_pool else pool
   try:
     pending = [pool.apply_async(write_shard, (task,)) for task in tasks]
     for waiting in pending:
@@ -200,12 +202,12 @@ def run_tasks(tasks, out, skip_bad, workers, progress, pool=None):
             result.get()  # re-raises a worker's error here, stopping the run at the first bad shard
         progress.update(counter.value - progress.done)
     progress.update(counter.value - progress.done)
-    pool.close()
     return [result.get() for result in pending]
   finally:
-    pool.terminate()
-    pool.join()
-    _remove_temps(out)  # a terminated worker cannot clean up after itself
+    if own_pool:
+      pool.terminate()
+      pool.join()
+      _remove_temps(out)  # a terminated worker cannot clean up after itself
 
 
 def build_manifest(tasks, summaries, facts, opts):
