@@ -124,9 +124,15 @@ def converted(folders, tmp_path_factory):
 
 
 def test_tar_input_gives_the_same_bytes_as_folders(folders, converted, tmp_path):
+  from conftest import run_module
   tars = write_tars(folders, tmp_path / "tars")
   out = tmp_path / "out"
-  assert convert(tars, out, workers=2) == 0  # also the multi-process path
+  # As users run it: the module entry point, two worker processes, progress lines on stderr.
+  r = run_module("data_prep.imagenet", "convert", f"--train={tars['train']}", f"--val={tars['val']}",
+                 f"--val_labels={tars['labels']}", f"--out={out}", "--workers=2", "--allow_partial", *SHARDS,
+                 timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "images/s" in r.stderr and "ETA" in r.stderr and "train: 12 images in 3 shards" in r.stdout
   expected = shard_bytes(converted)
   got = shard_bytes(out)
   assert sorted(got) == sorted(expected)
