@@ -127,3 +127,6 @@ def run_bench(args):
   for name, count, wall, cpu in rows:
     print(f"{name:<28}{count:>10,}{wall:>9.1f}{count / wall:>11,.0f}{cpu:>8.1f}{count / cpu:>10,.0f}"
           f"{ref_wall / wall:>16.1f}x{ref_cpu / cpu:>7.1f}x")
+  share = ref_cpu / ref_wall
+  if share < 0.8:  # a single-process run should get ~100% of a core on an idle machine
+    print(f"note: the machine was busy; the reference run got {share:.0%} of a core, so compare CPU figures")
