@@ -136,3 +136,14 @@ def test_bad_records_abort_the_run_naming_the_file(case, demo_imagenet, tmp_path
     assert "label out of range in" in r.stderr and str(data) in r.stderr
   events = _log_keys(tmp_path / "run" / "mlperf.log")
   assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"
+
+
+def test_mirrored_strategy_path_on_two_cpu_replicas(demo_imagenet, tmp_path):
+  """The tf.distribute fallback (no Horovod): MirroredStrategy over two logical CPU devices."""
+  out = tmp_path / "mirrored"
+  r = run_train(*SMOKE, "--distribution=mirrored", f"--data_dir={demo_imagenet}", f"--output_dir={out}",
+                env={"GP2BM_CPU_REPLICAS": "2"})
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert "mirrored: rank 0/1, local rank 0, 2 replica(s)" in r.stdout
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report

@@ -93,7 +93,9 @@ class Trainer:
       for _ in tf.range(steps):
         self.runtime.run(replica_step, (next(iterator),))
 
-    @tf.function(jit_compile=jit)
+    # Under MirroredStrategy an XLA eval step inside the dataset loop is placed on the first device only (TF's
+    # "variable on a different device" XLA limitation), so mirrored evaluates without XLA.
+    @tf.function(jit_compile=jit and self.runtime.strategy is None)
     def eval_step(batch):
       return self.task.eval_counts(self.model, batch)
 
@@ -172,7 +174,8 @@ class Trainer:
       rate = (step - s0) * gbs / max(time.time() - t0, 1e-9)
       eta = (point.step - step) * gbs / max(rate, 1e-9)
       lr = float(self.optimizer.current_learning_rate())
-      self.log(f"step {step}/{plan.max_steps}  loss {loss_sum / max(n, 1):.4f}  lr {lr:.5g}  "
+      local_replicas = self.runtime.num_replicas // self.runtime.size  # loss_sum adds this process's replicas
+      self.log(f"step {step}/{plan.max_steps}  loss {loss_sum / max(n * local_replicas, 1):.4f}  lr {lr:.5g}  "
                f"{rate:,.1f} samples/s  next eval in {format_seconds(eta)}"
                + (f"  ({int(skipped)} fp16 step(s) skipped)" if skipped else ""))
     return step
