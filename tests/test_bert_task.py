@@ -235,3 +235,13 @@ def test_closed_flagfiles(name, ranks):
   assert task.micro_batch_size <= 32  # 64 x 512 runs out of memory on an 80 GB H100; 32 fits
   assert task.micro_batch_size * task.accumulation_steps * ranks == 448
   assert bert_task.CLOSED_EVAL_EXAMPLES % (ranks * task.eval_batch_size) == 0  # no padding needed
+
+
+def test_record_token_ids_and_parse_errors_are_diagnosed(demo_bert):
+  files = pretraining_input.list_files(str(demo_bert.train), "data_dir")
+  top = pretraining_input.max_token_id(pretraining_input.first_record(files[0]))
+  assert 5 <= top < 128
+  task = _tiny_task(demo_bert)
+  parse = tf.errors.InvalidArgumentError(None, None, "Key: input_ids.  Can't parse serialized Example.")
+  assert "unreadable BERT records" in task.diagnose_data_error(parse)
+  assert task.diagnose_data_error(tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")) is None

@@ -68,6 +68,12 @@ def check_record_layout(path, serialized, max_seq_length, max_predictions_per_se
                        f"were written for another sequence length / prediction count")
 
 
+def max_token_id(serialized):
+  example = tf.train.Example.FromString(serialized)
+  ids = [v for name in ("input_ids", "masked_lm_ids") for v in example.features.feature[name].int64_list.value]
+  return max(ids) if ids else 0
+
+
 def first_record(path):
   for record in tf.data.TFRecordDataset(path).take(1):
     return record.numpy()

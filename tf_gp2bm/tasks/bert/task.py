@@ -177,6 +177,10 @@ class BertTask(Task):
       record = data.first_record(path)
       if record is not None:
         data.check_record_layout(path, record, seq, preds, "data_dir")
+        top = data.max_token_id(record)
+        if top >= self.config.vocab_size:
+          raise InputError(f"--data_dir: {path}: token id {top} is outside the model vocab of "
+                           f"{self.config.vocab_size} (records made with another vocab.txt?)")
     if f.eval_dir is None:
       raise InputError("--eval_dir is required: the eval set (eval_10k records) the MLM accuracy is measured on")
     self.eval_files = data.list_files(f.eval_dir, "eval_dir")
@@ -208,8 +212,11 @@ class BertTask(Task):
             "next_sentence_labels": ints([b], 2)}
 
   def diagnose_data_error(self, error):
-    if isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
-      message = getattr(error, "message", str(error)).splitlines()[0]
+    message = getattr(error, "message", str(error))
+    parse_error = isinstance(error, tf.errors.InvalidArgumentError) and (
+        "serialized Example" in message or "Key: " in message or "corrupted record" in message)
+    if isinstance(error, tf.errors.DataLossError) or parse_error:
+      message = message.splitlines()[0]
       return (f"unreadable BERT records under --data_dir={self.flags.data_dir} or --eval_dir={self.flags.eval_dir} "
               f"({message}); expected records from data_prep.bert_records with max_seq_length="
               f"{self.flags.max_seq_length}, max_predictions_per_seq={self.flags.max_predictions_per_seq}")
