@@ -119,3 +119,11 @@ def test_converter_cli_round_trip(one_layer_model, tmp_path):
   bad, _ = write_reference(tmp_path / "bad" / "model.ckpt-1", ONE_LAYER, drop=("cls/predictions/output_bias",))
   assert bert_checkpoint.main([f"--tf1_checkpoint={bad}", f"--bert_config={config}",
                                f"--out={tmp_path / 'out2'}"]) == 2
+
+
+def test_lamb_exclusions_match_the_reference_names(one_layer_model):
+  from tf_gp2bm.optimizers.lamb import EXCLUDE, LAMB
+  opt = LAMB(lambda step: 0.0)
+  for var in one_layer_model.trainable_variables:
+    reference = checkpoint.reference_name(var)[0]
+    assert opt.excluded(var) == any(k in reference for k in EXCLUDE), (var.name, reference)
