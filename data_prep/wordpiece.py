@@ -88,42 +88,43 @@ class WordpieceTokenizer:
     self.unk_id = vocab.get(UNK)
     self._table = clean_table()
     self._memo = {}  # cleaned word -> ids
-    self._chunk_memo = {}  # lower-cased punctuation-free chunk -> word pieces ("(1990)." shares "1990")
+    self._chunk_memo = {}  # lower-cased punctuation-free chunk -> ids ("(1990)." shares "1990")
     self._longest = max((len(t) for t in vocab), default=0)
+    self._continuations = {t[2:] for t in vocab if t.startswith("##")}
 
   @classmethod
   def from_file(cls, vocab_file, do_lower_case=True):
     return cls(load_vocab(vocab_file), do_lower_case)
 
-  def word_pieces(self, word):
-    """The reference's basic tokenization (after cleaning) then greedy longest-match WordPiece, for one word."""
+  def _chunks(self, word):
+    """The reference's BasicTokenizer on one cleaned word: lower-case, strip accents, split off punctuation."""
     if self.do_lower_case:
       word = word.lower()
       if not word.isascii():  # NFD of ASCII is itself and has no combining marks
         word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+    return word.translate(_PUNCT_TABLE).split()
+
+  def word_pieces(self, word):
+    """Basic tokenization then greedy longest-match WordPiece, for one cleaned word (as strings)."""
     pieces = []
-    memo = self._chunk_memo
-    for chunk in word.translate(_PUNCT_TABLE).split():
-      found = memo.get(chunk)
-      if found is None:
-        found = memo[chunk] = self._greedy_pieces(chunk)
-      pieces.extend(found)
+    for chunk in self._chunks(word):
+      pieces.extend(self._greedy_pieces(chunk))
     return pieces
 
   def _greedy_pieces(self, chunk):
     if len(chunk) > MAX_CHARS_PER_WORD:
       return [UNK]
-    vocab, out, start = self.vocab, [], 0
+    vocab, continuations, out, start = self.vocab, self._continuations, [], 0
     while start < len(chunk):
       end = min(len(chunk), start + self._longest)  # no longer piece can be in the vocab
+      known = vocab if start == 0 else continuations  # later pieces are "##" + piece in the vocab
       while end > start:
-        piece = chunk[start:end] if start == 0 else "##" + chunk[start:end]
-        if piece in vocab:
+        if chunk[start:end] in known:
           break
         end -= 1
       else:
         return [UNK]  # some suffix matched nothing: the whole word is unknown
-      out.append(piece)
+      out.append(chunk[start:end] if start == 0 else "##" + chunk[start:end])
       start = end
     return out
 
@@ -137,15 +138,21 @@ class WordpieceTokenizer:
     return list(itertools.chain.from_iterable(found))
 
   def _word_ids(self, word):
-    memo = self._memo
+    memo, chunk_memo = self._memo, self._chunk_memo
     if len(memo) >= MEMO_LIMIT:
       memo.clear()
-      self._chunk_memo.clear()
-    pieces = self.word_pieces(word)
-    ids = tuple(map(self.vocab.get, pieces))
-    if None in ids:  # only [UNK] can be missing from the vocab: pieces come from the vocab
-      ids = tuple(self._lookup(p) for p in pieces)
-    memo[word] = ids
+      chunk_memo.clear()
+    ids = []
+    for chunk in self._chunks(word):
+      found = chunk_memo.get(chunk)
+      if found is None:
+        pieces = self._greedy_pieces(chunk)
+        found = tuple(map(self.vocab.get, pieces))
+        if None in found:  # only [UNK] can be missing: every other piece was found in the vocab
+          found = tuple(self._lookup(p) for p in pieces)
+        chunk_memo[chunk] = found
+      ids.extend(found)
+    ids = memo[word] = tuple(ids)
     return ids
 
   def tokenize(self, line):
