@@ -5,7 +5,9 @@ Models call `kernels.get(name)` while they are traced, so a vendor's replacement
 import math
 
 import tensorflow as tf
+from tf_keras.src.layers.attention.multi_head_attention import MultiHeadAttention
 from tf_keras.src.layers.normalization.batch_normalization import BatchNormalization
+from tf_keras.src.layers.normalization.layer_normalization import LayerNormalization
 
 from tf_gp2bm import kernels
 
@@ -15,14 +17,15 @@ from tf_gp2bm import kernels
     normalize with the batch statistics and update the moving statistics, in inference use the moving ones.
     ResNet's ReLU follows as its own op, which XLA fuses with a replacement's output.""")
 def batch_norm(bn_layer, x, training):
-  # The Keras class itself (not tf_keras.layers.BatchNormalization, which model building swaps for a while).
+  # The Keras classes themselves (not tf_keras.layers.*, which model building swaps for a while).
   return BatchNormalization.call(bn_layer, x, training=training)
 
 
 @kernels.default("layer_norm", """layer_norm(ln_layer, x) -> y. `ln_layer` is the Keras LayerNormalization
-    layer (gamma/beta, epsilon); normalizes over the last axis.""")
+    layer (gamma, beta, epsilon, axis = last); BERT's embedding, attention-output, FFN-output and MLM-transform
+    layer norms all come through here.""")
 def layer_norm(ln_layer, x):
-  return ln_layer(x)
+  return LayerNormalization.call(ln_layer, x)
 
 
 @kernels.default("gelu", """gelu(x) -> y. The tanh approximation the BERT reference computes:
@@ -31,19 +34,14 @@ def gelu(x):
   return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
 
 
-@kernels.default("attention_core", """attention_core(query, key, value, attention_mask, dropout_rate, training)
-    -> context. query/key/value: [batch, seq, heads, head_dim]; attention_mask: [batch, seq_q, seq_k], 1 = attend;
-    returns [batch, seq, heads, head_dim]. Softmax in float32.""")
-def attention_core(query, key, value, attention_mask, dropout_rate, training):
-  depth = tf.cast(tf.shape(query)[-1], query.dtype)
-  scores = tf.einsum("bqhd,bkhd->bhqk", query, key) / tf.sqrt(depth)
-  scores = tf.cast(scores, tf.float32)
-  if attention_mask is not None:
-    scores += (1.0 - tf.cast(attention_mask[:, None, :, :], tf.float32)) * -10000.0
-  probs = tf.nn.softmax(scores, axis=-1)
-  if training and dropout_rate > 0:
-    probs = tf.nn.dropout(probs, rate=dropout_rate)
-  return tf.einsum("bhqk,bkhd->bqhd", tf.cast(probs, value.dtype), value)
+@kernels.default("attention_core", """attention_core(attention_layer, query, key, value, attention_mask, training)
+    -> context. The core of the model garden's self-attention (Keras MultiHeadAttention) after the input projections:
+    query [batch, seq_q, heads, head_dim], key/value [batch, seq_k, heads, head_dim], attention_mask
+    [batch, seq_q, seq_k] with 1 = attend (or None); scale by 1/sqrt(head_dim), masked softmax, attention dropout
+    at rate `attention_layer._dropout` when training; returns context [batch, seq_q, heads, head_dim].""")
+def attention_core(attention_layer, query, key, value, attention_mask, training):
+  context, _ = MultiHeadAttention._compute_attention(attention_layer, query, key, value, attention_mask, training)
+  return context
 
 
 @kernels.default("mlm_softmax_cross_entropy", """mlm_softmax_cross_entropy(logits, labels, weights) ->

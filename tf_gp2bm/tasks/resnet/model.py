@@ -4,37 +4,17 @@ official.vision ResNet's BottleneckBlock puts the stride on the 3x3 conv (v1.5).
 momentum 0.9 and epsilon 1e-5 (the garden defaults are 0.99/1e-3), he_normal conv init, and a Dense head with
 RandomNormal(0.01) init whose softmax runs in float32.
 """
-import contextlib
-
 import tf_keras
 from official.vision.modeling.backbones import resnet
-from tf_keras.src.layers.normalization.batch_normalization import BatchNormalization as _KerasBatchNormalization
 
-from tf_gp2bm import kernels
+from tf_gp2bm.swappable_layers import swappable
 
 CLOSED_DEPTH = 50
 
 
-class SwappableBatchNormalization(_KerasBatchNormalization):
-  """The garden's batch norm with its forward routed through the `batch_norm` kernel hot spot."""
-
-  def call(self, inputs, training=None):
-    return kernels.get("batch_norm")(self, inputs, training)
-
-
-@contextlib.contextmanager
-def _swappable_batch_norm():
-  """The garden's ResNet and its blocks look up tf_keras.layers.BatchNormalization when they build layers."""
-  tf_keras.layers.BatchNormalization = SwappableBatchNormalization
-  try:
-    yield
-  finally:
-    tf_keras.layers.BatchNormalization = _KerasBatchNormalization
-
-
 def build_resnet(num_classes, image_size=224, depth=CLOSED_DEPTH, width=1.0):
   inputs = tf_keras.Input(shape=(image_size, image_size, 3), name="image")
-  with _swappable_batch_norm():
+  with swappable("BatchNormalization"):  # its forward goes through the batch_norm kernel hot spot
     backbone = resnet.ResNet(
         model_id=depth, input_specs=tf_keras.layers.InputSpec(shape=[None, image_size, image_size, 3]),
         depth_multiplier=width, norm_momentum=0.9, norm_epsilon=1e-5, kernel_initializer="he_normal")
