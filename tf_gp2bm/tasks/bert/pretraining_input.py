@@ -7,6 +7,7 @@ number of batches on every rank, so that each example is evaluated exactly once 
 import glob
 import math
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -158,3 +159,25 @@ def eval_dataset(files, num_examples, input_context, batch_size, max_seq_length,
   ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat(num_batches * batch_size - mine))
   ds = ds.batch(batch_size, drop_remainder=True).map(_to_model_inputs)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def reference_style_train_dataset(files, input_context, batch_size, max_seq_length, max_predictions_per_seq):
+  """The reference input_fn_builder's order of work (parse each record, then batch), for the pipeline bench."""
+  from data_prep import bert_records
+  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  mine = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine)).repeat()
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(CYCLE_LENGTH, len(mine)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  ds = ds.shuffle(SHUFFLE_BUFFER)
+  ds = ds.map(lambda r: _to_model_inputs(tf.io.parse_single_example(r, spec)), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def samples_per_second(dataset, batches, batch_size):
+  it = iter(dataset)
+  next(it)  # fill buffers first
+  t0 = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches * batch_size / (time.perf_counter() - t0)

@@ -148,6 +148,7 @@ class BertTask(Task):
         C.OPT_NAME: C.LAMB,
         C.OPT_BASE_LR: f.base_learning_rate,
         C.OPT_LAMB_EPSILON: f.lamb_epsilon,
+        "opt_epsilon": f.lamb_epsilon,  # the name rcps_bert.json and NVIDIA's log use
         C.OPT_LR_TRAINING_STEPS: f.train_steps,
         C.OPT_LR_WARMUP_STEPS: f.warmup_steps,
         C.NUM_WARMUP_STEPS: f.warmup_steps,
@@ -210,6 +211,18 @@ class BertTask(Task):
             "input_type_ids": ints([b, seq], 2), "masked_lm_positions": ints([b, preds], seq),
             "masked_lm_ids": ints([b, preds], vocab), "masked_lm_weights": tf.ones([b, preds]),
             "next_sentence_labels": ints([b], 2)}
+
+  def pipeline_benchmark(self, batches):
+    """Lines for `python -m tf_gp2bm.bench --pipeline_only`: our input pipeline (batch, then one vectorized
+    parse) vs the reference's record-at-a-time parse (map_and_batch of parse_single_example)."""
+    f, b = self.flags, self.per_replica_batch_size
+    ctx = tf.distribute.InputContext(self.runtime.size, self.runtime.rank)
+    ours = data.train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
+    ref = data.reference_style_train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
+    rates = [data.samples_per_second(ds, batches, b) for ds in (ref, ours)]
+    return [f"input pipeline, {batches} batches of {b} x {f.max_seq_length} tokens:",
+            f"  reference-style parse : {rates[0]:10.1f} samples/s",
+            f"  tf_gp2bm parse        : {rates[1]:10.1f} samples/s  ({rates[1] / rates[0]:.2f}x)"]
 
   def diagnose_data_error(self, error):
     message = getattr(error, "message", str(error))
