@@ -273,3 +273,13 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
   s = json.load(open(set_dir / "summary.json"))
   assert len(s["tasks"]["resnet"]["runs"]) == 2 and s["score"] is None  # ResNet only: no GP2BM score
   assert "need at least 3" in s["tasks"]["resnet"]["reason"]
+
+
+def test_official_mode_refuses_on_failed_preflight(tmp_path):
+  # No GPU, no data, no system fields here: official mode must stop before creating a set folder.
+  out = subprocess.run([os.path.join(REPO, "run_benchmark.sh"), "resnet", "--system=1xgpu", "--org=TestOrg",
+                        "--status=Preview", f"--results_root={tmp_path / 'results'}"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), timeout=300)
+  assert out.returncode == 1, out.stdout + out.stderr
+  assert "GPUs visible to TensorFlow       FAIL" in out.stdout and "pass --force" in out.stdout
+  assert "ResNet dataset" in out.stdout and not list((tmp_path / "results").glob("*-resnet"))

@@ -121,12 +121,12 @@ class RunSet:
     c = self.config
     data = c["data"][task]
     cmd = [sys.executable, "-m", "tf_gp2bm.train", f"--task={task}", f"--flagfile={self.flagfile(task)}",
-           f"--data_dir={data['data_dir']}", f"--output_dir={run_dir}", f"--seed={seed}",
+           f"--output_dir={run_dir}", f"--seed={seed}",
            f"--cache_clear={'true' if cache_clear else 'false'}",
            f"--submission_org={c['org']}", f"--submission_platform={c['system_name']}",
            f"--submission_status={MLLOG_STATUS[c['status']]}"]
-    if task == "bert":
-      cmd += [f"--eval_dir={data['eval_dir']}", f"--init_checkpoint={data['init_checkpoint']}"]
+    # A path not given (only possible with --force past the preflight) is left to the trainer to reject.
+    cmd += [f"--{k}={v}" for k, v in data.items() if v]
     if c.get("np", 1) > 1:
       cmd = ["horovodrun", "-np", str(c["np"])] + cmd
     return cmd
