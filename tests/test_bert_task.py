@@ -245,3 +245,33 @@ def test_record_token_ids_and_parse_errors_are_diagnosed(demo_bert):
   parse = tf.errors.InvalidArgumentError(None, None, "Key: input_ids.  Can't parse serialized Example.")
   assert "unreadable BERT records" in task.diagnose_data_error(parse)
   assert task.diagnose_data_error(tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")) is None
+
+
+def test_loss_and_accuracy_follow_the_reference(demo_bert):
+  task = _tiny_task(demo_bert)
+  model = bert_model.build_bert(bert_model.TINY, seq_length=64, predictions=10)
+  files = pretraining_input.list_files(str(demo_bert.eval), "eval_dir")
+  batch = next(iter(pretraining_input.eval_dataset(files, 166, tf.distribute.InputContext(), 8, 64, 10)))
+  out = model(batch, training=False)
+  logits = out["mlm_logits"].numpy().reshape(-1, 128).astype(np.float64)
+  labels, w = batch["masked_lm_ids"].numpy().reshape(-1), batch["masked_lm_weights"].numpy().reshape(-1)
+  log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+      - logits.max(-1, keepdims=True)
+  nll = -log_probs[np.arange(len(labels)), labels]
+  mlm = (w * nll).sum() / (w.sum() + 1e-5)
+  nsp_logits = out["nsp_logits"].numpy().astype(np.float64)
+  nsp_lp = nsp_logits - np.log(np.exp(nsp_logits).sum(-1, keepdims=True))
+  nsp = -nsp_lp[np.arange(8), batch["next_sentence_labels"].numpy()].mean()
+  assert float(task.loss(model, batch)) == pytest.approx(mlm + nsp, rel=1e-5)  # no dropout in the tiny config
+  correct, count = task.eval_counts(model, batch)
+  assert float(count) == w.sum() and float(correct) == (w * (logits.argmax(-1) == labels)).sum()
+
+
+def test_gradients_clipped_per_micro_batch_to_global_norm_one(demo_bert):
+  task = _tiny_task(demo_bert)
+  grads = [tf.constant([3.0, 4.0]), tf.constant([[0.0, 12.0]])]  # global norm 13
+  clipped = task.process_micro_gradients(grads)
+  assert float(tf.linalg.global_norm(clipped)) == pytest.approx(1.0)
+  np.testing.assert_allclose(clipped[0].numpy(), [3 / 13, 4 / 13], rtol=1e-6)
+  small = [tf.constant([0.3, 0.4])]
+  np.testing.assert_allclose(task.process_micro_gradients(small)[0].numpy(), [0.3, 0.4])
