@@ -35,7 +35,7 @@ def reference_shapes(c, layers=None):
   return shapes
 
 
-def write_reference(path, c, drop=(), reshape=None, layers=None, slots=True):
+def write_reference(path, c, drop=(), reshape=None, layers=None, slots=True, extra=None):
   rng = np.random.default_rng(1)
   tensors = {n: rng.normal(size=s).astype(np.float32) for n, s in reference_shapes(c, layers).items()
              if n not in drop}
@@ -47,6 +47,7 @@ def write_reference(path, c, drop=(), reshape=None, layers=None, slots=True):
       tensors[n + "/adam_m"] = np.zeros_like(tensors[n])
       tensors[n + "/adam_v"] = np.zeros_like(tensors[n])
     tensors["global_step"] = np.int64(28252)
+  tensors.update(extra or {})
   return checkpoint.write_tf1_checkpoint(str(path), tensors), tensors
 
 
@@ -127,3 +128,9 @@ def test_lamb_exclusions_match_the_reference_names(one_layer_model):
   for var in one_layer_model.trainable_variables:
     reference = checkpoint.reference_name(var)[0]
     assert opt.excluded(var) == any(k in reference for k in EXCLUDE), (var.name, reference)
+
+
+def test_non_model_entries_are_ignored_and_listed(one_layer_model, tmp_path, capsys):
+  prefix, _ = write_reference(tmp_path / "model.ckpt-1", ONE_LAYER, extra={"bookkeeping/counter": np.int64(3)})
+  checkpoint.load_initial_checkpoint(one_layer_model, prefix)
+  assert "ignoring 1 non-model checkpoint entr(y/ies): bookkeeping/counter" in capsys.readouterr().out

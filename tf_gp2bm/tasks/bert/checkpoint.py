@@ -6,7 +6,8 @@
   * the output of `python -m data_prep.bert_checkpoint` (a TF2 checkpoint of the model, slots dropped).
 Every model variable must be restored with its shape; a missing variable, a shape mismatch or a model weight in
 the checkpoint that the model does not use (e.g. more layers) raises InputError naming each offender. Optimizer
-state in the TF1 checkpoint (adam_m/adam_v slots, global_step, ...) is ignored.
+state in the TF1 checkpoint (adam_m/adam_v slots, global_step, ...) is ignored; other entries outside the
+bert/ and cls/ scopes are ignored and listed.
 """
 import os
 import re
@@ -21,7 +22,8 @@ WORD_EMBEDDINGS = "bert/embeddings/word_embeddings"
 TF2_WORD_EMBEDDINGS = "model/masked_lm/embedding_table/.ATTRIBUTES/VARIABLE_VALUE"  # the table, tied to the MLM head
 
 _OPTIMIZER_SUFFIXES = ("adam_m", "adam_v", "lamb_m", "lamb_v", "GradientAccumulator", "Momentum", "LAMB", "LAMB_1")
-_OPTIMIZER_NAMES = ("global_step", "loss_scale", "good_steps", "current_loss_scale")
+_OPTIMIZER_NAMES = ("global_step", "loss_scale", "good_steps", "current_loss_scale", "beta1_power", "beta2_power")
+MODEL_SCOPES = ("bert/", "cls/")
 
 _LAYER_MAP = (  # our name inside transformer/layer_N -> reference name inside bert/encoder/layer_N
     ("self_attention/query/", "attention/self/query/"),
@@ -142,7 +144,14 @@ def read_tf1(model, prefix):
       wrong.append(f"{name}: checkpoint {list(shapes[name])}, model needs {list(shape)}")
     else:
       values[var.ref()] = to_model_value(var, reader.get_tensor(name))
-  unused = sorted(n for n in shapes if n not in used and not is_optimizer_state(n))
+  # Left-over weights of the model scopes (e.g. more layers than the config) make the restore partial; anything
+  # else that is not optimizer state (an unknown bookkeeping variable) is only reported.
+  leftover = sorted(n for n in shapes if n not in used and not is_optimizer_state(n))
+  unused = [n for n in leftover if n.startswith(MODEL_SCOPES)]
+  ignored = [n for n in leftover if not n.startswith(MODEL_SCOPES)]
+  if ignored:
+    print(f"[tf_gp2bm] {prefix}: ignoring {len(ignored)} non-model checkpoint entr(y/ies): {', '.join(ignored)}",
+          flush=True)
   problems = []
   if missing:
     problems.append(f"{len(missing)} model variable(s) not in the checkpoint: {', '.join(missing)}")
