@@ -134,3 +134,66 @@ def test_non_model_entries_are_ignored_and_listed(one_layer_model, tmp_path, cap
   prefix, _ = write_reference(tmp_path / "model.ckpt-1", ONE_LAYER, extra={"bookkeeping/counter": np.int64(3)})
   checkpoint.load_initial_checkpoint(one_layer_model, prefix)
   assert "ignoring 1 non-model checkpoint entr(y/ies): bookkeeping/counter" in capsys.readouterr().out
+
+
+def _ln(x, gamma, beta, eps=1e-12):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def _gelu(x):
+  return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def reference_forward(t, c, ids, mask, segments, positions):
+  """The reference modeling.py + run_pretraining.py heads in NumPy (no dropout), from TF1 tensors."""
+  b, s = ids.shape
+  nh, hd = c.num_attention_heads, c.hidden_size // c.num_attention_heads
+  x = t["bert/embeddings/word_embeddings"][ids] + t["bert/embeddings/token_type_embeddings"][segments] \
+      + t["bert/embeddings/position_embeddings"][:s][None]
+  x = _ln(x, t["bert/embeddings/LayerNorm/gamma"], t["bert/embeddings/LayerNorm/beta"])
+  adder = (1.0 - mask[:, None, None, :]) * -10000.0
+  for n in range(c.num_hidden_layers):
+    p = f"bert/encoder/layer_{n}/"
+    heads = lambda name: (x @ t[p + f"attention/self/{name}/kernel"] + t[p + f"attention/self/{name}/bias"]) \
+        .reshape(b, s, nh, hd).transpose(0, 2, 1, 3)  # noqa: E731  (transpose_for_scores)
+    q, k, v = heads("query"), heads("key"), heads("value")
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + adder
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, nh * hd)
+    attn = ctx @ t[p + "attention/output/dense/kernel"] + t[p + "attention/output/dense/bias"]
+    attn = _ln(attn + x, t[p + "attention/output/LayerNorm/gamma"], t[p + "attention/output/LayerNorm/beta"])
+    inter = _gelu(attn @ t[p + "intermediate/dense/kernel"] + t[p + "intermediate/dense/bias"])
+    out = inter @ t[p + "output/dense/kernel"] + t[p + "output/dense/bias"]
+    x = _ln(out + attn, t[p + "output/LayerNorm/gamma"], t[p + "output/LayerNorm/beta"])
+  pooled = np.tanh(x[:, 0] @ t["bert/pooler/dense/kernel"] + t["bert/pooler/dense/bias"])
+  gathered = np.take_along_axis(x, positions[..., None], axis=1)
+  h = _gelu(gathered @ t["cls/predictions/transform/dense/kernel"] + t["cls/predictions/transform/dense/bias"])
+  h = _ln(h, t["cls/predictions/transform/LayerNorm/gamma"], t["cls/predictions/transform/LayerNorm/beta"])
+  mlm = h @ t["bert/embeddings/word_embeddings"].T + t["cls/predictions/output_bias"]
+  nsp = pooled @ t["cls/seq_relationship/output_weights"].T + t["cls/seq_relationship/output_bias"]
+  return mlm, nsp
+
+
+def test_loaded_model_computes_what_the_reference_computes(tmp_path):
+  c = bert_model.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64, max_position_embeddings=16, hidden_dropout_prob=0.0,
+                            attention_probs_dropout_prob=0.0)
+  rng = np.random.default_rng(3)
+  tensors = {n: (rng.normal(size=s) * 0.5).astype(np.float32) for n, s in reference_shapes(c).items()}
+  prefix = checkpoint.write_tf1_checkpoint(str(tmp_path / "model.ckpt-5"), tensors)
+  model = bert_model.build_bert(c)
+  checkpoint.load_initial_checkpoint(model, prefix)
+  ids = rng.integers(0, 50, size=(3, 12))
+  mask = np.ones((3, 12), np.int64)
+  mask[1, 8:] = 0
+  segments = (np.arange(12)[None] >= 6).astype(np.int64).repeat(3, 0)
+  positions = rng.integers(0, 8, size=(3, 4))
+  out = model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": segments,
+               "masked_lm_positions": positions}, training=False)
+  mlm, nsp = reference_forward({k: v.astype(np.float64) for k, v in tensors.items()}, c, ids, mask, segments,
+                               positions)
+  np.testing.assert_allclose(out["mlm_logits"].numpy(), mlm, rtol=2e-4, atol=2e-4)
+  np.testing.assert_allclose(out["nsp_logits"].numpy(), nsp, rtol=2e-4, atol=2e-4)
