@@ -92,3 +92,28 @@ def test_lars_update_swap():
   kernels.reset()
   _plugin("halve")
   assert not np.allclose(_lars_result(), base)
+
+
+def _bert_loss():
+  from tf_gp2bm.tasks.bert.model import TINY, build_bert, dummy_inputs
+  tf_keras.utils.set_random_seed(5)
+  model = build_bert(TINY, seq_length=16, predictions=4)
+  inputs = dummy_inputs(2, 16, 4)
+  inputs["input_word_ids"] = tf.random.stateless_uniform([2, 16], [3, 4], 0, TINY.vocab_size, tf.int32)
+
+  @tf.function(jit_compile=True)
+  def step():
+    out = model(inputs, training=False)
+    return tf.reduce_mean(tf.square(out["mlm_logits"])) + tf.reduce_mean(tf.square(out["nsp_logits"]))
+  return float(step())
+
+
+def test_bert_layer_norm_and_attention_swaps_land_in_compiled_step():
+  base = _bert_loss()
+  ident = _plugin("identity")
+  assert _bert_loss() == base
+  assert ident.CALLS.get("layer_norm", 0) > 0 and ident.CALLS.get("attention_core", 0) > 0
+  assert ident.CALLS.get("gelu", 0) > 0
+  kernels.reset()
+  _plugin("halve")
+  assert _bert_loss() != pytest.approx(base, rel=1e-3)

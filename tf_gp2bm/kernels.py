@@ -64,9 +64,14 @@ def load_plugin(module_name):
   return replaced()
 
 
+_DECLARING_MODULES_LOADED = []
+
+
 def _load_defaults():
-  # The defaults live next to the code that uses them; importing these modules declares them.
-  if not _DEFAULTS:
+  # The defaults live next to the code that uses them; importing these modules declares them. Import all of them
+  # once, whatever was imported first (a task importing lars alone must not hide the model-side defaults).
+  if not _DECLARING_MODULES_LOADED:
+    _DECLARING_MODULES_LOADED.append(True)
     importlib.import_module("tf_gp2bm.optimizers.lars")
     importlib.import_module("tf_gp2bm.optimizers.lamb")
     importlib.import_module("tf_gp2bm.ops")

@@ -18,6 +18,7 @@ from official.nlp.modeling import layers, networks
 
 from tf_gp2bm import kernels, ops  # noqa: F401  (ops declares the gelu/MLM-loss defaults)
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.swappable_layers import swappable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +106,14 @@ def dummy_inputs(batch, seq_length, predictions):
 
 
 def build_bert(config: BertConfig, seq_length=None, predictions=20):
-  """A built BertPretrainingModel (variables created by one call on dummy inputs)."""
-  model = BertPretrainingModel(config)
-  model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
+  """A built BertPretrainingModel (variables created by one call on dummy inputs).
+
+  Built with the garden's layer norms and attention routed through the layer_norm / attention_core kernel hot
+  spots (tf_gp2bm.swappable_layers); names, variables and default numerics are the garden's.
+  """
+  with swappable("LayerNormalization", "MultiHeadAttention"):
+    model = BertPretrainingModel(config)
+    model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
   return model
 
 
