@@ -34,14 +34,20 @@ class Task(abc.ABC):
     self.flags = flags
 
   # --- configuration -----------------------------------------------------------------------------------------
+  # The shared flags --global_batch_size, --accumulation_steps and --eval_batch_size size every task.
   @property
-  @abc.abstractmethod
   def global_batch_size(self) -> int:
     """Samples per optimizer update over all replicas and accumulation steps."""
+    return self.flags.global_batch_size
 
   @property
   def accumulation_steps(self) -> int:
-    return 1
+    return self.flags.accumulation_steps
+
+  @property
+  def eval_batch_size(self) -> int:
+    """Per-replica eval batch (default: the train micro-batch)."""
+    return self.flags.eval_batch_size or self.micro_batch_size
 
   @property
   def per_replica_batch_size(self) -> int:

@@ -99,23 +99,11 @@ class BertTask(Task):
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
-  def global_batch_size(self):
-    return self.flags.global_batch_size
-
-  @property
-  def accumulation_steps(self):
-    return self.flags.accumulation_steps
-
-  @property
   def eval_examples(self):
     """What the trainer's exactly-once check compares the summed eval count with. BERT's accuracy is weighted by
     masked_lm_weights, so the count is the eval set's total masked_lm_weights (each example seen exactly once
     gives exactly this sum). The example count (10,000 closed) is self.eval_records, checked in check_inputs."""
     return int(round(self.eval_weight))
-
-  @property
-  def eval_batch_size(self):
-    return self.flags.eval_batch_size or self.micro_batch_size
 
   @property
   def eval_steps(self):

@@ -81,14 +81,6 @@ class ResNetTask(Task):
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
-  def global_batch_size(self):
-    return self.flags.global_batch_size
-
-  @property
-  def accumulation_steps(self):
-    return self.flags.accumulation_steps
-
-  @property
   def train_examples(self):
     return self.flags.train_examples or IMAGENET_TRAIN
 
@@ -154,10 +146,6 @@ class ResNetTask(Task):
                        f"expected {IMAGENET_TRAIN:,} (demo data sets --train_examples)")
     if self.steps_per_epoch < 1:
       raise InputError(f"--global_batch_size={self.global_batch_size} exceeds the {self.train_examples} train images")
-
-  @property
-  def eval_batch_size(self):
-    return self.flags.eval_batch_size or self.micro_batch_size
 
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.flags.image_size,
