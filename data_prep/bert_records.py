@@ -12,27 +12,8 @@ import hashlib
 import os
 import struct
 
-from data_prep.files import atomic_output
-
-FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
-            "masked_lm_weights", "next_sentence_labels")
-FORMAT = "tf_gp2bm.bert_pretraining/1"
-
-
-def feature_spec(max_seq_length, max_predictions_per_seq):
-  """Spec for tf.io.parse_single_example / parse_example."""
-  import tensorflow as tf
-  ints = lambda n: tf.io.FixedLenFeature([n], tf.int64)
-  return {
-      "input_ids": ints(max_seq_length),
-      "input_mask": ints(max_seq_length),
-      "segment_ids": ints(max_seq_length),
-      "masked_lm_positions": ints(max_predictions_per_seq),
-      "masked_lm_ids": ints(max_predictions_per_seq),
-      "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
-      "next_sentence_labels": ints(1),
-  }
-
+from tf_gp2bm.files import atomic_output
+from tf_gp2bm.formats.bert_pretraining import FEATURES, FORMAT, feature_spec  # noqa: F401  (the format this writes)
 
 def _varint(value):
   if value < 0:
@@ -195,7 +176,7 @@ class TFRecordFile:
   def stats(self):
     """count, bytes and sha256 of what was written (after close())."""
     if self._lib is None:  # TensorFlow wrote the file: hash it back
-      from data_prep.files import sha256_file
+      from tf_gp2bm.files import sha256_file
       return {"count": self.count, "bytes": os.path.getsize(self.path), "sha256": sha256_file(self.path)}
     return {"count": self.count, "bytes": self.bytes, "sha256": self._sha.hexdigest()}
 

@@ -56,9 +56,9 @@ def pretrain(model, train_dir, steps, seed, batch_size=32, learning_rate=0.03):
   from tf_gp2bm import kernels
   from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
   from tf_gp2bm.tasks.bert import pretraining_input
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining
   files = pretraining_input.list_files(train_dir, "data_dir")
-  spec = bert_records.feature_spec(MAX_SEQ_LENGTH, MAX_PREDICTIONS)
+  spec = bert_pretraining.feature_spec(MAX_SEQ_LENGTH, MAX_PREDICTIONS)
   ds = tf.data.TFRecordDataset(files).shuffle(1000, seed=seed).repeat().batch(batch_size, drop_remainder=True)
   ds = ds.map(lambda r: pretraining_input._to_model_inputs(tf.io.parse_example(r, spec)))  # in order: reproducible
   opt = LAMB(PolynomialDecayWarmup(learning_rate, steps * 2), weight_decay=0.01).build(model.trainable_variables)

@@ -14,8 +14,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from data_prep import imagenet_records as rec
-from data_prep.files import atomic_output, sha256_file, write_json_atomic
+from tf_gp2bm.formats import imagenet as rec
+from tf_gp2bm.files import atomic_output, sha256_file, write_json_atomic
 
 LABEL_NOISE = 0.10
 

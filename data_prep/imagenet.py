@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, here and in spawned workers
 
-from data_prep import imagenet_records  # noqa: E402
+from tf_gp2bm.formats import imagenet as imagenet_records  # noqa: E402
 
 
 def _add_convert(sub):

@@ -14,7 +14,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from data_prep import imagenet_convert, imagenet_plan, imagenet_records
+from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import imagenet_convert, imagenet_plan
 from tf_gp2bm.progress import Progress
 
 NUM_CLASSES = 10

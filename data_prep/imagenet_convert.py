@@ -11,7 +11,9 @@ import multiprocessing
 import os
 import re
 
-from data_prep import files, imagenet_images, imagenet_plan, imagenet_records, imagenet_sources
+from tf_gp2bm import files
+from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import imagenet_images, imagenet_plan, imagenet_sources
 from tf_gp2bm.progress import Progress
 
 TOOL = {"name": "data_prep.imagenet", "version": "1.0"}

@@ -9,7 +9,9 @@ import json
 import os
 import random
 
-from data_prep import files, imagenet_labels, imagenet_records, imagenet_sources
+from tf_gp2bm import files
+from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import imagenet_labels, imagenet_sources
 from tf_gp2bm.progress import Progress
 
 FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000

@@ -5,7 +5,9 @@ import collections
 import multiprocessing
 import os
 
-from data_prep import files, imagenet_convert, imagenet_plan, imagenet_records
+from tf_gp2bm import files
+from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import imagenet_convert, imagenet_plan
 
 REQUIRED_KEYS = ("format", "label_offset", "num_classes", "splits", "class_counts", "synsets", "repairs",
                  "skipped", "tool", "sources")

@@ -8,7 +8,7 @@ import os
 import sys
 
 from data_prep import wiki_published as published
-from data_prep.files import md5_file
+from tf_gp2bm.files import md5_file
 from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
 from data_prep.wiki_tfrecords import (EVAL_10K, EVAL_INTERMEDIATE, EVAL_TEXT, check_published_size,
                                       pick_eval, run_tfrecords)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from data_prep import wiki_published as published
-from data_prep.files import md5_file, read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import md5_file, read_json, sha256_file, write_json_atomic
 from data_prep.wiki_manifest import StageError, input_identity, is_done, mark_done, write_manifest
 from data_prep.wiki_textstages import relative_files
 

@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 
-from data_prep.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
 
 DONE_DIR = ".done"
 

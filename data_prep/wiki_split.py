@@ -17,7 +17,7 @@ import os
 import random
 import sys
 
-from data_prep.files import atomic_output
+from tf_gp2bm.files import atomic_output
 from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from tf_gp2bm.progress import Progress
 
@@ -92,7 +92,7 @@ def _one_part(job):
 
 
 def _file_stats(path, count):
-  from data_prep.files import sha256_file
+  from tf_gp2bm.files import sha256_file
   stats = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
   if count is not None:
     stats["count"] = count

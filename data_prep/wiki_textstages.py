@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import sys
 
-from data_prep.files import atomic_output, sha256_file
+from tf_gp2bm.files import atomic_output, sha256_file
 from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from data_prep.wiki_text import clean_file
 from tf_gp2bm.progress import Progress

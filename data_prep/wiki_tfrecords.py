@@ -12,7 +12,7 @@ import time
 
 from data_prep import wiki_published as published
 from data_prep.bert_records import read_records, serialize_instance, write_records
-from data_prep.files import md5_file
+from tf_gp2bm.files import md5_file
 from data_prep.wiki_instances import create_pretraining_examples
 from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from data_prep.wordpiece import load_vocab

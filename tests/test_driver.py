@@ -51,7 +51,7 @@ def add_crafted_run(rs, task, i, minutes, converged=True, seed=None):
     acc = [0.6, 0.73 if converged else 0.70]
   write_log(os.path.join(d, "mlperf.log"), task, minutes, acc, seed=seed,
             status="success" if converged else "aborted", t0=1_700_000_000_000 + i * 3_600_000)
-  from data_prep.files import write_json_atomic
+  from tf_gp2bm.files import write_json_atomic
   write_json_atomic(os.path.join(d, "driver.json"), {"task": task, "index": i, "seed": seed, "finished": True,
                                                      "exit_code": 0 if converged else 3, "cache_clear": True})
 
@@ -62,7 +62,7 @@ def finished_set(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("set")
   rs = make_set(tmp_path)
   package.snapshot_source(rs.path)
-  from data_prep.files import write_json_atomic
+  from tf_gp2bm.files import write_json_atomic
   write_json_atomic(os.path.join(rs.path, "system.json"),
                     system_desc.build("TestOrg", "test box", system_desc.STATUSES[2], {}, demo=True))
   for i, m in enumerate([20, 21, 22, 23, 30]):

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pretraining_data as reference  # noqa: E402
 
 from data_prep import bert_records, native  # noqa: E402
+from tf_gp2bm.formats import bert_pretraining  # noqa: E402
 from data_prep.mt_stream import WordStream  # noqa: E402
 from data_prep.wiki_instances import create_pretraining_examples  # noqa: E402
 from data_prep.wiki_manifest import StageError, verify  # noqa: E402
@@ -49,7 +50,7 @@ def reference_tokenizer():
 
 def _parse(path, max_seq_length, max_predictions_per_seq):
   import tensorflow as tf
-  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  spec = bert_pretraining.feature_spec(max_seq_length, max_predictions_per_seq)
   return [{k: v.numpy().tolist() for k, v in tf.io.parse_single_example(r, spec).items()}
           for r in tf.data.TFRecordDataset(str(path))]
 
@@ -57,7 +58,7 @@ def _parse(path, max_seq_length, max_predictions_per_seq):
 def _assert_same_examples(got, expected):
   assert len(got) == len(expected)
   for index, (g, e) in enumerate(zip(got, expected)):
-    for name in bert_records.FEATURES:
+    for name in bert_pretraining.FEATURES:
       assert g[name] == e[name], f"example {index}, feature {name}"
 
 
@@ -155,7 +156,7 @@ def test_api_identical_to_reference_small_settings(cleaned):
   expected = reference.reference_features(files, str(VOCAB), seed=7, **kwargs)
   instances = create_pretraining_examples(files, str(VOCAB), random_seed=7, **kwargs)
   import tensorflow as tf
-  spec = bert_records.feature_spec(64, 10)
+  spec = bert_pretraining.feature_spec(64, 10)
   got = [{k: v.numpy().tolist() for k, v in tf.io.parse_single_example(
       bert_records.serialize_instance(x, 64, 10), spec).items()} for x in instances]
   _assert_same_examples(got, expected)

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from data_prep.files import read_json, write_json_atomic
+from tf_gp2bm.files import read_json, write_json_atomic
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT
 from tf_gp2bm.progress import Progress

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tarfile
 
-from data_prep.files import sha256_file, write_json_atomic
+from tf_gp2bm.files import sha256_file, write_json_atomic
 
 from . import runs
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # no display on benchmark nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import openpyxl  # noqa: E402
 
-from data_prep.files import atomic_output, write_json_atomic  # noqa: E402
+from tf_gp2bm.files import atomic_output, write_json_atomic  # noqa: E402
 
 from . import scoring  # noqa: E402
 

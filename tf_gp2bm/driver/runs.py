@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from data_prep.files import read_json, write_json_atomic
+from tf_gp2bm.files import read_json, write_json_atomic
 
 from . import checks, scoring
 

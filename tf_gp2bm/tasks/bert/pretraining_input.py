@@ -49,7 +49,7 @@ def _feature_lengths(serialized):
 
 def check_record_layout(path, serialized, max_seq_length, max_predictions_per_seq, flag):
   """Raises InputError unless the record has every feature with the configured lengths."""
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining as bert_records
   try:
     lengths = _feature_lengths(serialized)
   except Exception as e:  # noqa: BLE001  (protobuf decode error)
@@ -83,7 +83,7 @@ def first_record(path):
 
 def scan_eval_set(files, max_seq_length, max_predictions_per_seq, vocab_size, flag="eval_dir"):
   """(examples, total masked_lm_weights) of the eval set; checks every record's layout and token ids."""
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining as bert_records
   count, weight, max_id = 0, 0.0, 0
   checked = False
   spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
@@ -118,7 +118,7 @@ def _to_model_inputs(features):
 
 
 def train_dataset(files, input_context, batch_size, max_seq_length, max_predictions_per_seq, seed):
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining as bert_records
   n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
   mine = files[i::n]
   if not mine:
@@ -147,7 +147,7 @@ def padding_example(max_seq_length, max_predictions_per_seq):
 
 
 def eval_dataset(files, num_examples, input_context, batch_size, max_seq_length, max_predictions_per_seq):
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining as bert_records
   n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
   spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
   mine = len(range(i, num_examples, n))
@@ -163,7 +163,7 @@ def eval_dataset(files, num_examples, input_context, batch_size, max_seq_length,
 
 def reference_style_train_dataset(files, input_context, batch_size, max_seq_length, max_predictions_per_seq):
   """The reference input_fn_builder's order of work (parse each record, then batch), for the pipeline bench."""
-  from data_prep import bert_records
+  from tf_gp2bm.formats import bert_pretraining as bert_records
   spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
   mine = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
   ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine)).repeat()

@@ -14,8 +14,8 @@ import os
 
 import tensorflow as tf
 
-from data_prep import imagenet_records
-from data_prep.files import read_json
+from tf_gp2bm.formats import imagenet as imagenet_records
+from tf_gp2bm.files import read_json
 from tf_gp2bm.errors import InputError
 
 CHANNEL_MEANS = (123.68, 116.78, 103.94)  # reference _CHANNEL_MEANS; no std division in the reference
