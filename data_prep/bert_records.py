@@ -214,12 +214,6 @@ def write_examples(path, examples, max_seq_length, max_predictions_per_seq, prog
   return write_records(path, records, progress)["count"]
 
 
-def create_pretraining_examples(*args, **kwargs):
-  """See data_prep.wiki_instances.create_pretraining_examples (re-exported for the BERT task)."""
-  from data_prep.wiki_instances import create_pretraining_examples as create
-  return create(*args, **kwargs)
-
-
 def read_records(path, check_crc=True):
   """Yields the records of a TFRecord file without TensorFlow; a truncated or corrupt file raises ValueError
   naming the file and byte offset."""

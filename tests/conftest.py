@@ -33,6 +33,6 @@ def check_compliance(log_path, tmp_path):
 @pytest.fixture(scope="session")
 def demo_imagenet(tmp_path_factory):
   out = tmp_path_factory.mktemp("demo_imagenet")
-  from data_prep import demo_imagenet
+  from data_prep.demo import imagenet as demo_imagenet
   demo_imagenet.generate(str(out))
   return out

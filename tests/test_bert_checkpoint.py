@@ -102,11 +102,11 @@ def test_shape_mismatch_and_leftover_weights_fail(one_layer_model, tmp_path):
 
 def test_converter_cli_round_trip(one_layer_model, tmp_path):
   import json
-  from data_prep import bert_checkpoint
+  from data_prep.bert_checkpoint import cli as bert_checkpoint
   prefix, tensors = write_reference(tmp_path / "ref" / "model.ckpt-28252", ONE_LAYER)
   config = tmp_path / "bert_config.json"
   config.write_text(json.dumps(ONE_LAYER.to_json()))
-  assert bert_checkpoint.main([f"--tf1_checkpoint={prefix}", f"--bert_config={config}",
+  assert bert_checkpoint.main(["convert", f"--tf1_checkpoint={prefix}", f"--bert_config={config}",
                                f"--out={tmp_path / 'out'}"]) == 0
   conversion = json.loads((tmp_path / "out" / "conversion.json").read_text())
   assert sorted(conversion["variables"]) == sorted(reference_shapes(ONE_LAYER))
@@ -118,7 +118,7 @@ def test_converter_cli_round_trip(one_layer_model, tmp_path):
   assert checkpoint.checkpoint_vocab_size(str(tmp_path / "out")) == 96
   # A broken source is refused with exit code 2 and the missing name.
   bad, _ = write_reference(tmp_path / "bad" / "model.ckpt-1", ONE_LAYER, drop=("cls/predictions/output_bias",))
-  assert bert_checkpoint.main([f"--tf1_checkpoint={bad}", f"--bert_config={config}",
+  assert bert_checkpoint.main(["convert", f"--tf1_checkpoint={bad}", f"--bert_config={config}",
                                f"--out={tmp_path / 'out2'}"]) == 2
 
 

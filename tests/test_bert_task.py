@@ -20,7 +20,7 @@ SMOKE = ["--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags"]
 @pytest.fixture(scope="session")
 def demo_bert(tmp_path_factory):
   out = tmp_path_factory.mktemp("demo_bert")
-  from data_prep import demo_bert as gen
+  from data_prep.demo import bert as gen
   _, flags = gen.generate(str(out))
   return types.SimpleNamespace(root=out, flags=flags, train=out / "train", eval=out / "eval",
                                ckpt=[f.split("=", 1)[1] for f in flags if f.startswith("--init_checkpoint=")][0])

@@ -209,8 +209,8 @@ SMOKE_FLAGS = os.path.join(REPO, "flags", "resnet", "smoke.flags")
 
 
 @pytest.mark.skipif(not (os.path.exists(SMOKE_FLAGS) and os.path.exists(os.path.join(REPO, "tf_gp2bm", "train.py"))
-                         and importlib.util.find_spec("data_prep.demo_imagenet")),
-                    reason="needs the real trainer, flags/resnet/smoke.flags and data_prep.demo_imagenet")
+                         and importlib.util.find_spec("data_prep.demo.imagenet")),
+                    reason="needs the real trainer, flags/resnet/smoke.flags and data_prep.demo.imagenet")
 def test_real_smoke_set_resumes_after_kill(tmp_path):
   """The real path: run_benchmark.sh demo (ResNet only, 2 short smoke runs), killed during run 1, rerun with
   the same command. It must keep run 0, move the interrupted run 1 aside, redo it, and end with 2 results."""

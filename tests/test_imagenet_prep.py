@@ -19,7 +19,9 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from data_prep import files, imagenet, imagenet_convert, imagenet_images, imagenet_records  # noqa: E402
+from data_prep.imagenet import cli as imagenet, convert as imagenet_convert, images as imagenet_images  # noqa: E402
+from tf_gp2bm import files  # noqa: E402
+from tf_gp2bm.formats import imagenet as imagenet_records  # noqa: E402
 
 SYNSETS = ["n01000003", "n01000001", "n01000002"]  # deliberately unsorted: labels follow the sorted order
 REPAIRED = {"n01000001_3.JPEG": "cmyk->rgb", "n01000002_3.JPEG": "png->jpeg", "n01000003_3.JPEG": "gray->rgb"}
@@ -410,7 +412,7 @@ def test_resnet_task_trains_on_converted_output(tmp_path):
 
 
 def test_verify_holds_a_full_set_manifest_to_the_full_counts():
-  from data_prep import imagenet_verify
+  from data_prep.imagenet import verify as imagenet_verify
   manifest = {"partial": False, "synsets": [f"n{i:08d}" for i in range(1000)],
               "skipped": [{"file": "n00000007_1.JPEG", "split": "train"}],
               "splits": {"train": {"num_examples": 1281166}, "validation": {"num_examples": 50000}}}
@@ -422,7 +424,7 @@ def test_verify_holds_a_full_set_manifest_to_the_full_counts():
 
 
 def test_devkit_ids_refuse_a_sorted_synset_map(tmp_path):
-  from data_prep import imagenet_labels
+  from data_prep.imagenet import labels as imagenet_labels
   (tmp_path / "gt.txt").write_text("3\n1\n")
   with pytest.raises(imagenet_labels.LabelError, match="meta.mat order"):
     imagenet_labels.read_val_labels(str(tmp_path / "gt.txt"), [f"n{i:08d}" for i in range(1000)])

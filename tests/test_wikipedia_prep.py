@@ -17,12 +17,12 @@ import reference_pretraining_data as reference  # noqa: E402
 
 from data_prep import bert_records, native  # noqa: E402
 from tf_gp2bm.formats import bert_pretraining  # noqa: E402
-from data_prep.mt_stream import WordStream  # noqa: E402
-from data_prep.wiki_instances import create_pretraining_examples  # noqa: E402
-from data_prep.wiki_manifest import StageError, verify  # noqa: E402
-from data_prep.wiki_tfrecords import pick_eval, run_tfrecords  # noqa: E402
-from data_prep.wiki_text import clean_file, sed_clean_line, strip_doc_markup  # noqa: E402
-from data_prep.wordpiece import WordpieceTokenizer  # noqa: E402
+from data_prep.wikipedia.mt_stream import WordStream  # noqa: E402
+from data_prep.wikipedia.instances import create_pretraining_examples  # noqa: E402
+from data_prep.wikipedia.manifest import StageError, verify  # noqa: E402
+from data_prep.wikipedia.tfrecords import pick_eval, run_tfrecords  # noqa: E402
+from data_prep.wikipedia.text import clean_file, sed_clean_line, strip_doc_markup  # noqa: E402
+from data_prep.wikipedia.wordpiece import WordpieceTokenizer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = sorted((SHARED / "wiki_sample").glob("wiki_??"))
@@ -269,7 +269,7 @@ def test_wrong_inputs_stop_with_a_clear_message(tmp_path):
   # a small vocab is fine with other settings (the BERT smoke demo does this)
   manifest = run_tfrecords([str(part)], str(small_vocab), str(tmp_path / "o"), _small_settings())
   assert manifest["total"]["files"] == 1
-  from data_prep.wiki_tfrecords import check_complete_parts
+  from data_prep.wikipedia.tfrecords import check_complete_parts
   names = [str(tmp_path / f"part-{i:05d}-of-00500") for i in range(500) if i not in (7, 499)]
   with pytest.raises(StageError, match=r"2 of 500 parts missing in .*: part-00007-of-00500, part-00499-of-00500"):
     check_complete_parts(names)
@@ -337,7 +337,7 @@ def _reference_split(segmented, raw_sizes, work, num_test, block_mb):
 
 
 def test_split_identical_to_reference(cleaned, tmp_path):
-  from data_prep.wiki_split import run_split
+  from data_prep.wikipedia.split import run_split
   import hashlib
   raw_sizes = [p.stat().st_size for p in SAMPLE]
   segmented = [str(p) for p in cleaned]  # any blank-line separated article text works for the split
@@ -352,7 +352,7 @@ def test_split_identical_to_reference(cleaned, tmp_path):
   md5s = "".join(hashlib.md5(a.rstrip().encode()).hexdigest() + "\n" for a in held)
   assert (tmp_path / "out" / "eval.md5").read_text() == md5s
   assert manifest["files"]["eval.txt"]["count"] == 21 and len(manifest["files"]) == 4
-  from data_prep.wiki_accept import check_eval_articles
+  from data_prep.wikipedia.accept import check_eval_articles
   assert check_eval_articles(str(tmp_path / "out" / "eval.txt"), str(tmp_path / "out" / "eval.md5")) == 21
   again = run_split(segmented, raw_sizes, str(tmp_path / "out"), workers=1, num_test_articles=21, block_mb=2.5)
   assert again["files"] == manifest["files"]
@@ -360,7 +360,7 @@ def test_split_identical_to_reference(cleaned, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ inputs
 def test_published_text_checks_report_what_is_wrong(tmp_path):
-  from data_prep.wiki_accept import accept_text, check_eval_articles
+  from data_prep.wikipedia.accept import accept_text, check_eval_articles
   for i in range(498):
     (tmp_path / f"part-{i:05d}-of-00500").write_text("x\n")
   with pytest.raises(StageError, match=r"3 published text file\(s\) missing: part-00498-of-00500, "
@@ -381,7 +381,7 @@ def test_published_text_checks_report_what_is_wrong(tmp_path):
 
 def test_dump_checks(tmp_path):
   import bz2
-  from data_prep.wiki_extract import check_dump
+  from data_prep.wikipedia.extract import check_dump
   good = tmp_path / "small.xml.bz2"
   good.write_bytes(bz2.compress(b"<mediawiki></mediawiki>" * 100))
   assert check_dump(str(good)) is False  # not the official name: only the bz2 end marker is checked
@@ -399,7 +399,7 @@ def test_dump_checks(tmp_path):
 
 def test_segment_without_punkt_model_explains_how_to_provide_it(tmp_path, monkeypatch):
   pytest.importorskip("nltk")
-  from data_prep.wiki_textstages import load_punkt, segment_file
+  from data_prep.wikipedia.textstages import load_punkt, segment_file
   monkeypatch.setenv("NLTK_DATA", str(tmp_path))
   import nltk
   monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
@@ -414,7 +414,7 @@ def test_segment_without_punkt_model_explains_how_to_provide_it(tmp_path, monkey
 
 
 def test_clean_stage_keeps_layout_and_resumes(tmp_path):
-  from data_prep.wiki_textstages import run_text_stage
+  from data_prep.wikipedia.textstages import run_text_stage
   raw = tmp_path / "raw" / "AA"
   raw.mkdir(parents=True)
   for src in SAMPLE[:2]:
@@ -428,7 +428,7 @@ def test_clean_stage_keeps_layout_and_resumes(tmp_path):
 
 
 def test_eval_stage_picks_from_the_intermediate(cleaned, tmp_path):
-  from data_prep.wiki_eval import run_eval
+  from data_prep.wikipedia.eval_set import run_eval
   text = tmp_path / "text"
   text.mkdir()
   (text / "eval.txt").write_bytes(cleaned[1].read_bytes())
@@ -473,8 +473,8 @@ Some history here. More text follows.</text>
 def test_extract_stage_runs_the_pinned_wikiextractor(tmp_path):
   pytest.importorskip("wikiextractor")
   import bz2
-  from data_prep.wiki_extract import run_extract
-  from data_prep.wiki_textstages import run_text_stage
+  from data_prep.wikipedia.extract import run_extract
+  from data_prep.wikipedia.textstages import run_text_stage
   dump = tmp_path / "tiny.xml.bz2"
   dump.write_bytes(bz2.compress(_TINY_DUMP.encode()))
   manifest = run_extract(str(dump), str(tmp_path / "text"), workers=1)

@@ -1,6 +1,6 @@
 r"""Converts the reference phase-1 TF1 checkpoint to a checkpoint of our model (slots dropped), strictly.
 
-    python -m data_prep.bert_checkpoint --tf1_checkpoint=/data/bert/phase1/model.ckpt-28252 \
+    python -m data_prep.bert_checkpoint convert --tf1_checkpoint=/data/bert/phase1/model.ckpt-28252 \
         --bert_config=/data/bert/phase1/bert_config.json --out=/data/bert/phase1_tf2
 
 Writes OUT/model.{index,data-*} (tf.train.Checkpoint of the model), OUT/bert_config.json and OUT/conversion.json
@@ -10,10 +10,8 @@ The result is read back into a fresh model and compared value by value before th
 `--init_checkpoint` of the BERT task accepts either the TF1 checkpoint or OUT; the converted one loads faster
 (1.3 GB instead of 4 GB with the LAMB slots).
 """
-import argparse
 import json
 import os
-import sys
 
 
 def convert(tf1_checkpoint, bert_config, out, log=print):
@@ -50,22 +48,3 @@ def convert(tf1_checkpoint, bert_config, out, log=print):
       raise RuntimeError(f"{out}: read-back differs at {a.name}")
   log(f"converted {len(mapping)} variables from {prefix} to {path} (read back and verified)")
   return path
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--tf1_checkpoint", required=True, help="reference checkpoint prefix, e.g. model.ckpt-28252")
-  parser.add_argument("--bert_config", default="large", help="bert_config.json, or 'large' / 'tiny'")
-  parser.add_argument("--out", required=True)
-  args = parser.parse_args(argv)
-  from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
-  try:
-    convert(args.tf1_checkpoint, args.bert_config, args.out)
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

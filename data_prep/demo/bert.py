@@ -1,12 +1,12 @@
 r"""A small BERT pretraining data set, vocab and TF1-style starting checkpoint for the BERT smoke config.
 
-    python -m data_prep.demo_bert --out=/tmp/demo_bert
+    python -m data_prep.demo.bert --out=/tmp/demo_bert
 
 Text: documents of sentences; every document has a topic word and each word of it is the topic with probability
 1 - NOISE, else a random word. A masked token is predictable from its segment's other tokens (the topic) unless
 it was a noise word, so a small BERT learns masked-LM accuracy past the 0.720 target but stays well below 1.0
 (the checker rejects accuracy >= 1.0). The text goes through the same pretraining-instance code and record writer
-as the real Wikipedia data (data_prep.bert_records / wiki_instances: reference masking, NSP pairs, padding), and
+as the real Wikipedia data (data_prep.bert_records / data_prep.wikipedia.instances: reference masking, NSP pairs, padding), and
 the starting checkpoint is a randomly initialised tiny model saved by tf.compat.v1.train.Saver with the
 reference TF1 variable names (plus adam_m/adam_v slots and global_step), so the run exercises the conversion.
 Prints the flags to pass to `python -m tf_gp2bm.train --task=bert --flagfile=flags/bert/smoke.flags`.
@@ -102,6 +102,7 @@ def write_checkpoint(out, seed, pretrain_steps):
 def generate(out, train_docs=600, eval_docs=60, dupe_factor=5, seed=12345, pretrain_steps=PRETRAIN_STEPS):
   import tf_gp2bm  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
   from data_prep import bert_records
+  from data_prep.wikipedia.instances import create_pretraining_examples
   from tf_gp2bm.tasks.bert.model import TINY
   os.makedirs(os.path.join(out, "text"), exist_ok=True)
   words = _words(TINY.vocab_size - len(SPECIALS) - 1)  # + "."
@@ -118,7 +119,7 @@ def generate(out, train_docs=600, eval_docs=60, dupe_factor=5, seed=12345, pretr
   for split, docs, dupe, shards in (("train", train_docs, dupe_factor, TRAIN_FILES), ("eval", eval_docs, 1, 1)):
     text = os.path.join(out, "text", f"{split}.txt")
     write_text(text, rng, words, docs)
-    instances = bert_records.create_pretraining_examples(text, vocab_file, dupe_factor=dupe, random_seed=seed, **kw)
+    instances = create_pretraining_examples(text, vocab_file, dupe_factor=dupe, random_seed=seed, **kw)
     counts[split] = len(instances)
     for i in range(shards):
       name = f"part-{i:05d}-of-{shards:05d}" if split == "train" else "eval_records"

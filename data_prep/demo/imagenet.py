@@ -1,6 +1,6 @@
 r"""A small ImageNet-format data set that the ResNet smoke config learns in a few CPU minutes.
 
-    python -m data_prep.demo_imagenet --out=/tmp/demo_imagenet
+    python -m data_prep.demo.imagenet --out=/tmp/demo_imagenet
 
 Each class is a hue with striped texture at a class-specific orientation, drawn at varied sizes and positions
 on noise. 10 % of labels (train and validation) are replaced by a random other class, so accuracy stays well
@@ -42,13 +42,13 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
   """photo_like: ImageNet-sized (~400x350, ~100 KB) photo-like JPEGs instead of the learnable patterns, for
   input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`)."""
   if photo_like:
-    from data_prep.imagenet_bench import photo_like_jpeg
+    from data_prep.imagenet.bench import photo_like_jpeg
   os.makedirs(out, exist_ok=True)
   rng = np.random.default_rng(seed)
   synsets = [f"n{9000000 + i:08d}" for i in range(num_classes)]
   manifest = {"format": rec.FORMAT, "label_offset": rec.REFERENCE_LABEL_OFFSET, "num_classes": num_classes,
               "synsets": synsets, "splits": {}, "class_counts": {}, "repairs": [], "skipped": [],
-              "tool": {"name": "data_prep.demo_imagenet", "version": 1},
+              "tool": {"name": "data_prep.demo.imagenet", "version": 1},
               "sources": {"generated": {"seed": seed, "label_noise": LABEL_NOISE}}}
   for split, per_class, num_shards in (("train", train_per_class, train_shards),
                                        ("validation", val_per_class, val_shards)):

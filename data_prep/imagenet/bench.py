@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from tf_gp2bm.formats import imagenet as imagenet_records
-from data_prep import imagenet_convert, imagenet_plan
+from data_prep.imagenet import convert, plan
 from tf_gp2bm.progress import Progress
 
 NUM_CLASSES = 10
@@ -76,7 +76,7 @@ def _warm(_):
 
 def _clear(out):
   """Removes the shards and their summaries, so the next pass writes everything again."""
-  for directory in (out, os.path.join(out, imagenet_convert.PARTS_DIR)):
+  for directory in (out, os.path.join(out, convert.PARTS_DIR)):
     for entry in os.scandir(directory):
       if entry.is_file():
         os.remove(entry.path)
@@ -96,12 +96,12 @@ def run(num_images, workers, scratch=None):
     num_shards = max(4, 4 * workers)
     opts = argparse.Namespace(train=os.path.join(scratch, "src", "train"), val=os.path.join(scratch, "src", "val"),
                               val_labels=os.path.join(scratch, "src", "val_labels.txt"), synset_map=None,
-                              allow_partial=True, skip_bad=False, seed=imagenet_plan.DEFAULT_SEED,
+                              allow_partial=True, skip_bad=False, seed=plan.DEFAULT_SEED,
                               train_shards=num_shards, val_shards=1)
-    tasks = [t for t in imagenet_plan.make_plan(opts, io.StringIO())[0] if t.split == "train"]
+    tasks = [t for t in plan.make_plan(opts, io.StringIO())[0] if t.split == "train"]
     outs = {k: os.path.join(scratch, k) for k in ("simple", "one", "all")}
     for path in outs.values():
-      imagenet_convert.prepare_out_dir(path)
+      convert.prepare_out_dir(path)
     quiet = Progress("bench", stream=io.StringIO(), every_s=1e9)
 
     # Each converter runs once untimed first: the timed pass then measures steady work, not first-touch costs
@@ -109,17 +109,17 @@ def run(num_images, workers, scratch=None):
     everything = [im for t in tasks for im in t.images]
     straightforward_convert(everything[:len(tasks[0].images)], outs["simple"], num_shards)
     simple_s = _timed(lambda: straightforward_convert(everything, outs["simple"], num_shards))
-    imagenet_convert.run_tasks(tasks[:1], outs["one"], False, 1, quiet)
+    convert.run_tasks(tasks[:1], outs["one"], False, 1, quiet)
     _clear(outs["one"])
-    one_s = _timed(lambda: imagenet_convert.run_tasks(tasks, outs["one"], False, 1, quiet))
-    pool = imagenet_convert.start_pool(workers, outs["all"], False)
+    one_s = _timed(lambda: convert.run_tasks(tasks, outs["one"], False, 1, quiet))
+    pool = convert.start_pool(workers, outs["all"], False)
     try:
       for _ in range(20):  # wait until every worker has started
         if len(set(pool[0].map(_warm, range(workers), chunksize=1))) == workers:
           break
-      imagenet_convert.run_tasks(tasks, outs["all"], False, workers, quiet, pool=pool)
+      convert.run_tasks(tasks, outs["all"], False, workers, quiet, pool=pool)
       _clear(outs["all"])
-      all_s = _timed(lambda: imagenet_convert.run_tasks(tasks, outs["all"], False, workers, quiet, pool=pool))
+      all_s = _timed(lambda: convert.run_tasks(tasks, outs["all"], False, workers, quiet, pool=pool))
     finally:
       pool[0].terminate()
       pool[0].join()

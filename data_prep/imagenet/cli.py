@@ -65,10 +65,10 @@ def parse_args(argv):
 
 
 def _convert(args):
-  from data_prep import imagenet_convert, imagenet_plan
+  from data_prep.imagenet import convert, plan
   if args.seed is None:
-    args.seed = imagenet_plan.DEFAULT_SEED
-  manifest = imagenet_convert.convert(args)
+    args.seed = plan.DEFAULT_SEED
+  manifest = convert.convert(args)
   for split, info in manifest["splits"].items():
     print(f"{split}: {info['num_examples']:,} images in {info['num_shards']} shards")
   print(f"repaired {len(manifest['repairs'])}, skipped {len(manifest['skipped'])}; "
@@ -77,8 +77,8 @@ def _convert(args):
 
 
 def _verify(args):
-  from data_prep import imagenet_verify
-  problems = imagenet_verify.verify(args.dir, quick=args.quick, workers=args.workers)
+  from data_prep.imagenet import verify
+  problems = verify.verify(args.dir, quick=args.quick, workers=args.workers)
   for problem in problems:
     print(f"FAIL {problem}")
   print(f"verify {args.dir}: " + (f"{len(problems)} problem(s)" if problems else "OK"))
@@ -86,8 +86,8 @@ def _verify(args):
 
 
 def _index(args):
-  from data_prep import imagenet_verify
-  manifest = imagenet_verify.index(args.dir, args.label_offset, args.num_classes, args.allow_partial, args.workers)
+  from data_prep.imagenet import verify
+  manifest = verify.index(args.dir, args.label_offset, args.num_classes, args.allow_partial, args.workers)
   for split, info in manifest["splits"].items():
     print(f"{split}: {info['num_examples']:,} records in {info['num_shards']} shards")
   print(f"wrote {os.path.join(args.dir, imagenet_records.MANIFEST)}")
@@ -95,16 +95,16 @@ def _index(args):
 
 
 def _bench(args):
-  from data_prep import imagenet_bench
-  imagenet_bench.run(args.images, args.workers, args.dir)
+  from data_prep.imagenet import bench
+  bench.run(args.images, args.workers, args.dir)
   return 0
 
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from data_prep import imagenet_convert, imagenet_labels, imagenet_plan, imagenet_sources, imagenet_verify
-  user_errors = (imagenet_convert.ConvertError, imagenet_plan.PlanError, imagenet_sources.SourceError,
-                 imagenet_labels.LabelError, imagenet_verify.VerifyError, FileNotFoundError, ValueError)
+  from data_prep.imagenet import convert, labels, plan, sources, verify
+  user_errors = (convert.ConvertError, plan.PlanError, sources.SourceError,
+                 labels.LabelError, verify.VerifyError, FileNotFoundError, ValueError)
   try:
     return {"convert": _convert, "verify": _verify, "index": _index, "bench": _bench}[args.command](args)
   except user_errors as e:
@@ -113,7 +113,3 @@ def main(argv=None):
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -13,7 +13,7 @@ import re
 
 from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
-from data_prep import imagenet_images, imagenet_plan, imagenet_sources
+from data_prep.imagenet import images, plan, sources
 from tf_gp2bm.progress import Progress
 
 TOOL = {"name": "data_prep.imagenet", "version": "1.0"}
@@ -100,10 +100,10 @@ def _disk_full(e):
 def _records(task, summary):
   """Yields serialized examples of the task, filling the summary's counts, repairs and skips."""
   for image, label in task.images:
-    data = imagenet_sources.read_span(image, _worker["open_files"])
+    data = sources.read_span(image, _worker["open_files"])
     try:
-      jpeg, height, width, repair = imagenet_images.prepare(data)
-    except imagenet_images.BadImage as e:
+      jpeg, height, width, repair = images.prepare(data)
+    except images.BadImage as e:
       if not _worker["skip_bad"]:
         raise ConvertError(f"unreadable image {image.source}: {e}; pass --skip_bad to skip and list it") from None
       summary["skipped"].append({"file": image.name, "synset": image.synset, "split": task.split, "reason": str(e)})
@@ -216,7 +216,7 @@ def build_manifest(tasks, summaries, facts, opts):
   by_name = {s["name"]: s for s in summaries}
   synsets = facts["synsets"]
   splits, class_counts, repairs, skipped = {}, {}, [], []
-  for split in imagenet_plan.SPLITS:
+  for split in plan.SPLITS:
     shards = collections.OrderedDict()
     counts = dict.fromkeys(synsets, 0)
     for task in (t for t in tasks if t.split == split):
@@ -246,7 +246,7 @@ def convert(opts, progress_stream=None):
     if value < 1:
       raise ConvertError(f"{flag}={value}: must be at least 1")
   check_out_dir(opts.out, opts.train_shards, opts.val_shards)
-  tasks, facts = imagenet_plan.make_plan(opts, progress_stream)
+  tasks, facts = plan.make_plan(opts, progress_stream)
   prepare_out_dir(opts.out)
   summaries, todo = [], []
   for task in tasks:

@@ -11,7 +11,7 @@ import random
 
 from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
-from data_prep import imagenet_labels, imagenet_sources
+from data_prep.imagenet import labels, sources
 from tf_gp2bm.progress import Progress
 
 FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000
@@ -44,17 +44,17 @@ def _check_synset_map(synsets, synset_map, opts):
 
 def _label_validation(images, synsets, synset_map, opts):
   """Returns (images with their synset filled in, names dropped as of an unconverted class, labels info)."""
-  labels, labels_info = None, None
+  by_stem, labels_info = None, None
   if opts.val_labels:
-    labels, fmt = imagenet_labels.read_val_labels(opts.val_labels, synset_map)
+    by_stem, fmt = labels.read_val_labels(opts.val_labels, synset_map)
     labels_info = {"path": os.path.abspath(opts.val_labels), "format": fmt,
                    "sha256": files.sha256_file(opts.val_labels)}
   known = set(synsets)
   labelled, dropped, unlabelled = [], [], []
   for image in images:
     synset = image.synset
-    if labels is not None:
-      listed = labels.get(imagenet_labels.stem(image.name))
+    if by_stem is not None:
+      listed = by_stem.get(labels.stem(image.name))
       if listed is None:
         unlabelled.append(image.source)
         continue
@@ -74,11 +74,11 @@ def _label_validation(images, synsets, synset_map, opts):
   if unlabelled:
     raise PlanError(f"{len(unlabelled)} validation image(s) have no label in --val_labels={opts.val_labels}: "
                     f"{_first(unlabelled)}")
-  if labels is not None:
-    found = {imagenet_labels.stem(im.name) for im in images}
-    orphans = set(labels) - found
+  if by_stem is not None:
+    found = {labels.stem(im.name) for im in images}
+    orphans = set(by_stem) - found
     if orphans and not opts.allow_partial:
-      raise PlanError(f"--val_labels={opts.val_labels} labels {len(orphans)} image(s) missing from --val="
+      raise PlanError(f"--val_labels={opts.val_labels} by_stem {len(orphans)} image(s) missing from --val="
                       f"{opts.val}: {_first(orphans)}; pass --allow_partial to convert a subset")
     labels_info["labels_without_image"] = len(orphans)
   return labelled, sorted(dropped), labels_info
@@ -115,13 +115,13 @@ def make_plan(opts, progress_stream=None):
   """Lists and checks the inputs; returns (tasks, facts for the manifest)."""
   listing = Progress("list train", total=None if opts.allow_partial else FULL_CLASSES, unit="classes",
                      stream=progress_stream)
-  by_synset, train_info = imagenet_sources.list_train(opts.train, on_class=lambda _: listing.update())
+  by_synset, train_info = sources.list_train(opts.train, on_class=lambda _: listing.update())
   listing.finish()
   synsets = sorted(by_synset)
-  synset_map = imagenet_labels.read_synset_map(opts.synset_map) if opts.synset_map else None
+  synset_map = labels.read_synset_map(opts.synset_map) if opts.synset_map else None
   if synset_map is not None:
     _check_synset_map(synsets, synset_map, opts)
-  val_images, val_info = imagenet_sources.list_val(opts.val)
+  val_images, val_info = sources.list_val(opts.val)
   val_images, dropped, labels_info = _label_validation(val_images, synsets, synset_map, opts)
   num_train = sum(len(v) for v in by_synset.values())
   _check_full_set(len(synsets), num_train, len(val_images), opts)
@@ -131,12 +131,12 @@ def make_plan(opts, progress_stream=None):
   random.Random(opts.seed).shuffle(train)  # sorted listing + fixed seed: the same order on every run
   val = [(im, label_of[im.synset]) for im in val_images]
   tasks = _shards("train", train, opts.train_shards) + _shards("validation", val, opts.val_shards)
-  sources = {"train": train_info, "validation": val_info}
+  inputs = {"train": train_info, "validation": val_info}
   if labels_info:
-    sources["val_labels"] = labels_info
+    inputs["val_labels"] = labels_info
   if opts.synset_map:
-    sources["synset_map"] = {"path": os.path.abspath(opts.synset_map), "sha256": files.sha256_file(opts.synset_map)}
+    inputs["synset_map"] = {"path": os.path.abspath(opts.synset_map), "sha256": files.sha256_file(opts.synset_map)}
   full = (len(synsets), num_train, len(val)) == (FULL_CLASSES, FULL_TRAIN, FULL_VAL)
-  facts = {"synsets": synsets, "sources": sources, "dropped_validation": dropped, "partial": not full,
+  facts = {"synsets": synsets, "sources": inputs, "dropped_validation": dropped, "partial": not full,
            "input_counts": {"train": num_train, "validation": len(val)}}
   return tasks, facts

@@ -7,7 +7,7 @@ import os
 
 from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
-from data_prep import imagenet_convert, imagenet_plan
+from data_prep.imagenet import convert, plan
 
 REQUIRED_KEYS = ("format", "label_offset", "num_classes", "splits", "class_counts", "synsets", "repairs",
                  "skipped", "tool", "sources")
@@ -48,7 +48,7 @@ def scan_shard(path, decode_every=1):
           problems.append(f"{path} record {i}: JPEG does not decode ({e.message.splitlines()[0]})")
           continue
         stored = [feature[k].int64_list.value[0] for k in ("image/height", "image/width") if k in feature]
-        # 0 means "not recorded" (data_prep.demo_imagenet writes that); the trainer reads the JPEG's own shape.
+        # 0 means "not recorded" (data_prep.demo.imagenet writes that); the trainer reads the JPEG's own shape.
         if len(stored) == 2 and all(stored) and stored != list(shape[:2]):
           problems.append(f"{path} record {i}: image is {shape[0]}x{shape[1]}, record says "
                           f"{stored[0]}x{stored[1]}")
@@ -71,7 +71,7 @@ def _shard_files(directory):
   """{split: {num_shards: [names]}} of the shard files present."""
   found = collections.defaultdict(lambda: collections.defaultdict(list))
   for name in sorted(os.listdir(directory)):
-    match = imagenet_convert.SHARD_RE.match(name)
+    match = convert.SHARD_RE.match(name)
     if match:
       found[match.group(1)][int(match.group(3))].append(name)
   return found
@@ -108,10 +108,10 @@ def _check_manifest(manifest, path):
 
 def _full_set_problems(manifest, path):
   """A manifest not marked partial describes the whole of ILSVRC-2012, less the images it lists as skipped."""
-  if manifest.get("partial", True) or len(manifest["synsets"]) != imagenet_plan.FULL_CLASSES:
+  if manifest.get("partial", True) or len(manifest["synsets"]) != plan.FULL_CLASSES:
     return []
   problems = []
-  for split, full in (("train", imagenet_plan.FULL_TRAIN), ("validation", imagenet_plan.FULL_VAL)):
+  for split, full in (("train", plan.FULL_TRAIN), ("validation", plan.FULL_VAL)):
     expected = full - sum(1 for s in manifest["skipped"] if s.get("split") == split)
     got = manifest["splits"].get(split, {}).get("num_examples")
     if got != expected:
@@ -128,7 +128,7 @@ def verify(directory, quick=False, workers=1):
     return problems
   present = _shard_files(directory)
   to_scan = {}
-  for split in imagenet_plan.SPLITS:
+  for split in plan.SPLITS:
     info = manifest["splits"].get(split)
     if info is None:
       problems.append(f"{manifest_path}: no {split} split")
@@ -144,7 +144,7 @@ def verify(directory, quick=False, workers=1):
                  for n in sorted(on_disk - set(info["shards"]))]
     to_scan.update({os.path.join(directory, n): (split, n) for n in sorted(set(info["shards"]) & on_disk)})
   decode_every = QUICK_DECODE_EVERY if quick else 1
-  counts = {split: collections.Counter() for split in imagenet_plan.SPLITS}
+  counts = {split: collections.Counter() for split in plan.SPLITS}
   labels = collections.defaultdict(set)
   for result in _scan_all(sorted(to_scan), decode_every, workers):
     split, name = to_scan[result["path"]]
@@ -174,7 +174,7 @@ def index(directory, label_offset, num_classes, allow_partial=False, workers=1):
     raise VerifyError(f"{directory}: no such directory")
   present = _shard_files(directory)
   paths = []
-  for split in imagenet_plan.SPLITS:
+  for split in plan.SPLITS:
     if len(present[split]) != 1:
       raise VerifyError(f"{directory}: expected {split}-NNNNN-of-MMMMM files of one shard count, found "
                         f"counts {sorted(present[split]) or 'none'}")
@@ -200,7 +200,7 @@ def index(directory, label_offset, num_classes, allow_partial=False, workers=1):
     raise VerifyError("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
 
   splits, class_counts = {}, {}
-  for split in imagenet_plan.SPLITS:
+  for split in plan.SPLITS:
     (num_shards, names), = present[split].items()
     shards = {n: {"num_examples": results[n]["num_examples"], "sha256": results[n]["sha256"],
                   "bytes": results[n]["bytes"]} for n in names}
@@ -212,7 +212,7 @@ def index(directory, label_offset, num_classes, allow_partial=False, workers=1):
         counts[synset] += c
     class_counts[split] = counts
   if not allow_partial:
-    for split, want in (("train", imagenet_plan.FULL_TRAIN), ("validation", imagenet_plan.FULL_VAL)):
+    for split, want in (("train", plan.FULL_TRAIN), ("validation", plan.FULL_VAL)):
       if splits[split]["num_examples"] != want:
         raise VerifyError(f"{directory}: {splits[split]['num_examples']:,} {split} records, the full ILSVRC-2012 "
                           f"set has {want:,}; pass --allow_partial for a subset")
@@ -220,8 +220,8 @@ def index(directory, label_offset, num_classes, allow_partial=False, workers=1):
       "format": imagenet_records.FORMAT, "label_offset": label_offset, "num_classes": num_classes,
       "synsets": synsets, "splits": splits, "class_counts": class_counts, "repairs": [], "skipped": [],
       "partial": (len(synsets), splits["train"]["num_examples"], splits["validation"]["num_examples"])
-                 != (imagenet_plan.FULL_CLASSES, imagenet_plan.FULL_TRAIN, imagenet_plan.FULL_VAL),
-      "indexed": True, "tool": imagenet_convert.TOOL,
+                 != (plan.FULL_CLASSES, plan.FULL_TRAIN, plan.FULL_VAL),
+      "indexed": True, "tool": convert.TOOL,
       "sources": {"records": {"path": os.path.abspath(directory),
                               "bytes": sum(r["bytes"] for r in results.values())}},
   }

@@ -12,10 +12,10 @@ import multiprocessing
 import os
 import sys
 
-from data_prep import wiki_published as published
+from data_prep.wikipedia import published
 from data_prep.bert_records import read_records
 from tf_gp2bm.files import md5_file, sha256_file, write_json_atomic
-from data_prep.wiki_manifest import StageError, manifest_path, tool_versions
+from data_prep.wikipedia.manifest import StageError, manifest_path, tool_versions
 from tf_gp2bm.progress import Progress
 
 

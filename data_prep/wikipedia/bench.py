@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_prep import wiki_published as published
-from data_prep.wiki_manifest import StageError
-from data_prep.wiki_text import clean_file
-from data_prep.wiki_tfrecords import expand_inputs, run_tfrecords
+from data_prep.wikipedia import published
+from data_prep.wikipedia.manifest import StageError
+from data_prep.wikipedia.text import clean_file
+from data_prep.wikipedia.tfrecords import expand_inputs, run_tfrecords
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -11,7 +11,7 @@ Stages (each resumable through per-output done markers, each writing <out>/manif
   all        the stages in order into --work: from --dump, or from --published_text
   verify     re-check every manifest in --out (bytes, sha256)
   bench      time `tfrecords` against the plain reference-style implementation on the same input
-Module docs: wiki_tfrecords/wiki_instances (generation), wiki_manifest (markers, manifests), wiki_split.
+Module docs: tfrecords/instances (generation), manifest (markers, manifests), split.
 
 Typical use (the published text is the preferred input: WikiExtractor output depends on the day it runs):
   python -m data_prep.wikipedia all --published_text=results --vocab=vocab.txt --work=/data/bert
@@ -22,8 +22,8 @@ import argparse
 import os
 import sys
 
-from data_prep import wiki_published as published
-from data_prep.wiki_manifest import StageError
+from data_prep.wikipedia import published
+from data_prep.wikipedia.manifest import StageError
 
 
 def _settings(args):
@@ -50,7 +50,7 @@ def _add_generation_flags(p, out=True):
 
 
 def cmd_tfrecords(args):
-  from data_prep.wiki_tfrecords import check_complete_parts, expand_inputs, run_tfrecords
+  from data_prep.wikipedia.tfrecords import check_complete_parts, expand_inputs, run_tfrecords
   inputs = expand_inputs(args.input)
   if not args.allow_missing_parts:
     check_complete_parts(inputs)
@@ -60,12 +60,12 @@ def cmd_tfrecords(args):
 
 
 def cmd_eval(args):
-  from data_prep.wiki_eval import run_eval
+  from data_prep.wikipedia.eval_set import run_eval
   run_eval(args.input, args.vocab, args.out, _settings(args), num_examples=args.num_examples)
 
 
 def cmd_verify(args):
-  from data_prep.wiki_manifest import verify
+  from data_prep.wikipedia.manifest import verify
   problems = verify(args.out)
   for line in problems:
     print(f"[verify] {line}", file=sys.stderr)
@@ -75,18 +75,18 @@ def cmd_verify(args):
 
 
 def cmd_extract(args):
-  from data_prep.wiki_extract import run_extract
+  from data_prep.wikipedia.extract import run_extract
   run_extract(args.dump, args.out, args.workers, check_md5=not args.skip_md5)
 
 
 def cmd_text(args):
-  from data_prep.wiki_textstages import run_text_stage
+  from data_prep.wikipedia.textstages import run_text_stage
   run_text_stage(args.stage, args.input, args.out, args.workers, getattr(args, "nltk_data", None))
 
 
 def cmd_split(args):
-  from data_prep.wiki_split import run_split
-  from data_prep.wiki_textstages import relative_files
+  from data_prep.wikipedia.split import run_split
+  from data_prep.wikipedia.textstages import relative_files
   rels = relative_files(args.input)
   missing = [r for r in rels if not os.path.isfile(os.path.join(args.raw, r))]
   if missing:
@@ -97,7 +97,7 @@ def cmd_split(args):
 
 
 def cmd_published(args):
-  from data_prep.wiki_accept import accept_text, accept_tfrecords
+  from data_prep.wikipedia.accept import accept_text, accept_tfrecords
   if not (args.text or args.tfrecords):
     raise StageError("published: give --text=DIR (part-*-of-00500 + eval.txt) and/or --tfrecords=DIR")
   if args.text:
@@ -107,12 +107,12 @@ def cmd_published(args):
 
 
 def cmd_all(args):
-  from data_prep.wiki_accept import accept_text
-  from data_prep.wiki_eval import run_eval
-  from data_prep.wiki_extract import run_extract
-  from data_prep.wiki_split import run_split
-  from data_prep.wiki_textstages import relative_files, run_text_stage
-  from data_prep.wiki_tfrecords import check_complete_parts, expand_inputs, run_tfrecords
+  from data_prep.wikipedia.accept import accept_text
+  from data_prep.wikipedia.eval_set import run_eval
+  from data_prep.wikipedia.extract import run_extract
+  from data_prep.wikipedia.split import run_split
+  from data_prep.wikipedia.textstages import relative_files, run_text_stage
+  from data_prep.wikipedia.tfrecords import check_complete_parts, expand_inputs, run_tfrecords
   work = args.work
   if args.published_text:
     accept_text(args.published_text, args.workers)
@@ -138,7 +138,7 @@ def cmd_all(args):
 
 
 def cmd_bench(args):
-  from data_prep.wiki_bench import run_bench
+  from data_prep.wikipedia.bench import run_bench
   run_bench(args)
 
 
@@ -222,7 +222,3 @@ def main(argv=None):
     print(f"[{args.stage}] error: {e}", file=sys.stderr)
     return 2
   return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -7,10 +7,10 @@ changes the MLM accuracy every submission is judged by.
 import os
 import sys
 
-from data_prep import wiki_published as published
+from data_prep.wikipedia import published
 from tf_gp2bm.files import md5_file
-from data_prep.wiki_manifest import StageError, is_done, mark_done, write_manifest
-from data_prep.wiki_tfrecords import (EVAL_10K, EVAL_INTERMEDIATE, EVAL_TEXT, check_published_size,
+from data_prep.wikipedia.manifest import StageError, is_done, mark_done, write_manifest
+from data_prep.wikipedia.tfrecords import (EVAL_10K, EVAL_INTERMEDIATE, EVAL_TEXT, check_published_size,
                                       pick_eval, run_tfrecords)
 
 

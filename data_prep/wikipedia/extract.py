@@ -10,10 +10,10 @@ import os
 import subprocess
 import sys
 
-from data_prep import wiki_published as published
+from data_prep.wikipedia import published
 from tf_gp2bm.files import md5_file, read_json, sha256_file, write_json_atomic
-from data_prep.wiki_manifest import StageError, input_identity, is_done, mark_done, write_manifest
-from data_prep.wiki_textstages import relative_files
+from data_prep.wikipedia.manifest import StageError, input_identity, is_done, mark_done, write_manifest
+from data_prep.wikipedia.textstages import relative_files
 
 _BZ2_EOS = 0x177245385090  # 48-bit end-of-stream magic, not byte aligned in the file
 

@@ -5,7 +5,7 @@ so the output is identical. What is faster:
   * tokenization through data_prep.wordpiece (memoized per word);
   * all token ids of an input in one flat int32 array; sentences, segments A/B and truncation are index ranges
     into it (A is always consecutive sentences of one document, and so is B), never lists of strings;
-  * the RNG draws replayed from a bulk Mersenne Twister buffer (data_prep.mt_stream), and the per-example
+  * the RNG draws replayed from a bulk Mersenne Twister buffer (data_prep.wikipedia.mt_stream), and the per-example
     work (truncation, [CLS] A [SEP] B [SEP], shuffle of ~500 mask candidates, masking) in one C call;
   * instances kept compact (uint16 ids) until the final shuffle, which permutes an index list: the same draws
     as shuffling the instances themselves.
@@ -17,8 +17,8 @@ import random
 import numpy as np
 
 from data_prep import native
-from data_prep.mt_stream import WordStream
-from data_prep.wordpiece import WordpieceTokenizer
+from data_prep.wikipedia.mt_stream import WordStream
+from data_prep.wikipedia.wordpiece import WordpieceTokenizer
 
 
 class Instance:

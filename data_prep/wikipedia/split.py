@@ -18,7 +18,7 @@ import random
 import sys
 
 from tf_gp2bm.files import atomic_output
-from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
+from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from tf_gp2bm.progress import Progress
 
 BLOCK_MB = 26.92

@@ -12,8 +12,8 @@ import os
 import sys
 
 from tf_gp2bm.files import atomic_output, sha256_file
-from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
-from data_prep.wiki_text import clean_file
+from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
+from data_prep.wikipedia.text import clean_file
 from tf_gp2bm.progress import Progress
 
 PUNKT_HELP = """sentence segmentation needs NLTK's English Punkt model, and no package on PyPI ships it in a form

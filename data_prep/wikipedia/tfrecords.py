@@ -10,12 +10,12 @@ import re
 import sys
 import time
 
-from data_prep import wiki_published as published
+from data_prep.wikipedia import published
 from data_prep.bert_records import read_records, serialize_instance, write_records
 from tf_gp2bm.files import md5_file
-from data_prep.wiki_instances import create_pretraining_examples
-from data_prep.wiki_manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
-from data_prep.wordpiece import load_vocab
+from data_prep.wikipedia.instances import create_pretraining_examples
+from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
+from data_prep.wikipedia.wordpiece import load_vocab
 from tf_gp2bm.progress import Progress
 
 EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_10k"

@@ -84,7 +84,7 @@ DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a hal
 def prepare_demo_data(a, log):
   """Generates the demo datasets once (reused by later demo sets) and points the data flags at them."""
   root = os.path.abspath(a.demo_data_dir or os.path.join(a.results_root, "demo_data"))
-  for task, module in (("resnet", "data_prep.demo_imagenet"), ("bert", "data_prep.demo_bert")):
+  for task, module in (("resnet", "data_prep.demo.imagenet"), ("bert", "data_prep.demo.bert")):
     if a.tasks and task not in a.tasks:
       continue
     out = os.path.join(root, task)
@@ -98,14 +98,14 @@ def prepare_demo_data(a, log):
   a.resnet_data_dir = a.resnet_data_dir or os.path.join(root, "resnet")
   if a.tasks and "bert" not in a.tasks:
     return
-  # data_prep.demo_bert layout: train/part-*, eval/eval_records, ckpt/model.ckpt-<steps>.{index,data-*}
+  # data_prep.demo.bert layout: train/part-*, eval/eval_records, ckpt/model.ckpt-<steps>.{index,data-*}
   bert = os.path.join(root, "bert")
   a.bert_data_dir = a.bert_data_dir or os.path.join(bert, "train")
   a.bert_eval_dir = a.bert_eval_dir or os.path.join(bert, "eval")
   if not a.bert_init_checkpoint:
     index = sorted(glob.glob(os.path.join(bert, "ckpt", "*.index")))
     if not index:
-      raise SystemExit(f"{bert}/ckpt: data_prep.demo_bert wrote no checkpoint (*.index); delete {bert} to redo it")
+      raise SystemExit(f"{bert}/ckpt: data_prep.demo.bert wrote no checkpoint (*.index); delete {bert} to redo it")
     a.bert_init_checkpoint = index[-1][:-len(".index")]
 
 

@@ -3,7 +3,7 @@
 `load_initial_checkpoint(model, path)` accepts either
   * the reference TF1 checkpoint (`.../model.ckpt-28252`, names `bert/embeddings/word_embeddings`, ...), read by
     name and mapped here (attention kernels reshaped per head, NSP weights transposed), or
-  * the output of `python -m data_prep.bert_checkpoint` (a TF2 checkpoint of the model, slots dropped).
+  * the output of `python -m data_prep.bert_checkpoint convert` (a TF2 checkpoint of the model, slots dropped).
 Every model variable must be restored with its shape; a missing variable, a shape mismatch or a model weight in
 the checkpoint that the model does not use (e.g. more layers) raises InputError naming each offender. Optimizer
 state in the TF1 checkpoint (adam_m/adam_v slots, global_step, ...) is ignored; other entries outside the
@@ -99,7 +99,7 @@ def resolve(path):
   """('tf1' | 'tf2', checkpoint prefix) for --init_checkpoint (a prefix, or a directory holding one)."""
   if not path:
     raise InputError("--init_checkpoint is required: the phase-1 checkpoint (model.ckpt-28252 or the output of "
-                     "`python -m data_prep.bert_checkpoint`)")
+                     "`python -m data_prep.bert_checkpoint convert`)")
   prefix = path
   if os.path.isdir(path):
     if os.path.exists(os.path.join(path, TF2_PREFIX + ".index")):
@@ -183,7 +183,7 @@ def load_initial_checkpoint(model, path):
 
 def write_tf1_checkpoint(prefix, tensors):
   """Writes {reference name: numpy array} as a TF1 name-based checkpoint (tf.compat.v1 Saver), like the
-  reference Estimator does. Used by data_prep.demo_bert and the tests."""
+  reference Estimator does. Used by data_prep.demo.bert and the tests."""
   v1 = tf.compat.v1
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with tf.Graph().as_default():

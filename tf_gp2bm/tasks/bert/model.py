@@ -40,7 +40,7 @@ class BertConfig:
 
 
 LARGE = BertConfig()
-# The smoke model: same code path, sizes for a few CPU seconds per run (vocab = data_prep.demo_bert's vocab).
+# The smoke model: same code path, sizes for a few CPU seconds per run (vocab = data_prep.demo.bert's vocab).
 TINY = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                   max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 NAMED = {"large": LARGE, "tiny": TINY}

@@ -29,7 +29,7 @@ INITIAL_CHECKPOINT_ACCURACY = 0.34085  # the reference README's load sanity chec
 # eval_batch_size, closed, data_dir -- are defined by tasks/resnet/task.py and train.py) ---------------------------
 flags.DEFINE_string("eval_dir", None, "BERT: the eval set (the 10,000-example eval_10k records: file or directory).")
 flags.DEFINE_string("init_checkpoint", None, "BERT: phase-1 checkpoint (reference TF1 model.ckpt-28252 prefix, or "
-                    "the directory written by `python -m data_prep.bert_checkpoint`).")
+                    "the directory written by `python -m data_prep.bert_checkpoint convert`).")
 flags.DEFINE_string("bert_config", "large", "BERT: 'large', 'tiny' (smoke) or a bert_config.json path.")
 flags.DEFINE_integer("max_seq_length", CLOSED_SEQ_LENGTH, "BERT: tokens per example (closed: 512).")
 flags.DEFINE_integer("max_predictions_per_seq", CLOSED_PREDICTIONS, "BERT: masked positions per example (closed: 76).")

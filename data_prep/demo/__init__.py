@@ -1,0 +1,1 @@
+"""Small generated data sets (and a BERT starting checkpoint) for the CPU smoke configs."""
