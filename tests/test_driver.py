@@ -5,19 +5,22 @@ Scoring/reporting is tested on crafted logs (tests/test_scoring.write_log, writt
 the real-run path (trainer + smoke flagfiles + demo data) is tested in test_real_smoke_set_resumes_after_kill,
 which is skipped until those exist.
 """
+import dataclasses
 import importlib.util
+import io
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
 import time
 
-import openpyxl
 import pytest
 
-from tf_gp2bm.driver import checks, cli, package, runs, scoring, system_desc
+from tf_gp2bm.driver import checks, cli, digest, flow, package, runs, scoring, system_desc
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.files import sha256_file, write_json_atomic
 
 from test_scoring import write_log
 
@@ -25,22 +28,19 @@ REPO = runs.REPO
 
 
 def make_set(tmp_path, runs_per_task=None, mode="demo"):
+  """A set folder as the driver creates it (set.json from a parsed command line), without any run."""
   flags = tmp_path / "flags"
-  flags.mkdir(exist_ok=True)
-  config = {"mode": mode, "tasks": ["resnet", "bert"], "system": "smoke", "np": 1,
-            "runs": runs_per_task or {"resnet": 5, "bert": 10}, "flagfiles": {},
-            "data": {"resnet": {"data_dir": None}, "bert": {"data_dir": None, "eval_dir": None,
-                                                            "init_checkpoint": None}},
-            "org": "TestOrg", "system_name": "test box", "status": system_desc.STATUSES[2],
-            "ruleset": "4.0.0", "watchdog_minutes": 1, "rcp_bypass": False}
   for task, gbs in (("resnet", 1632), ("bert", 448)):
-    (flags / f"{task}.flags").write_text(f"--global_batch_size={gbs}\n")
-    config["flagfiles"][task] = str(flags / f"{task}.flags")
-  rs = runs.RunSet.create(str(tmp_path / "results"), config)
-  return rs
+    (flags / task).mkdir(parents=True, exist_ok=True)
+    (flags / task / "test.flags").write_text(f"--global_batch_size={gbs}\n")
+  runs_per_task = runs_per_task or {"resnet": 5, "bert": 10}
+  argv = [mode, f"--flags_dir={flags}", f"--results_root={tmp_path / 'results'}", "--org=TestOrg",
+          f"--status={system_desc.RDI}"] + [f"--runs_{t}={n}" for t, n in runs_per_task.items()]
+  config = dataclasses.replace(cli.parse_args(argv), system="test", watchdog_minutes=1)
+  return runs.RunSet.create(str(tmp_path / "results"), config.record(1, "test box"))
 
 
-def add_crafted_run(rs, task, i, minutes, converged=True, seed=None):
+def add_crafted_run(rs, task, i, minutes, converged=True, seed=None, cache_clear=True):
   """A finished run as the driver leaves it: its mllog plus driver.json (the trainer is not involved)."""
   d = rs.run_dir(task, i)
   os.makedirs(d)
@@ -49,102 +49,32 @@ def add_crafted_run(rs, task, i, minutes, converged=True, seed=None):
     acc = [0.1 * k for k in range(1, 9)] + [0.77 if converged else 0.75]
   else:                 # 2 evals: converges at 2,300,000 samples, inside the BS-448 RCP
     acc = [0.6, 0.73 if converged else 0.70]
-  write_log(os.path.join(d, "mlperf.log"), task, minutes, acc, seed=seed,
-            status="success" if converged else "aborted", t0=1_700_000_000_000 + i * 3_600_000)
-  from tf_gp2bm.files import write_json_atomic
-  write_json_atomic(os.path.join(d, "driver.json"), {"task": task, "index": i, "seed": seed, "finished": True,
-                                                     "exit_code": 0 if converged else 3, "cache_clear": True})
+  log = write_log(os.path.join(d, "mlperf.log"), task, minutes, acc, seed=seed,
+                  status="success" if converged else "aborted", t0=1_700_000_000_000 + i * 3_600_000)
+  write_json_atomic(os.path.join(d, "driver.json"), {
+      "task": task, "index": i, "seed": seed, "finished": True, "exit_code": 0 if converged else 3,
+      "cache_clear": cache_clear, "compliance": "SUCCESS", "compliance_passed": True, "division": "closed",
+      "log_sha256": sha256_file(log), "trainer": {"samples_trained": 1000 * (i + 1)}})
 
 
-@pytest.fixture(scope="module")
-def finished_set(tmp_path_factory):
-  """A complete crafted set (BERT run 3 did not converge), finalized once for the tests below."""
-  tmp_path = tmp_path_factory.mktemp("set")
-  rs = make_set(tmp_path)
+def finish_crafted_set(rs, bert_failed=(3,), **kw):
   package.snapshot_source(rs.path)
-  from tf_gp2bm.files import write_json_atomic
   write_json_atomic(os.path.join(rs.path, "system.json"),
-                    system_desc.build("TestOrg", "test box", system_desc.STATUSES[2], {}, demo=True))
+                    system_desc.build("TestOrg", "test box", system_desc.RDI, {}, demo=True))
   for i, m in enumerate([20, 21, 22, 23, 30]):
-    add_crafted_run(rs, "resnet", i, m)
+    add_crafted_run(rs, "resnet", i, m, **kw)
   for i in range(10):
-    add_crafted_run(rs, "bert", i, 10 + i, converged=(i != 3))
-  assert cli.finalize(rs, log=lambda *_: None) == 0
-  return rs
+    add_crafted_run(rs, "bert", i, 10 + i, converged=i not in bert_failed, **kw)
 
 
-def test_summary_numbers(finished_set):
-  s = json.load(open(os.path.join(finished_set.path, "summary.json")))
-  assert s["latency"]["resnet"] == pytest.approx((21 + 22 + 23) / 3)
-  bert = [10, 11, 12, 14, 15, 16, 17, 18, 19]  # run 3 (13 min) did not converge: it is the dropped slowest
-  assert s["latency"]["bert"] == pytest.approx(sum(bert[1:]) / 8)
-  assert s["score"] == pytest.approx(7.19 / s["latency"]["resnet"] + 9.05 / s["latency"]["bert"])
-  assert s["tasks"]["bert"]["dropped"] == [0, 3] and s["tasks"]["bert"]["non_converged"] == [3]
-  assert [r["seed"] for r in s["tasks"]["resnet"]["runs"]] == [1000, 1001, 1002, 1003, 1004]
-
-
-def test_xlsx_read_back(finished_set):
-  ws = openpyxl.load_workbook(os.path.join(finished_set.path, "gp2bm.xlsx"))["MLPerf"]
-  rows = list(ws.values)
-  by_label = {r[0]: r for r in rows if r and r[0]}
-  s = json.load(open(os.path.join(finished_set.path, "summary.json")))
-  assert by_label["score"][1] == pytest.approx(s["score"])
-  assert by_label["resnet trimmed mean (min)"][1] == pytest.approx(22.0)
-  assert by_label["bert trimmed mean (min)"][1] == pytest.approx(s["latency"]["bert"])
-  header = rows.index(tuple(cli.reports.RUN_COLUMNS))
-  runs_rows = [dict(zip(cli.reports.RUN_COLUMNS, r)) for r in rows[header + 1:]]
-  assert len(runs_rows) == 15
-  bert3 = [r for r in runs_rows if r["task"] == "bert" and r["run"] == 3][0]
-  assert bert3["status"] == "not converged" and bert3["dropped"] and bert3["time_to_train"] is None
-  assert [r["minutes"] for r in runs_rows if r["task"] == "resnet"] == pytest.approx([20, 21, 22, 23, 30])
-  assert [r["seed"] for r in runs_rows if r["task"] == "bert"] == [1100 + i for i in range(10)]
-
-
-def test_plots_and_text_reports(finished_set):
-  for task in ("resnet", "bert"):
-    png = os.path.join(finished_set.path, f"convergence_{task}.png")
-    with open(png, "rb") as f:
-      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert os.path.getsize(png) > 5000
-  md = open(os.path.join(finished_set.path, "summary.md")).read()
-  assert "GP2BM score" in md and "not converged" in md
-  lines = open(os.path.join(finished_set.path, "summary.csv")).read().splitlines()
-  assert lines[0].split(",")[:3] == ["task", "run", "seed"] and len(lines) == 16
-
-
-def test_submission_tree_and_package_checker(finished_set):
-  org = os.path.join(finished_set.path, "submission", "TestOrg")
-  for task, n in (("resnet", 5), ("bert", 10)):
-    files = sorted(os.listdir(os.path.join(org, "results", "test_box", task)))
-    assert [f for f in files if f.startswith("result_")] == [f"result_{i}.txt" for i in range(n)]
-    impl = os.path.join(org, "benchmarks", task, "implementations", "tf_gp2bm")
-    assert os.path.exists(os.path.join(impl, "flags_used", f"{task}.flags"))
-    assert os.path.exists(os.path.join(impl, "tf_gp2bm", "driver", "scoring.py"))
-  assert checks.system_desc_check(os.path.join(org, "systems", "test_box.json"), "4.0.0",
-                                  log_output=os.path.join(finished_set.path, "sysdesc.log")).passed
-  s = json.load(open(os.path.join(finished_set.path, "summary.json")))
-  # One non-converged BERT run is accepted under olympic scoring; both sets sit inside their RCPs.
-  assert s["package_checker"]["passed"], s["package_checker"]["summary"]
-  assert 1.0 <= s["tasks"]["resnet"]["mlperf_scaling_factor"]
-
-
-def test_package_tarball(finished_set):
-  path = package.make_tarball(finished_set.path)
-  import tarfile
-  with tarfile.open(path) as tar:
-    names = tar.getnames()
-  base = os.path.basename(finished_set.path)
-  assert f"{base}/summary.md" in names and f"{base}/gp2bm.xlsx" in names
-  assert f"{base}/runs/bert/run_9/mlperf.log" in names
-  assert f"{base}/submission/TestOrg/results/test_box/bert/result_9.txt" in names
-  assert package.make_tarball(finished_set.path) != path  # a second package never overwrites the first
+QUIET = digest.Terminal(stream=io.StringIO())
 
 
 def test_two_failed_runs_make_the_set_invalid(tmp_path):
   rs = make_set(tmp_path, {"resnet": 5, "bert": 10})
   for i in range(5):
     add_crafted_run(rs, "resnet", i, 20 + i, converged=i not in (1, 2))
-  ts = cli.score_set(rs)["resnet"]
+  ts = flow.score_set(rs)["resnet"]
   assert not ts.valid and "2 non-converged" in ts.reason
 
 
@@ -165,10 +95,11 @@ def test_seeds_are_unique_and_attempts_are_kept(tmp_path):
 def test_set_folder_is_never_reused_and_resume_refuses_other_flags(tmp_path):
   rs = make_set(tmp_path)
   assert runs.RunSet.latest(str(tmp_path / "results"), "demo") == rs.path
-  a = cli.parse_args(["demo", f"--results_root={tmp_path / 'results'}", "--runs_bert=4"])
-  config = dict(rs.config, runs={"resnet": 5, "bert": 4})
-  with pytest.raises(SystemExit, match="differs from this command in runs"):
-    cli.find_set(a, config, print)
+  config = cli.parse_args(["demo", f"--results_root={tmp_path / 'results'}", "--runs_bert=4"])
+  record = dict(rs.config, runs={"resnet": 5, "bert": 4})
+  with pytest.raises(InputError, match="differs from this command in runs"):
+    flow.find_set(config, record)
+  assert flow.find_set(config, dict(rs.config)).path == rs.path
 
 
 def test_official_mode_never_fewer_runs():
@@ -176,14 +107,14 @@ def test_official_mode_never_fewer_runs():
     cli.parse_args(["all", "--runs_resnet=4"])
   with pytest.raises(SystemExit):
     cli.parse_args(["bert", "--runs_bert=9"])
-  assert cli.parse_args(["demo", "--runs_bert=2"]).runs_bert == 2
+  assert cli.parse_args(["demo", "--runs_bert=2"]).runs["bert"] == 2
 
 
 def test_watchdog_kills_a_silent_process(tmp_path):
   # A real child that prints once and then hangs: the watchdog must kill its whole process group.
   cmd = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(120)"]
   t0 = time.monotonic()
-  code, hang = runs.launch(cmd, str(tmp_path), watchdog_s=2, log=lambda *_: None)
+  code, hang = runs.launch(cmd, str(tmp_path), watchdog_s=2, ui=QUIET)
   assert hang and code == -signal.SIGTERM and time.monotonic() - t0 < 60
   assert "started" in open(tmp_path / "console.log").read()
 
@@ -208,6 +139,7 @@ def test_system_description_fields():
 SMOKE_FLAGS = os.path.join(REPO, "flags", "resnet", "smoke.flags")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (os.path.exists(SMOKE_FLAGS) and os.path.exists(os.path.join(REPO, "tf_gp2bm", "train.py"))
                          and importlib.util.find_spec("data_prep.demo.imagenet")),
                     reason="needs the real trainer, flags/resnet/smoke.flags and data_prep.demo.imagenet")
@@ -246,6 +178,14 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
 
   out2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
   assert out2.returncode in (0, 3), out2.stdout[-3000:] + out2.stderr[-3000:]
+  # The terminal digest: a start line, eval lines and a result line per run, set progress with an ETA, the
+  # TensorBoard command; no raw MLLOG and no TensorFlow chatter.
+  text = out1 + out2.stdout + out2.stderr
+  assert ":::MLLOG" not in text and "tensorflow/" not in text and "XlaSerializedCacheEntry" not in text
+  assert "[resnet 2/2] seed" in out2.stdout and "[resnet 2/2] eval at epoch" in out2.stdout
+  assert "[resnet 2/2] time to train" in out2.stdout and "compliance" in out2.stdout
+  assert "[set] 1/1 runs done" in out2.stdout and "tensorboard --logdir" in out2.stdout
+  assert "DEMO:" in out2.stdout and "RCP test is expected to fail" in out2.stdout
   assert list((tmp_path / "results").glob("*-demo")) == [set_dir]  # same set continued, not a new one
   attempt = set_dir / "runs" / "resnet" / "run_1.attempt-1"
   assert json.load(open(attempt / "driver.json"))["seed"] == first_seed  # the interrupted attempt is kept
@@ -271,15 +211,93 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
     if rec["trainer"] and rec["exit_code"] in (0, 3):
       assert result.seeds == [rec["seed"]] and result.minutes is not None
   s = json.load(open(set_dir / "summary.json"))
-  assert len(s["tasks"]["resnet"]["runs"]) == 2 and s["score"] is None  # ResNet only: no GP2BM score
-  assert "need at least 3" in s["tasks"]["resnet"]["reason"]
+  assert len(s["tasks"]["resnet"]["runs"]) == 2 and s["score"]["value"] is None  # ResNet only: no GP2BM score
+  assert "need at least 3" in s["tasks"]["resnet"]["reason"] and s["verdict"]["kind"] == "DEMO"
+  assert s["tasks"]["resnet"]["runs"][1]["attempts"][0]["folder"] == "runs/resnet/run_1.attempt-1"
 
 
+@pytest.mark.slow
 def test_official_mode_refuses_on_failed_preflight(tmp_path):
   # No GPU, no data, no system fields here: official mode must stop before creating a set folder.
   out = subprocess.run([os.path.join(REPO, "run_benchmark.sh"), "resnet", "--system=1xgpu", "--org=TestOrg",
                         "--status=Preview", f"--results_root={tmp_path / 'results'}"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), timeout=300)
   assert out.returncode == 1, out.stdout + out.stderr
-  assert "GPUs visible to TensorFlow       FAIL" in out.stdout and "pass --force" in out.stdout
+  assert re.search(r"GPUs visible to TensorFlow +FAIL", out.stdout) and "pass --force" in out.stdout
   assert "ResNet dataset" in out.stdout and not list((tmp_path / "results").glob("*-resnet"))
+
+
+def test_help_is_fast_and_every_option_has_help_and_default():
+  t0 = time.monotonic()
+  out = subprocess.run([os.path.join(REPO, "run_benchmark.sh"), "--help"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHON=sys.executable), timeout=60)
+  assert out.returncode == 0 and time.monotonic() - t0 < 3.0, (out.returncode, time.monotonic() - t0)
+  text = " ".join(out.stdout.split())
+  for action in cli.build_parser()._actions:
+    if action.option_strings and action.dest != "help":
+      assert action.help, action.option_strings
+      assert f"{action.option_strings[0]}" in text
+  assert text.count("(default:") >= len([a for a in cli.build_parser()._actions if a.option_strings]) - 1
+  for option in ("--hosts", "--hostfile", "--hvd_args", "--launcher", "--kernels", "--verbose"):
+    assert option in text
+
+
+def test_command_line_is_parsed_once_into_a_frozen_set_config(tmp_path):
+  config = cli.parse_args(["all", "--system=8xgpu", "--resnet_data_dir=rel/imagenet", "--org=ACME",
+                           "--status=Preview", "--hosts=n1:8,n2:8", "--hvd_args=--network-interface=ib0",
+                           "--kernels=acme.kernels"])
+  assert isinstance(config, cli.cfg.SetConfig) and config.official and config.tasks == ("resnet", "bert")
+  assert config.data["resnet"]["data_dir"] == os.path.abspath("rel/imagenet")
+  assert config.launch.np is None and config.launch.hosts == "n1:8,n2:8"  # every slot of the hosts
+  assert cli.parse_args(["all"]).launch.np == 8 and cli.parse_args(["demo"]).system == "smoke"
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    config.np = 3
+  rec = config.record(16, "acme_2x8")
+  assert rec["launch"]["hosts"] == "n1:8,n2:8" and rec["kernels"] == "acme.kernels" and rec["np"] == 16
+  assert set(cli.cfg.RESUME_KEYS) <= set(rec)
+
+
+def test_every_run_command_goes_through_the_launch_engine(tmp_path):
+  rs = make_set(tmp_path)
+  rs.config["kernels"] = "acme.kernels"
+  argv = rs.trainer_argv("resnet", rs.run_dir("resnet", 0), 7, True)
+  assert "--kernels=acme.kernels" in argv and "--seed=7" in argv and "--cache_clear=true" in argv
+  cmd = flow.launch.command(flow.launch.from_args(hosts="n1:2,n2:2"), argv)
+  assert cmd[:5] == ["horovodrun", "-np", "4", "-H", "n1:2,n2:2"] and cmd[-len(argv):] == argv
+  assert flow.launch.command(flow.launch.from_args(np=1), argv) == argv
+
+
+def test_bad_host_is_bad_input_naming_it(tmp_path):
+  out = subprocess.run([os.path.join(REPO, "run_benchmark.sh"), "preflight", "--hosts=node1:8,no de:x",
+                        f"--results_root={tmp_path}"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHON=sys.executable), timeout=120)
+  assert out.returncode == 2 and "no de" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_digest_reads_evals_from_the_growing_log(tmp_path):
+  stream = io.StringIO()
+  ui = digest.Terminal(stream=stream)
+  log = write_log(tmp_path / "mlperf.log", "resnet", 12, [0.5, 0.77])
+  run = digest.RunDigest(ui, "resnet", 1, 5, str(log))
+  run.start(42, "page cache dropped")
+  run.poll()
+  run.poll()  # nothing new: nothing printed twice
+  run.result({"minutes": 12.0, "converged": True, "compliance": "SUCCESS"})
+  lines = stream.getvalue().splitlines()
+  assert lines[0] == "[resnet 2/5] seed 42; page cache dropped"
+  evals = [l for l in lines if " eval at " in l]
+  assert evals == ["[resnet 2/5] eval at epoch 2: 0.5000 < target 0.759, 0:04:00 since run_start",
+                   "[resnet 2/5] eval at epoch 6: 0.7700 >= target 0.759, 0:08:00 since run_start"]
+  assert lines[-1] == "[resnet 2/5] time to train 12.00 min, converged; compliance SUCCESS"
+
+
+def test_set_progress_eta_comes_from_measured_run_times():
+  stream = io.StringIO()
+  p = digest.SetProgress(digest.Terminal(stream=stream), {"resnet": 2, "bert": 3})
+  assert "ETA after the first measured run" in p.line()
+  p.run_done("resnet", 100.0)
+  assert p.eta_s() == pytest.approx(100 + 3 * 100)  # BERT not measured yet: the mean of what was
+  p.run_done("bert", 40.0)
+  assert p.eta_s() == pytest.approx(100 + 2 * 40)
+  assert stream.getvalue().splitlines()[-1].startswith("[set] 2/5 runs done, elapsed 0:00:0")
+  assert "runs/s" not in stream.getvalue()

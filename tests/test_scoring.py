@@ -15,6 +15,7 @@ from mlperf_logging.mllog import mllog as mllog_impl
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm.driver import scoring
+from tf_gp2bm.tasks import spec as task_spec
 
 T0 = 1_700_000_000_000  # ms; an arbitrary fixed wall clock for crafted logs
 
@@ -175,6 +176,16 @@ def test_extra_runs_choose_median_consecutive_window():
 
 
 def test_score_formula():
-  assert scoring.gp2bm_score(7.19, 9.05) == pytest.approx(2.0)
-  assert scoring.gp2bm_score(100.0, 50.0) == pytest.approx(7.19 / 100 + 9.05 / 50)
-  assert scoring.gp2bm_score(None, 50.0) is None
+  assert scoring.gp2bm_score({"resnet": 7.19, "bert": 9.05}) == pytest.approx(2.0)
+  assert scoring.gp2bm_score({"resnet": 100.0, "bert": 50.0}) == pytest.approx(7.19 / 100 + 9.05 / 50)
+  assert scoring.gp2bm_score({"resnet": None, "bert": 50.0}) is None
+  assert scoring.gp2bm_score({"bert": 50.0}) is None  # every task is needed
+  assert task_spec.score_formula() == "7.19/R + 9.05/B"
+
+
+def test_task_facts_come_from_the_specs():
+  # One source: scoring's targets and run counts are the specs'; the specs import no TensorFlow.
+  out = subprocess.run([sys.executable, "-c", "import sys, tf_gp2bm.tasks.spec as s; "
+                        "print([(x.name, x.target_accuracy, x.min_runs) for x in s.specs()]); "
+                        "print('tensorflow' in sys.modules)"], capture_output=True, text=True)
+  assert out.stdout.splitlines() == ["[('resnet', 0.759, 5), ('bert', 0.72, 10)]", "False"], out.stderr

@@ -1,67 +1,69 @@
-r"""Projects time-to-train and the GP2BM score from measured step rates (prints figures).
+r"""Projects time-to-train and the GP2BM score from measured training rates (prints figures; a projection, not a
+measurement).
 
-    python -m tf_gp2bm.projection --gpus=8 --resnet_rate=6900 --bert_rate=370 \
-        [--resnet_gbs=3264 --bert_gbs=448 --eval_speedup=3 --startup_s=30]
+    python -m tf_gp2bm.projection --gpus=8 --resnet_rate=6900 --bert_rate=370 [--resnet_gbs=3264 --bert_gbs=448]
 
-Rates are per GPU (samples/s of the train step, e.g. from tf_gp2bm.bench or gpu_step_bench). Convergence comes
-from the pinned ruleset's reference convergence points (RCPs) at the chosen global batch: the RCP mean, rounded up
-to where the run can actually stop (the ResNet eval grid: epoch 2, 6, 10, ...; BERT's eval interval in samples).
+Rates are per GPU (training samples/s, e.g. from tf_gp2bm.bench or gpu_step_bench). Convergence comes from the
+pinned ruleset's reference convergence points (RCPs) at the chosen global batch: the RCP mean, rounded up to where
+a run can actually stop (the task's eval schedule). The global batch defaults to the --system flagfile's.
 """
 import argparse
-import math
+import os
 
-from tf_gp2bm.driver.checks import rcp_lookup
-from tf_gp2bm.driver.scoring import gp2bm_score
-from tf_gp2bm.mlperf_log import RULESET
-from tf_gp2bm.tasks.bert.task import eval_every_steps
+from tf_gp2bm.tasks import spec as task_spec
 
-IMAGENET_TRAIN, IMAGENET_VAL, BERT_EVAL = 1_281_167, 50_000, 10_000
+FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 
 
-def project_resnet(gpus, rate, gbs, eval_speedup, startup_s, offset=2, period=4, ruleset=RULESET):
-  rcp = rcp_lookup("resnet", gbs, ruleset)
-  mean = rcp.mean if rcp.mean is not None else 35.0
-  epochs = offset + math.ceil(max(mean - offset, 0) / period) * period
-  evals = (epochs - offset) // period + 1
-  train_s = epochs * (IMAGENET_TRAIN // gbs) * gbs / (rate * gpus)
-  eval_s = evals * IMAGENET_VAL / (rate * eval_speedup * gpus)
-  return {"task": "resnet", "rcp": rcp.line(), "converge_at": f"{epochs} epochs ({evals} evals)",
-          "train_min": train_s / 60, "eval_min": eval_s / 60, "minutes": (train_s + eval_s + startup_s) / 60}
-
-
-def project_bert(gpus, rate, gbs, eval_speedup, startup_s, ruleset=RULESET):
-  rcp = rcp_lookup("bert", gbs, ruleset)
-  mean = rcp.mean if rcp.mean is not None else 2_500_000
-  interval = eval_every_steps(gbs) * gbs  # the rules' cadence, rounded up to whole steps
-  evals = math.ceil(mean / interval)
-  samples = evals * interval
-  train_s = samples / (rate * gpus)
-  eval_s = evals * BERT_EVAL / (rate * eval_speedup * gpus)
-  return {"task": "bert", "rcp": rcp.line(), "converge_at": f"{samples:,} samples ({evals} evals)",
-          "train_min": train_s / 60, "eval_min": eval_s / 60, "minutes": (train_s + eval_s + startup_s) / 60}
+def project(spec, gpus, rate, gbs, eval_speedup, startup_s, ruleset=task_spec.RULESET):
+  """Minutes for one run of spec's task: train to the first eval at or after the RCP mean, plus the evals."""
+  from tf_gp2bm.driver.checks import rcp_lookup  # the RCP tables load slowly: not for --help
+  rcp = rcp_lookup(spec.benchmark, gbs, ruleset)
+  if rcp.mean is None:
+    raise SystemExit(f"{spec.name}: {rcp.line()}; no convergence point to project from")
+  stop = spec.stop_point(gbs, rcp.mean)
+  train_s = stop.samples / (rate * gpus)
+  eval_s = stop.evals * spec.eval_examples / (rate * eval_speedup * gpus)
+  progress = f"{int(stop.progress):,}" if float(stop.progress).is_integer() else f"{stop.progress:,.2f}"
+  where = f"{progress} {spec.progress_unit} ({stop.evals} evals)"
+  return {"task": spec.name, "rcp": rcp.line(), "converge_at": where, "train_min": train_s / 60,
+          "eval_min": eval_s / 60, "minutes": (train_s + eval_s + startup_s) / 60}
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--gpus", type=int, default=8)
-  p.add_argument("--resnet_rate", type=float, required=True, help="ResNet train images/s per GPU")
-  p.add_argument("--bert_rate", type=float, required=True, help="BERT train sequences/s per GPU")
-  p.add_argument("--resnet_gbs", type=int, default=3264)
-  p.add_argument("--bert_gbs", type=int, default=448)
-  p.add_argument("--eval_speedup", type=float, default=3.0, help="eval samples/s over train samples/s")
-  p.add_argument("--startup_s", type=float, default=30.0, help="run_start to first step and other fixed cost")
-  p.add_argument("--ruleset", default=RULESET)
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--gpus", type=int, default=8, help="GPUs per run (default 8)")
+  p.add_argument("--system", default="8xgpu", help="flagfile set the global batch defaults come from "
+                 "(flags/<task>/<system>.flags; default 8xgpu)")
+  specs = task_spec.specs()
+  for s in specs:
+    p.add_argument(f"--{s.name}_rate", type=float, required=True, help=f"{s.title}: training {s.sample_unit}/s "
+                   "per GPU (required)")
+    p.add_argument(f"--{s.name}_gbs", type=int, default=None, help=f"{s.name} global batch size (default: the "
+                   "--system flagfile's)")
+  p.add_argument("--eval_speedup", type=float, default=3.0, help="eval samples/s over train samples/s (default 3)")
+  p.add_argument("--startup_s", type=float, default=30.0, help="seconds from run_start to the first step and other "
+                 "fixed cost (default 30)")
+  p.add_argument("--ruleset", default=task_spec.RULESET, help=f"default {task_spec.RULESET}")
   a = p.parse_args(argv)
-  rows = [project_resnet(a.gpus, a.resnet_rate, a.resnet_gbs, a.eval_speedup, a.startup_s, ruleset=a.ruleset),
-          project_bert(a.gpus, a.bert_rate, a.bert_gbs, a.eval_speedup, a.startup_s, ruleset=a.ruleset)]
-  print(f"{'task':7} {'converges at':30} {'train min':>10} {'eval min':>9} {'total min':>10}")
+  from tf_gp2bm.driver.checks import flagfile_global_batch_size
+  rows = []
+  for s in specs:
+    gbs = getattr(a, f"{s.name}_gbs")
+    if gbs is None:
+      flagfile = os.path.join(FLAGS_DIR, s.name, f"{a.system}.flags")
+      gbs = flagfile_global_batch_size(flagfile) if os.path.exists(flagfile) else None
+      if gbs is None:
+        p.error(f"--{s.name}_gbs: not given and {flagfile} sets no --global_batch_size")
+    rows.append(project(s, a.gpus, getattr(a, f"{s.name}_rate"), gbs, a.eval_speedup, a.startup_s, a.ruleset))
+  print(f"{'task':7} {'converges at':32} {'train min':>10} {'eval min':>9} {'total min':>10}")
   for r in rows:
-    print(f"{r['task']:7} {r['converge_at']:30} {r['train_min']:10.2f} {r['eval_min']:9.2f} {r['minutes']:10.2f}")
+    print(f"{r['task']:7} {r['converge_at']:32} {r['train_min']:10.2f} {r['eval_min']:9.2f} {r['minutes']:10.2f}")
   for r in rows:
     print(f"  {r['rcp']}")
-  score = gp2bm_score(rows[0]["minutes"], rows[1]["minutes"])
-  print(f"projected score 7.19/R + 9.05/B = 7.19/{rows[0]['minutes']:.2f} + 9.05/{rows[1]['minutes']:.2f} "
-        f"= {score:.3f}  ({a.gpus} GPUs)")
+  score = task_spec.gp2bm_score({r["task"]: r["minutes"] for r in rows})
+  terms = " + ".join(f"{s.score_weight:g}/{r['minutes']:.2f}" for s, r in zip(specs, rows))
+  print(f"projected score {task_spec.score_formula()} = {terms} = {score:.3f}  ({a.gpus} GPUs; a projection)")
   return rows, score
 
 

@@ -3,8 +3,10 @@
   submission/<org>/systems/<system>.json
   submission/<org>/results/<system>/<task>/result_<j>.txt      the N scored runs (exactly 5 / 10 for the checker)
   submission/<org>/results/<system>/<task>/extra_run_<i>.txt   further runs of the set, kept beside them
-  submission/<org>/benchmarks/<task>/implementations/tf_gp2bm/ the source, plus flags_used/<task>.flags
-Files are copied, never overwritten: an existing file with other content is an error, not a silent replace.
+  submission/<org>/benchmarks/<task>/implementations/tf_gp2bm/ the source, plus flags_used/<task>.flags and
+                                                               vendor_kernels/ (the --kernels module's files)
+Files are copied, never overwritten: when a tree built earlier no longer matches the runs (a log was changed, a
+rescore moved the scored window), the whole tree is moved aside as submission.superseded-N and built again.
 """
 import os
 import re
@@ -13,10 +15,17 @@ import subprocess
 import tarfile
 
 from tf_gp2bm.files import sha256_file, write_json_atomic
+from tf_gp2bm.kernels import module_files
 
 from . import runs
 
 IMPL = "tf_gp2bm"
+KERNELS_SNAPSHOT = "kernels_source"  # <set>/kernels_source/: the --kernels module's files as the set started
+VENDOR_KERNELS = "vendor_kernels"    # where they go in the implementation tree
+
+
+class StaleTree(FileExistsError):
+  """The submission tree holds a file that differs from what the runs now say."""
 MAX_SOURCE_FILE = 5 * 1024 * 1024  # the implementation is code and configs; nothing large belongs in it
 
 
@@ -29,7 +38,7 @@ def copy_once(src, dst):
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   if os.path.exists(dst):
     if sha256_file(src) != sha256_file(dst):
-      raise FileExistsError(f"{dst} exists with different content than {src}; refusing to overwrite")
+      raise StaleTree(f"{dst} exists with different content than {src}; refusing to overwrite")
     return
   shutil.copyfile(src, dst)
 
@@ -63,19 +72,48 @@ def snapshot_source(set_dir):
   return dst
 
 
+def snapshot_kernels(set_dir, module):
+  """Copies the --kernels module's files as the set starts; returns how many (InputError names a bad module)."""
+  files = module_files(module)
+  for rel, path in files.items():
+    copy_once(path, os.path.join(set_dir, KERNELS_SNAPSHOT, rel))
+  return len(files)
+
+
+def org_dir(runset):
+  return os.path.join(runset.path, "submission", safe_name(runset.config["org"]))
+
+
+def results_dir(runset, task):
+  return os.path.join(org_dir(runset), "results", safe_name(runset.config["system_name"]), task)
+
+
 def build_tree(runset, scored, sysdesc):
-  """Creates/completes the submission tree for the scored tasks; returns the <org> folder."""
+  """Creates/completes the submission tree for the scored tasks; returns the <org> folder. A tree that no
+  longer matches is moved aside (returned second) and built again."""
+  try:
+    return _build_tree(runset, scored, sysdesc), None
+  except StaleTree:
+    old = os.path.join(runset.path, "submission")
+    n = 1
+    while os.path.exists(f"{old}.superseded-{n}"):
+      n += 1
+    os.rename(old, f"{old}.superseded-{n}")
+    return _build_tree(runset, scored, sysdesc), f"{old}.superseded-{n}"
+
+
+def _build_tree(runset, scored, sysdesc):
   c = runset.config
-  org_dir = os.path.join(runset.path, "submission", safe_name(c["org"]))
+  org = org_dir(runset)
   system = safe_name(c["system_name"])
-  sys_json = os.path.join(org_dir, "systems", f"{system}.json")
+  sys_json = os.path.join(org, "systems", f"{system}.json")
   if not os.path.exists(sys_json):
     os.makedirs(os.path.dirname(sys_json), exist_ok=True)
     write_json_atomic(sys_json, sysdesc)
   snapshot = os.path.join(runset.path, "source")
   sources = [os.path.relpath(os.path.join(d, f), snapshot) for d, _, fs in os.walk(snapshot) for f in fs]
   for task, ts in scored.items():
-    res_dir = os.path.join(org_dir, "results", system, task)
+    res_dir = results_dir(runset, task)
     os.makedirs(res_dir, exist_ok=True)
     start, stop = ts.window if ts.window else (0, 0)
     for i, r in enumerate(ts.runs):
@@ -83,11 +121,16 @@ def build_tree(runset, scored, sysdesc):
         continue  # a run that crashed before logging has nothing to submit; summary says so
       name = f"result_{i - start}.txt" if start <= i < stop else f"extra_run_{i}.txt"
       copy_once(r.path, os.path.join(res_dir, name))
-    impl = os.path.join(org_dir, "benchmarks", task, "implementations", IMPL)
+    impl = os.path.join(org, "benchmarks", task, "implementations", IMPL)
     for rel in sources:
       copy_once(os.path.join(snapshot, rel), os.path.join(impl, rel))
     copy_once(runset.flagfile(task), os.path.join(impl, "flags_used", f"{task}.flags"))
-  return org_dir
+    kernels = os.path.join(runset.path, KERNELS_SNAPSHOT)
+    for d, _, fs in os.walk(kernels):
+      for f in fs:
+        rel = os.path.relpath(os.path.join(d, f), kernels)
+        copy_once(os.path.join(d, f), os.path.join(impl, VENDOR_KERNELS, rel))
+  return org
 
 
 def make_tarball(set_dir):
@@ -98,7 +141,7 @@ def make_tarball(set_dir):
   while os.path.exists(path):
     path = os.path.join(set_dir, f"gp2bm_{base}-{n}.tar.gz")
     n += 1
-  skip = {"data", "source"}  # the source is in the submission tree already
+  skip = {"data", "source", KERNELS_SNAPSHOT, "xla_cache"}  # source and kernels are in the submission tree
 
   def keep(info):
     rel = info.name.split("/", 1)[1] if "/" in info.name else ""

@@ -1,37 +1,29 @@
-"""Checks before any timed run, printed as a table. Official mode refuses to start on a FAIL unless --force.
+"""Checks before any timed run, printed as a table. Official mode refuses to start on a FAIL unless --force;
+a flagfile the trainer rejects stops the set in every mode (each run would fail the same way).
 
-Each check is (name, status, detail) with status PASS, WARN, FAIL or N/A. A check whose tool does not exist yet
-(a dataset verifier, horovodrun) says "not available" instead of failing the driver.
+Each check is a row {check, status, detail} with status PASS, WARN, FAIL or N/A.
 """
 import concurrent.futures
-import glob
-import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
 
-from . import checks, runs, system_desc
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.kernels import module_files
+from tf_gp2bm.tasks import spec as task_spec
+from tf_gp2bm.tasks.spec_checks import last_message, python_module, run_tool
+
+from . import checks, hosts, system_desc
 
 GIB = 1024 ** 3
-
-
-def _tool(args, timeout=600):
-  try:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                         env=dict(os.environ, TF_USE_LEGACY_KERAS="1"), cwd=runs.REPO)
-  except FileNotFoundError:
-    return None, f"{args[0]} not found"
-  except subprocess.TimeoutExpired:
-    return None, f"{' '.join(args[:4])} timed out after {timeout}s"
-  return out.returncode, (out.stdout + out.stderr).strip()
+DRY_RUN_CHECK = "flagfile dry run"
 
 
 def gpus_visible_to_tf():
   # A child process: importing TensorFlow here would hold GPU memory in the driver for the whole set.
-  rc, text = _tool([sys.executable, "-c", "import tensorflow as tf; "
-                    "print('GPUS', len(tf.config.list_physical_devices('GPU')))"])
+  rc, text = run_tool([sys.executable, "-c", "import tensorflow as tf; "
+                       "print('GPUS', len(tf.config.list_physical_devices('GPU')))"])
   m = re.search(r"GPUS (\d+)", text or "")
   return (int(m.group(1)), "") if m else (None, (text or "")[-200:])
 
@@ -52,16 +44,15 @@ def check_gpus(need, demo):
   return rows
 
 
-def check_horovod(np_, demo):
+def check_horovod(np_):
   if np_ <= 1:
     return [("Horovod (TensorFlow + NCCL)", "N/A", "single process, horovodrun not used")]
-  rc, text = _tool(["horovodrun", "--check-build"], timeout=120)
+  rc, text = run_tool(["horovodrun", "--check-build"], timeout=120)
   if rc is None:
     return [("Horovod (TensorFlow + NCCL)", "FAIL", text)]
   tf_ok = re.search(r"\[X\]\s*TensorFlow", text) is not None
   nccl_ok = re.search(r"\[X\]\s*NCCL", text) is not None
-  ok = tf_ok and nccl_ok
-  return [("Horovod (TensorFlow + NCCL)", "PASS" if ok else "FAIL",
+  return [("Horovod (TensorFlow + NCCL)", "PASS" if tf_ok and nccl_ok else "FAIL",
            f"horovodrun --check-build: TensorFlow {'yes' if tf_ok else 'NO'}, NCCL {'yes' if nccl_ok else 'NO'}")]
 
 
@@ -80,79 +71,63 @@ def check_disk(results_root, np_):
   return rows
 
 
-def check_resnet_data(data_dir):
-  name = "ResNet dataset"
-  if not data_dir or not os.path.isdir(data_dir):
-    return [(name, "FAIL", f"--resnet_data_dir {data_dir!r} is not a directory")]
-  manifest = os.path.join(data_dir, "manifest.json")
-  if importlib.util.find_spec("data_prep.imagenet") is None:
-    status = "WARN" if os.path.exists(manifest) else "FAIL"
-    return [(name, status, f"verifier data_prep.imagenet not available; manifest.json "
-                           f"{'present' if os.path.exists(manifest) else 'MISSING'} in {data_dir}")]
-  rc, text = _tool([sys.executable, "-m", "data_prep.imagenet", "verify", data_dir, "--quick"])
-  last = _last_message(text)
-  return [(name, "PASS" if rc == 0 else "FAIL", f"data_prep.imagenet verify --quick: exit {rc}; {last[:160]}")]
+def dry_run(task, flagfile, replicas, kernels=None):
+  """The trainer parses the flagfile and plans the run without data (`--dry_run`): a typo fails here, once,
+  instead of in every run."""
+  if not os.path.exists(flagfile):
+    return [(f"{DRY_RUN_CHECK} {task}", "FAIL", f"{flagfile} does not exist")]
+  args = [f"--task={task}", f"--flagfile={flagfile}", "--dry_run", f"--dry_run_replicas={replicas}"]
+  args += [f"--kernels={kernels}"] if kernels else []
+  rc, text = python_module("tf_gp2bm.train", *args, timeout=600)
+  if rc == 0:
+    return [(f"{DRY_RUN_CHECK} {task}", "PASS", f"python -m tf_gp2bm.train --task={task} --flagfile=... --dry_run")]
+  return [(f"{DRY_RUN_CHECK} {task}", "FAIL", f"exit {rc}: {last_message(text)[:240]}")]
 
 
-def _last_message(text):
-  """The tool's own last line, skipping TensorFlow/absl start-up chatter (timestamped C++ log lines)."""
-  lines = [l for l in (text or "").splitlines()
-           if l.strip() and not re.match(r"^(\d{4}-\d\d-\d\d \d\d:|[IWEF]\d{4} |WARNING: All log messages|"
-                                         r"To enable the following|oneDNN|E0000)", l)]
-  return lines[-1] if lines else ""
+def check_rcp(task, flagfile, ruleset):
+  gbs = checks.flagfile_global_batch_size(flagfile) if os.path.exists(flagfile) else None
+  if gbs is None:
+    return [(f"RCP {task}", "WARN", f"{flagfile} is missing or sets no --global_batch_size; RCP not looked up")]
+  info = checks.rcp_lookup(task, gbs, ruleset)
+  return [(f"RCP {task}", "WARN" if info.warning else "PASS", info.line())]
 
 
-def _records(path):
-  return [p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True)
-          if os.path.isfile(p) and not p.endswith(".json")]
+def check_kernels(module):
+  if not module:
+    return []
+  try:
+    files = module_files(module)
+  except InputError as e:
+    return [("vendor kernels", "FAIL", str(e))]
+  return [("vendor kernels", "PASS", f"--kernels={module}: {len(files)} file(s), copied into the submission")]
 
 
-def check_bert_data(data_dir, eval_dir, init_checkpoint):
+def run_preflight(config, launch, sysdesc, extra=()):
+  """All checks for a set: config is the SetConfig, launch the validated Launch, extra any further check
+  functions (each returning rows), e.g. the multi-node checks. Returns rows."""
+  flagfiles = {t: config.flagfile(t) for t in config.tasks}
+  # Every slow check is a child process (TensorFlow start-up, the trainer's dry run, dataset verifiers): run
+  # them side by side.
+  slow = [lambda: check_gpus(launch.np // launch.num_hosts, config.demo), lambda: check_horovod(launch.np)]
+  slow += [lambda t=t: dry_run(t, flagfiles[t], launch.np, config.kernels) for t in config.tasks]
+  slow += [lambda s=task_spec.get(t): s.check_data(config.data[s.name]) for t in config.tasks]
+  slow += list(extra)
   rows = []
-  train = _records(data_dir) if data_dir and os.path.isdir(data_dir) else []
-  rows.append(("BERT training records", "PASS" if train else "FAIL",
-               f"{len(train)} files in {data_dir}" if train else f"--bert_data_dir {data_dir!r}: no record files"))
-  ev = _records(eval_dir) if eval_dir and os.path.isdir(eval_dir) else []
-  rows.append(("BERT eval set", "PASS" if ev else "FAIL",
-               f"{len(ev)} files in {eval_dir}" if ev else f"--bert_eval_dir {eval_dir!r}: no record files"))
-  ck = init_checkpoint or ""
-  present = bool(ck) and (os.path.exists(ck) or bool(glob.glob(ck + ".index")) or bool(glob.glob(ck + "*")))
-  rows.append(("BERT init checkpoint", "PASS" if present else "FAIL",
-               ck if present else f"--bert_init_checkpoint {ck!r} not found"))
-  return rows
-
-
-def run_preflight(config, results_root, sysdesc):
-  """All checks for the set described by config (the future set.json)."""
-  demo = config["mode"] == "demo"
-  rows = [("flagfile " + t, "PASS" if os.path.exists(f) else "FAIL", f) for t, f in config["flagfiles"].items()]
-  # The slow checks are child processes (TensorFlow start-up, dataset verifiers): run them side by side.
-  slow = [lambda: check_gpus(config["np"], demo), lambda: check_horovod(config["np"], demo)]
-  if "resnet" in config["tasks"]:
-    slow.append(lambda: check_resnet_data(config["data"]["resnet"]["data_dir"]))
   with concurrent.futures.ThreadPoolExecutor(max_workers=len(slow)) as pool:
     futures = [pool.submit(f) for f in slow]
-    rows += [row for fut in futures[:2] for row in fut.result()]
-    rows += check_disk(results_root, config["np"])
-    cache_ok, detail = runs.drop_page_cache()
-    rows.append(("page cache drop", "PASS" if cache_ok else "WARN", detail))
-    rows += [row for fut in futures[2:] for row in fut.result()]
-  if "bert" in config["tasks"]:
-    d = config["data"]["bert"]
-    rows += check_bert_data(d["data_dir"], d["eval_dir"], d["init_checkpoint"])
-  for task in config["tasks"]:
-    f = config["flagfiles"][task]
-    gbs = checks.flagfile_global_batch_size(f) if os.path.exists(f) else None
-    if gbs is None:
-      rows.append((f"RCP {task}", "WARN", f"{f} is missing or sets no --global_batch_size; RCP not looked up"))
-    else:
-      info = checks.rcp_lookup(task, gbs, config["ruleset"])
-      rows.append((f"RCP {task}", "WARN" if info.warning else "PASS", info.line()))
-  missing = system_desc.missing_fields(sysdesc)
-  rows.append(("system description", "FAIL" if missing else "PASS",
-               "missing (pass --system_field key=value): " + ", ".join(missing) if missing
-               else f"{len(sysdesc)} fields"))
-  return [{"check": n, "status": s, "detail": d} for n, s, d in rows]
+    rows += check_disk(config.results_root, launch.np)
+    cache_ok, detail = hosts.drop_caches_detail(launch)
+    rows.append(("page cache drop", "PASS" if cache_ok else "WARN", detail + ("" if cache_ok else
+                 " (runs log cache_clear=false: an official set is then NOT SUBMITTABLE)")))
+    for t in config.tasks:
+      rows += check_rcp(t, flagfiles[t], config.ruleset)
+    rows += check_kernels(config.kernels)
+    missing = system_desc.missing_fields(sysdesc)
+    rows.append(("system description", "FAIL" if missing else "PASS",
+                 "missing (pass --system_field key=value): " + ", ".join(missing) if missing
+                 else f"{len(sysdesc)} fields"))
+    rows = [row for fut in futures for row in fut.result()] + rows
+  return [r if isinstance(r, dict) else {"check": r[0], "status": r[1], "detail": r[2]} for r in rows]
 
 
 def format_table(rows):
@@ -164,3 +139,8 @@ def format_table(rows):
 
 def failures(rows):
   return [r for r in rows if r["status"] == "FAIL"]
+
+
+def bad_flagfiles(rows):
+  """Failed dry runs: the set cannot start even with --force."""
+  return [r for r in failures(rows) if r["check"].startswith(DRY_RUN_CHECK)]

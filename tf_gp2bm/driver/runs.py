@@ -5,10 +5,11 @@ Layout of a set folder (results/<UTC time>-<mode>/):
   flags/<task>.flags            the flagfile snapshot every run of the set uses (edits later do not leak in)
   runs/<task>/run_<i>/          mlperf.log (written by the trainer), console.log, run.json (trainer), driver.json
   runs/<task>/run_<i>.attempt-N an interrupted attempt, moved aside on resume; nothing is deleted
-A run is finished when its driver.json says so; anything else found on resume is an interrupted attempt.
+A run is finished when its driver.json says so. On resume, a run whose log already holds run_stop (the driver
+died after the trainer finished) is recorded from its files, never redone; anything else is moved aside.
 """
 import datetime
-import json
+import glob
 import os
 import shutil
 import signal
@@ -17,48 +18,36 @@ import sys
 import threading
 import time
 
-from tf_gp2bm.files import read_json, write_json_atomic
+from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
 
-from . import checks, scoring
+from . import checks, digest, scoring
+from .system_desc import MLLOG_STATUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
-# The mllog submission_status values of ruleset 4.0.0, from the system description's status.
-MLLOG_STATUS = {"Available on-premise": "onprem", "Available cloud": "cloud",
-                "Research, Development, or Internal (RDI)": "research", "Preview": "preview"}
+MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
+ATTEMPT = ".attempt-"
 
 
 def utc_now():
   return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def drop_page_cache():
-  """Drops the page cache as the rules ask before each run; (worked, detail). Fails without root or in a
-  container whose /proc/sys is read-only, and says so instead of pretending."""
-  os.sync()
-  try:
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-      f.write("3\n")
-  except OSError as e:
-    return False, f"cannot drop the page cache ({e.strerror or e}: /proc/sys/vm/drop_caches); logged cache_clear=false"
-  return True, "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches)"
-
-
 class RunSet:
-  """A set folder; `config` is set.json."""
+  """A set folder; `config` is its set.json."""
 
   def __init__(self, path):
     self.path = os.path.abspath(path)
     self.config = read_json(os.path.join(self.path, "set.json"), "set description")
 
   @classmethod
-  def create(cls, root, config):
+  def create(cls, root, record):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = os.path.join(root, f"{stamp}-{config['mode']}")
+    path = os.path.join(root, f"{stamp}-{record['mode']}")
     os.makedirs(os.path.join(path, "flags"))  # fails if it exists: never reuse a folder
-    for task, src in config["flagfiles"].items():
+    for task, src in record["flagfiles"].items():
       shutil.copyfile(src, os.path.join(path, "flags", f"{task}.flags"))
-    write_json_atomic(os.path.join(path, "set.json"), dict(config, created=utc_now()))
+    write_json_atomic(os.path.join(path, "set.json"), dict(record, created=utc_now()))
     return cls(path)
 
   @staticmethod
@@ -70,6 +59,10 @@ class RunSet:
                    and os.path.exists(os.path.join(root, n, "set.json")))
     return os.path.join(root, names[-1]) if names else None
 
+  def rel(self, path):
+    """A path as the reports show it: relative to the set folder."""
+    return os.path.relpath(path, self.path) if path else path
+
   # --- paths -------------------------------------------------------------------------------------------------
   def flagfile(self, task):
     return os.path.join(self.path, "flags", f"{task}.flags")
@@ -80,9 +73,15 @@ class RunSet:
   def run_dirs(self, task):
     return [self.run_dir(task, i) for i in range(self.config["runs"][task])]
 
+  def attempts(self, task, i):
+    """Earlier attempts of run i, oldest first: [(folder, driver record or None)]."""
+    found = glob.glob(glob.escape(self.run_dir(task, i)) + ATTEMPT + "*")
+    found.sort(key=lambda p: int(p.rsplit(ATTEMPT, 1)[1]) if p.rsplit(ATTEMPT, 1)[1].isdigit() else 0)
+    return [(p, self.driver_record(p)) for p in found]
+
   @staticmethod
   def driver_record(run_dir):
-    p = os.path.join(run_dir, "driver.json")
+    p = os.path.join(run_dir, DRIVER_JSON)
     return read_json(p, "run record") if os.path.exists(p) else None
 
   def is_finished(self, run_dir):
@@ -95,10 +94,9 @@ class RunSet:
   def used_seeds(self):
     """Every seed handed out in this set, attempts included, so a redo never repeats one."""
     seeds = set()
-    runs_root = os.path.join(self.path, "runs")
-    for dirpath, _, files in os.walk(runs_root):
-      if "driver.json" in files:
-        seeds.add(read_json(os.path.join(dirpath, "driver.json"))["seed"])
+    for dirpath, _, files in os.walk(os.path.join(self.path, "runs")):
+      if DRIVER_JSON in files:
+        seeds.add(read_json(os.path.join(dirpath, DRIVER_JSON))["seed"])
     return seeds
 
   def new_seed(self):
@@ -111,71 +109,139 @@ class RunSet:
   def move_aside(self, run_dir):
     """Keeps an interrupted attempt as <run_dir>.attempt-N (first free N)."""
     n = 1
-    while os.path.exists(f"{run_dir}.attempt-{n}"):
+    while os.path.exists(f"{run_dir}{ATTEMPT}{n}"):
       n += 1
-    os.rename(run_dir, f"{run_dir}.attempt-{n}")
-    return f"{run_dir}.attempt-{n}"
+    os.rename(run_dir, f"{run_dir}{ATTEMPT}{n}")
+    return f"{run_dir}{ATTEMPT}{n}"
 
   # --- running -----------------------------------------------------------------------------------------------
-  def command(self, task, run_dir, seed, cache_clear):
+  def trainer_argv(self, task, run_dir, seed, cache_clear):
     c = self.config
-    data = c["data"][task]
-    cmd = [sys.executable, "-m", "tf_gp2bm.train", f"--task={task}", f"--flagfile={self.flagfile(task)}",
-           f"--output_dir={run_dir}", f"--seed={seed}",
-           f"--cache_clear={'true' if cache_clear else 'false'}",
-           f"--submission_org={c['org']}", f"--submission_platform={c['system_name']}",
-           f"--submission_status={MLLOG_STATUS[c['status']]}"]
+    argv = [sys.executable, "-m", "tf_gp2bm.train", f"--task={task}", f"--flagfile={self.flagfile(task)}",
+            f"--output_dir={run_dir}", f"--seed={seed}", f"--cache_clear={'true' if cache_clear else 'false'}",
+            f"--submission_org={c['org']}", f"--submission_platform={c['system_name']}",
+            f"--submission_status={MLLOG_STATUS[c['status']]}"]
+    if c.get("kernels"):
+      argv.append(f"--kernels={c['kernels']}")
     # A path not given (only possible with --force past the preflight) is left to the trainer to reject.
-    cmd += [f"--{k}={v}" for k, v in data.items() if v]
-    if c.get("np", 1) > 1:
-      cmd = ["horovodrun", "-np", str(c["np"])] + cmd
-    return cmd
+    return argv + [f"--{k}={v}" for k, v in c["data"][task].items() if v]
 
-  def run_one(self, task, i, log=print):
-    """Runs (or skips, or redoes) run i of task; returns its driver record."""
+  def recover(self, task, i, ui):
+    """Resume bookkeeping for run i: a log with run_stop is recorded as it is; any other leftover is moved
+    aside. Returns the finished record, or None when the run must be (re)started."""
     run_dir = self.run_dir(task, i)
-    if self.is_finished(run_dir):
-      return self.driver_record(run_dir)
-    if os.path.exists(run_dir):
-      log(f"[{task} run {i}] unfinished attempt found, kept as {self.move_aside(run_dir)}")
+    rec = self.driver_record(run_dir)
+    if rec and rec.get("finished"):
+      return rec
+    if not os.path.exists(run_dir):
+      return None
+    if rec and _kill_orphan(rec.get("pgid")):
+      ui.say(f"[{task} {i + 1}] killed the trainer left running by the previous driver (process group "
+             f"{rec['pgid']})")
+    if rec and scoring.has_run_stop(os.path.join(run_dir, MLLOG), task, self.config["ruleset"]):
+      ui.say(f"[{task} {i + 1}] the trainer finished before the previous driver stopped: recorded from its files")
+      rec.update(recovered=True, ended=rec.get("ended") or utc_now())
+      return self.finish_record(task, run_dir, rec, launcher_exit=None, hang=False)
+    ui.say(f"[{task} {i + 1}] unfinished attempt kept as {self.rel(self.move_aside(run_dir))}")
+    return None
+
+  def run_one(self, task, i, launch_command, drop_caches, ui):
+    """Runs run i of task (unless resume finds it done); returns its driver record.
+
+    launch_command: trainer argv -> the argv that starts the run's processes; drop_caches: () -> (ok, detail).
+    """
+    rec = self.recover(task, i, ui)
+    if rec:
+      return rec
+    run_dir = self.run_dir(task, i)
     os.makedirs(run_dir)
     seed = self.new_seed()
-    cache_ok, cache_detail = drop_page_cache()
-    cmd = self.command(task, run_dir, seed, cache_ok)
+    cache_ok, cache_detail = drop_caches()
+    cmd = launch_command(self.trainer_argv(task, run_dir, seed, cache_ok))
     rec = {"task": task, "index": i, "seed": seed, "command": cmd, "cache_clear": cache_ok,
            "cache_detail": cache_detail, "started": utc_now(), "finished": False}
-    write_json_atomic(os.path.join(run_dir, "driver.json"), rec)
-    log(f"[{task} run {i}] seed {seed}; {cache_detail}")
-    exit_code, hang = launch(cmd, run_dir, self.config["watchdog_minutes"] * 60, log,
-                             xla_cache=os.path.join(self.path, "xla_cache"))
-    rec.update(exit_code=exit_code, watchdog_killed=hang, ended=utc_now())
-    run_json = os.path.join(run_dir, "run.json")
-    rec["trainer"] = read_json(run_json, "trainer run record") if os.path.exists(run_json) else None
-    mllog_path = os.path.join(run_dir, "mlperf.log")
+    write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
+    run_digest = digest.RunDigest(ui, task, i, self.config["runs"][task], os.path.join(run_dir, MLLOG))
+    run_digest.start(seed, cache_detail)
+
+    def started(pgid):
+      write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, pgid=pgid))
+
+    t0 = time.monotonic()
+    code, hang = launch(cmd, run_dir, self.config["watchdog_minutes"] * 60, ui,
+                        xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
+    rec.update(wall_s=round(time.monotonic() - t0, 1), ended=utc_now())
+    if hang:
+      ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config['watchdog_minutes']:g} min, killed")
+    rec = self.finish_record(task, run_dir, rec, launcher_exit=code, hang=hang)
+    run_digest.result(rec)
+    return rec
+
+  def finish_record(self, task, run_dir, rec, launcher_exit, hang):
+    """Completes a run's driver.json from its files. The outcome is rank 0's run.json (a launcher such as
+    horovodrun turns every rank's failure into exit 1); the launcher's status is kept beside it."""
+    run_json = os.path.join(run_dir, RUN_JSON)
+    trainer = read_json(run_json, "trainer run record") if os.path.exists(run_json) else None
+    mllog_path = os.path.join(run_dir, MLLOG)
     result = scoring.parse_run(mllog_path, task, self.config["ruleset"])
+    verdict = self.compliance(run_dir)
+    exit_code = trainer.get("exit_code") if trainer and trainer.get("exit_code") is not None else launcher_exit
+    rec.update(exit_code=exit_code, launcher_exit_code=launcher_exit, watchdog_killed=hang, trainer=trainer,
+               converged=result.converged, minutes=result.minutes, reason=result.reason, division=result.division,
+               compliance=verdict.summary, compliance_passed=verdict.passed, finished=True,
+               log_sha256=sha256_file(mllog_path) if os.path.exists(mllog_path) else None)
+    rec.pop("pgid", None)
+    if hang:
+      rec["reason"] = f"watchdog: no log progress for {self.config['watchdog_minutes']:g} min, killed; {result.reason}"
+    if exit_code not in (0, 3):
+      rec["error_lines"] = error_lines(trainer, os.path.join(run_dir, CONSOLE))
+    write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
+    return rec
+
+  def compliance(self, run_dir):
+    mllog_path = os.path.join(run_dir, MLLOG)
     verdict = (checks.compliance_check(mllog_path, self.config["ruleset"], os.path.join(run_dir, "compliance.log"))
                if os.path.exists(mllog_path) else checks.Verdict(False, "FAILED: no mlperf.log"))
     with open(os.path.join(run_dir, "compliance.txt"), "w") as f:
       f.write(verdict.output)
-    rec.update(converged=result.converged, minutes=result.minutes, reason=result.reason,
-               compliance=verdict.summary, compliance_passed=verdict.passed, finished=True)
-    if hang:
-      rec["reason"] = (f"watchdog: no log progress for {self.config['watchdog_minutes']} min, killed; "
-                       + (result.reason or ""))
-    write_json_atomic(os.path.join(run_dir, "driver.json"), rec)
-    status = "converged" if result.converged else f"NOT converged ({rec['reason']})"
-    minutes = f"{result.minutes:.2f} min" if result.minutes is not None else "no time"
-    log(f"[{task} run {i}] exit {exit_code}, {minutes}, {status}; compliance {verdict.summary[:120]}")
-    return rec
+    return verdict
 
   def results(self, task):
     """RunResults of the finished runs, in launch order."""
-    return [scoring.parse_run(os.path.join(d, "mlperf.log"), task, self.config["ruleset"])
+    return [scoring.parse_run(os.path.join(d, MLLOG), task, self.config["ruleset"])
             for d in self.run_dirs(task) if self.is_finished(d)]
 
 
-def launch(cmd, run_dir, watchdog_s, log=print, xla_cache=None):
-  """Runs cmd in its own process group with output teed to run_dir/console.log and the terminal.
+def error_lines(trainer, console_path, n=3):
+  """Why a run failed, for the terminal: the trainer's own reason, else the console's last error lines."""
+  if trainer and trainer.get("reason"):
+    return [str(trainer["reason"])[:300]]
+  try:
+    with open(console_path, errors="replace") as f:
+      lines = [l.rstrip() for l in f if l.strip()]
+  except OSError:
+    return []
+  errors = [l for l in lines if l.startswith(("error:", "Error", "ERROR")) or "Error:" in l]
+  return [l[:300] for l in (errors or lines)[-n:]]
+
+
+def _kill_orphan(pgid):
+  """Kills a trainer process group the previous driver left behind (it died by SIGKILL); True if one was."""
+  if not pgid:
+    return False
+  try:
+    with open(f"/proc/{pgid}/cmdline", "rb") as f:
+      if b"tf_gp2bm" not in f.read():
+        return False  # the id was reused by something else
+    os.killpg(pgid, signal.SIGKILL)
+  except (OSError, ProcessLookupError):
+    return False
+  return True
+
+
+def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
+  """Runs cmd in its own process group, its output going to run_dir/console.log (and the terminal with
+  --verbose). `poll` is called every second (the digest reads mlperf.log there).
 
   The watchdog kills the group when neither mlperf.log nor the console has grown for watchdog_s seconds (a hung
   collective or a dead data loader never exits on its own). Returns (exit_code, killed_by_watchdog).
@@ -186,19 +252,19 @@ def launch(cmd, run_dir, watchdog_s, log=print, xla_cache=None):
   env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONUNBUFFERED="1")
   if xla_cache:
     env["TF_XLA_FLAGS"] = f"{env.get('TF_XLA_FLAGS', '')} --tf_xla_persistent_cache_directory={xla_cache}".strip()
-  console_path = os.path.join(run_dir, "console.log")
-  mllog_path = os.path.join(run_dir, "mlperf.log")
+  mllog_path = os.path.join(run_dir, MLLOG)
   last_output = [time.monotonic()]
-  with open(console_path, "ab") as console:
+  with open(os.path.join(run_dir, CONSOLE), "ab") as console:
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    if on_start:
+      on_start(proc.pid)
 
     def tee():
       for line in iter(proc.stdout.readline, b""):
         console.write(line)
         console.flush()
-        sys.stdout.buffer.write(line)
-        sys.stdout.flush()
+        ui.console(line)
         last_output[0] = time.monotonic()
 
     reader = threading.Thread(target=tee, daemon=True)
@@ -208,17 +274,20 @@ def launch(cmd, run_dir, watchdog_s, log=print, xla_cache=None):
       last_size = -1
       while proc.poll() is None:
         time.sleep(1.0)
+        if poll:
+          poll()
         size = os.path.getsize(mllog_path) if os.path.exists(mllog_path) else 0
         if size != last_size:
           last_size, last_output[0] = size, max(last_output[0], time.monotonic())
         if time.monotonic() - last_output[0] > watchdog_s:
-          log(f"watchdog: no progress in {watchdog_s / 60:.1f} min, killing process group {proc.pid}")
           hang = True
           _kill_group(proc)
     except BaseException:
       _kill_group(proc)  # Ctrl-C / SIGTERM of the driver must not leave a trainer holding the GPUs
       raise
     reader.join(timeout=10)
+    if poll:
+      poll()
   return proc.returncode, hang
 
 

@@ -1,25 +1,27 @@
 """GP2BM / MLPerf scoring of a set of runs, read from the runs' own mllog files.
 
-Rules implemented (see /work/shared/mlperf_spec.md sections 2 and 7):
+Rules implemented (MLPerf Training rules, "Benchmark results" and "Scoring"):
   * time to train = run_stop.time_ms - run_start.time_ms, in minutes (what result_summarizer uses);
   * a run counts as converged only if run_stop says "success" AND a logged eval_accuracy (at or before run_stop)
     reaches the task's target; the target is a constant here, never read from the log, so a banner that claims
     success without the accuracy is caught;
   * per task: drop the fastest and the slowest run and average the rest ("olympic" mean); a non-converged run
     is infinitely slow, so a single one is the dropped slowest and two or more make the task invalid;
-  * GP2BM score = 7.19 / R + 9.05 / B with R, B the ResNet and BERT latencies in minutes.
+  * GP2BM score = sum over tasks of weight / latency in minutes (tasks.spec.gp2bm_score: 7.19/R + 9.05/B).
 """
 import dataclasses
 import math
 import os
 
 from mlperf_logging.compliance_checker import mlp_parser
+from mlperf_logging.mllog import constants as C
 
-RULESET = "4.0.0"
-TARGETS = {"resnet": 0.759, "bert": 0.720}
-MIN_RUNS = {"resnet": 5, "bert": 10}
-SCORE_WEIGHTS = {"resnet": 7.19, "bert": 9.05}
+from tf_gp2bm.tasks import spec as task_spec
+from tf_gp2bm.tasks.spec import RULESET, gp2bm_score  # noqa: F401  (the score formula, re-exported for reports)
+
 INF = float("inf")
+# How a run reads in every report.
+CONVERGED, NOT_CONVERGED = "converged", "not converged"
 
 
 class InvalidSet(ValueError):
@@ -31,6 +33,7 @@ class RunResult:
   path: str
   task: str
   benchmark: str = None          # submission_benchmark as logged
+  division: str = None           # submission_division as logged (closed | open)
   seeds: list = dataclasses.field(default_factory=list)
   global_batch_size: int = None
   run_start_ms: float = None
@@ -73,9 +76,11 @@ class RunResult:
 
 def parse_run(path, task, ruleset=RULESET):
   """Reads one mllog file with mlperf-logging's own parser and decides whether the run converged."""
-  if task not in TARGETS:
-    raise ValueError(f"task must be one of {sorted(TARGETS)}, got {task!r}")
-  r = RunResult(path=str(path), task=task, target=TARGETS[task])
+  try:
+    spec = task_spec.get(task)
+  except KeyError as e:
+    raise ValueError(e.args[0]) from None
+  r = RunResult(path=str(path), task=task, target=spec.target_accuracy)
   if not os.path.exists(path):
     r.reason = f"{path}: log file missing"
     return r
@@ -90,6 +95,8 @@ def parse_run(path, task, ruleset=RULESET):
       stops.append((ll.timestamp, meta.get("status")))
     elif ll.key == "submission_benchmark":
       r.benchmark = value
+    elif ll.key == "submission_division":
+      r.division = value
     elif ll.key == "global_batch_size":
       r.global_batch_size = value
     elif ll.key == "seed":
@@ -109,6 +116,11 @@ def parse_run(path, task, ruleset=RULESET):
   return r
 
 
+def has_run_stop(path, task, ruleset=RULESET):
+  """Whether a (possibly unrecorded) run's log is closed: the trainer finished, whatever the outcome."""
+  return os.path.exists(path) and parse_run(path, task, ruleset).run_stop_ms is not None
+
+
 def _non_convergence_reason(r, starts, stops):
   if len(starts) != 1:
     return f"run_start logged {len(starts)} times (expected exactly 1)"
@@ -116,9 +128,10 @@ def _non_convergence_reason(r, starts, stops):
     return "no run_stop in the log (crashed, killed or still running)"
   if len(stops) != 1:
     return f"run_stop logged {len(stops)} times (expected exactly 1)"
-  if r.benchmark is not None and r.benchmark != r.task:
-    return f"log says submission_benchmark={r.benchmark!r}, expected {r.task!r}"
-  if r.stop_status != "success":
+  expected = task_spec.get(r.task).benchmark
+  if r.benchmark is not None and r.benchmark != expected:
+    return f"log says submission_benchmark={r.benchmark!r}, expected {expected!r}"
+  if r.stop_status != C.SUCCESS:
     return f"run_stop status is {r.stop_status!r}"
   if not r.reached_target:
     best = "no eval_accuracy logged" if r.best_accuracy is None else f"best eval_accuracy {r.best_accuracy:.4f}"
@@ -181,7 +194,7 @@ def select_window(times, n):
 
 def score_task(task, runs, min_runs=None):
   """Scores one task from its RunResults in launch order."""
-  n = MIN_RUNS[task] if min_runs is None else min_runs
+  n = task_spec.get(task).min_runs if min_runs is None else min_runs
   ts = TaskScore(task=task, runs=list(runs))
   times = [r.time_to_train for r in ts.runs]
   try:
@@ -199,10 +212,3 @@ def score_task(task, runs, min_runs=None):
   if failed:
     ts.reason = f"{task}: run {failed[0]} did not converge and is dropped as the slowest"
   return ts
-
-
-def gp2bm_score(resnet_latency, bert_latency):
-  """Score = 7.19/R + 9.05/B (latencies in minutes); None if either task has no valid latency."""
-  if not resnet_latency or not bert_latency:
-    return None
-  return SCORE_WEIGHTS["resnet"] / resnet_latency + SCORE_WEIGHTS["bert"] / bert_latency

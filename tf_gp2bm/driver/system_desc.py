@@ -23,7 +23,10 @@ FIELDS = [
     "accelerator_interconnect_topology", "cooling", "hw_notes", "framework", "other_software_stack",
     "operating_system", "sw_notes",
 ]
-STATUSES = ["Available on-premise", "Available cloud", "Research, Development, or Internal (RDI)", "Preview"]
+RDI = "Research, Development, or Internal (RDI)"
+STATUSES = ["Available on-premise", "Available cloud", RDI, "Preview"]
+# The mllog submission_status value of each status (ruleset 4.0.0).
+MLLOG_STATUS = {"Available on-premise": "onprem", "Available cloud": "cloud", RDI: "research", "Preview": "preview"}
 # Free-text fields the vendor may leave empty without it being an error.
 OPTIONAL = {"hw_notes", "sw_notes"}
 DEMO_FILL = "n/a (demo)"

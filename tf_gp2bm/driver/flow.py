@@ -1,0 +1,271 @@
+"""What each driver command does: preflight, run a set (new or resumed), finalize (score, submission tree,
+package checker, verdict, reports), report and package. cli.py parses the command line into a SetConfig and
+calls dispatch() with the results folder locked.
+"""
+import dataclasses
+import os
+import subprocess
+import sys
+
+from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
+from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.tasks import spec as task_spec
+
+from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, summary, system_desc
+from .config import RESUME_KEYS, with_data
+
+EXIT_STOPPED, EXIT_NOT_SUBMITTABLE = 1, 3
+DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a half-written folder is redone
+
+
+def dispatch(config):
+  ui = digest.Terminal(config.verbose)
+  if config.command == "preflight":
+    return preflight_only(config, ui)
+  if config.command in ("report", "package"):
+    return report_or_package(config, ui)
+  return run_set(config, ui)
+
+
+# --- set up ------------------------------------------------------------------------------------------------------
+def make_launch(config):
+  o = config.launch
+  return launch.from_args(np=o.np, hosts=o.hosts, hostfile=o.hostfile, hvd_args=o.hvd_args, launcher=o.launcher)
+
+
+def default_system_name(config, run_launch):
+  if config.system_name:
+    return config.system_name
+  gpus = system_desc.gpu_info()
+  return f"{run_launch.np}x{gpus[0]['name'].replace(' ', '-')}" if gpus else "cpu-demo"
+
+
+def prepare_demo_data(config, ui):
+  """Generates each task's demo data once (later demo sets reuse it); returns config with the data flags
+  pointing at it wherever the command line left them out."""
+  root = config.demo_data_dir or os.path.join(config.results_root, "demo_data")
+  for name in config.tasks:
+    spec = task_spec.get(name)
+    out = os.path.join(root, name)
+    if not os.path.exists(os.path.join(out, DEMO_DONE)):
+      os.makedirs(out, exist_ok=True)
+      log_path = os.path.join(root, f"{name}.log")
+      ui.say(f"generating demo data: python -m {spec.demo_module} --out={out}  (output in {log_path})")
+      with open(log_path, "ab") as log:
+        rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=runs.REPO,
+                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+      if rc != 0:
+        raise InputError(f"python -m {spec.demo_module} --out={out} failed with exit {rc}; see {log_path}")
+      open(os.path.join(out, DEMO_DONE), "w").close()
+    config = with_data(config, name, spec.demo_data(out))
+  return config
+
+
+def build_sysdesc(config, system_name):
+  overrides = read_json(config.system_json, "system description") if config.system_json else {}
+  try:
+    overrides.update(system_desc.parse_field_flags(config.system_fields))
+  except ValueError as e:
+    raise InputError(str(e)) from None
+  return system_desc.build(config.org, system_name, config.status, overrides, demo=config.demo,
+                           storage_path=config.results_root)
+
+
+def check_official_identity(config):
+  missing = [f"--{k}" for k in ("org", "status") if not getattr(config, k)]
+  if missing:
+    raise InputError(f"official mode needs {' and '.join(missing)} (the submitter and the system's availability)")
+
+
+def find_set(config, record):
+  """The set folder to continue (or None for a new one)."""
+  if config.set_dir:
+    return runs.RunSet(config.set_dir)
+  if config.new:
+    return None
+  latest = runs.RunSet.latest(config.results_root, config.command)
+  if not latest:
+    return None
+  rs = runs.RunSet(latest)
+  diff = [k for k in RESUME_KEYS if rs.config.get(k) != record.get(k)]
+  if diff:
+    raise InputError(f"{latest}/set.json differs from this command in {', '.join(diff)}: rerun with the same "
+                     f"flags to continue it, or pass --new to start another set")
+  return rs
+
+
+def checks_for(config, run_launch, sysdesc, ui):
+  extra = [lambda: hosts.preflight(run_launch, config)] if run_launch.kind != "local" else []
+  ui.say(f"preflight: {run_launch.describe()}; checking (TensorFlow start-up and the trainer's dry runs take a "
+         "while)...")
+  rows = preflight.run_preflight(config, run_launch, sysdesc, extra)
+  ui.say(preflight.format_table(rows))
+  return rows
+
+
+def preflight_only(config, ui):
+  config = dataclasses.replace(config, org=config.org or "unset", status=config.status or system_desc.STATUSES[0])
+  run_launch = make_launch(config)
+  rows = checks_for(config, run_launch, build_sysdesc(config, default_system_name(config, run_launch)), ui)
+  if preflight.bad_flagfiles(rows):
+    return EXIT_BAD_INPUT
+  return 1 if preflight.failures(rows) else 0
+
+
+# --- running -----------------------------------------------------------------------------------------------------
+def run_set(config, ui):
+  if config.demo:
+    ui.say(f"DEMO: {summary.DEMO_NOTE}")
+    config = prepare_demo_data(config, ui)
+  else:
+    check_official_identity(config)
+  run_launch = make_launch(config)
+  record = config.record(run_launch.np, default_system_name(config, run_launch))
+  rs = find_set(config, record)
+  if rs and rs.is_complete():
+    if os.path.exists(os.path.join(rs.path, "summary.json")):
+      ui.say(f"set {rs.path} is complete (see its summary.md); pass --new to start another set")
+      return 0
+    return finalize(rs, ui)  # every run finished but the driver stopped before scoring
+  sysdesc = build_sysdesc(config, record["system_name"])
+  rows = checks_for(config, run_launch, sysdesc, ui)
+  bad = preflight.bad_flagfiles(rows)
+  if bad:
+    ui.say(f"error: the trainer rejects {', '.join(r['check'].rsplit(' ', 1)[1] for r in bad)} flagfile(s) (see "
+           "above); every run would fail the same way, so nothing is started (also not with --force)")
+    return EXIT_BAD_INPUT
+  failed = preflight.failures(rows)
+  if failed and not config.force:
+    ui.say(f"preflight: {len(failed)} check(s) FAILED ({', '.join(r['check'] for r in failed)}); fix them or pass "
+           f"--force (the set is then NOT SUBMITTABLE)")
+    return EXIT_STOPPED
+  forced = bool(failed and config.force)
+  if rs is None:
+    rs = runs.RunSet.create(config.results_root, dict(record, forced=forced))
+    package.snapshot_source(rs.path)
+    if config.kernels:
+      package.snapshot_kernels(rs.path, config.kernels)
+    write_json_atomic(os.path.join(rs.path, "system.json"), sysdesc)
+    ui.say(f"new set: {rs.path}")
+  else:
+    ui.say(f"continuing set: {rs.path}")
+    if forced and not rs.config.get("forced"):
+      rs.config["forced"] = True
+      write_json_atomic(os.path.join(rs.path, "set.json"), rs.config)
+  write_json_atomic(os.path.join(rs.path, f"preflight-{runs.utc_now()}.json"), rows)
+  ui.say(f"TensorBoard for the set: tensorboard --logdir {os.path.join(rs.path, 'runs')}")
+  ui.say("each run's full output: runs/<task>/run_<i>/console.log" + ("" if config.verbose else
+                                                                        " (--verbose streams it here)"))
+  return run_all(rs, run_launch, ui)
+
+
+def run_all(rs, run_launch, ui):
+  remaining = {t: sum(1 for d in rs.run_dirs(t) if not rs.is_finished(d)) for t in rs.config["tasks"]}
+  progress = digest.SetProgress(ui, remaining)
+  command = lambda argv: launch.command(run_launch, argv)  # noqa: E731
+  drop = lambda: hosts.drop_caches_detail(run_launch)  # noqa: E731
+  for task in rs.config["tasks"]:
+    for i in range(rs.config["runs"][task]):
+      if rs.is_finished(rs.run_dir(task, i)):
+        continue
+      rec = rs.run_one(task, i, command, drop, ui)
+      progress.run_done(task, None if rec.get("recovered") else rec.get("wall_s"))
+      if rec.get("exit_code") == EXIT_BAD_INPUT:
+        # Bad input fails every later run the same way: stop instead of burning the set.
+        ui.say(f"[{task} {i + 1}] the trainer rejected its input (exit 2, see {rs.rel(rs.run_dir(task, i))}/"
+               "console.log); set stopped. Fix it and start a new set with --new")
+        return EXIT_BAD_INPUT
+  return finalize(rs, ui)
+
+
+# --- scoring and reports -----------------------------------------------------------------------------------------
+def score_set(rs):
+  return {t: scoring.score_task(t, rs.results(t), min_runs=min(rs.config["runs"][t], task_spec.get(t).min_runs))
+          for t in rs.config["tasks"]}
+
+
+def recheck_changed_logs(rs, ui):
+  """Runs whose mlperf.log differs from the one recorded when they finished: say so, re-run the checker and
+  record both hashes. Returns their logs' paths relative to the set folder."""
+  changed = []
+  for task in rs.config["tasks"]:
+    for d in rs.run_dirs(task):
+      rec = rs.driver_record(d)
+      path = os.path.join(d, runs.MLLOG)
+      now = sha256_file(path) if os.path.exists(path) else None
+      if not rec or not rec.get("finished") or now == rec.get("log_sha256"):
+        if rec and rec.get("log_changed"):
+          changed.append(rs.rel(path))  # changed at an earlier report: still not what the run wrote
+        continue
+      ui.say(f"{rs.rel(path)} changed since the run was recorded (sha256 {str(rec.get('log_sha256'))[:12]}... -> "
+             f"{str(now)[:12]}...); re-running the compliance checker on it")
+      result = scoring.parse_run(path, task, rs.config["ruleset"])
+      verdict = rs.compliance(d)
+      history = rec.get("log_changed") or []
+      history.append({"recorded_sha256": rec.get("log_sha256"), "sha256": now, "noticed": runs.utc_now()})
+      rec.update(log_changed=history, log_sha256=now, converged=result.converged, minutes=result.minutes,
+                 reason=result.reason, division=result.division, compliance=verdict.summary,
+                 compliance_passed=verdict.passed)
+      write_json_atomic(os.path.join(d, runs.DRIVER_JSON), rec)
+      ui.say(f"  now: {'converged' if result.converged else 'NOT converged'}; compliance {verdict.summary[:100]}")
+      changed.append(rs.rel(path))
+  return changed
+
+
+def finalize(rs, ui):
+  """Scores the set, builds the submission tree, runs the package checker, writes every report."""
+  changed = recheck_changed_logs(rs, ui)
+  scored = score_set(rs)
+  sysdesc = read_json(os.path.join(rs.path, "system.json"), "system description")
+  org_dir, superseded = package.build_tree(rs, scored, sysdesc)
+  if superseded:
+    ui.say(f"the submission tree no longer matched the runs: kept as {rs.rel(superseded)}, built again")
+  pc_log = os.path.join(rs.path, "package_checker.log")
+  v = checks.package_check(org_dir, rs.config["ruleset"], pc_log, rcp_bypass=rs.config.get("rcp_bypass"))
+  with open(os.path.join(rs.path, "package_checker.txt"), "w") as f:
+    f.write(v.output)
+  pc = {"passed": v.passed, "summary": v.summary, "log": rs.rel(pc_log)}
+  pre = sorted(n for n in os.listdir(rs.path) if n.startswith("preflight-"))
+  preflight_rows = read_json(os.path.join(rs.path, pre[0])) if pre else []
+  s = summary.build(rs, scored, sysdesc, pc, preflight_rows, changed)
+  paths = reports.write_all(rs.path, s)
+  for name, t in s["tasks"].items():
+    latency = "-" if t["latency_min"] is None else f"{t['latency_min']:.3f}"
+    ui.say(f"{name}: olympic mean {latency} min" + (f" ({t['reason']})" if t["reason"] else ""))
+  ui.say(f"package checker: {v.summary[:300]}")
+  score = s["score"]
+  ui.say(f"GP2BM score = {score['computation']}" + (f" ({score['why_none']})" if score.get("why_none") else ""))
+  verdict = s["verdict"]
+  ui.say(verdict["headline"])
+  for reason in verdict["reasons"] if verdict["kind"] != summary.DEMO else []:
+    ui.say(f"  - {reason}")
+  ui.say(f"reports: {rs.rel(paths['md'])}, summary.json, summary.csv, gp2bm.xlsx in {rs.path}")
+  if verdict["kind"] == summary.NOT_SUBMITTABLE:
+    return EXIT_NOT_SUBMITTABLE
+  if score["value"] is None and len(scored) == len(task_spec.specs()):
+    return EXIT_NOT_SUBMITTABLE
+  return 0
+
+
+def _newest_set(root):
+  sets = sorted(n for n in os.listdir(root) if os.path.exists(os.path.join(root, n, "set.json"))) \
+      if os.path.isdir(root) else []
+  if not sets:
+    raise InputError(f"no set folder under {root}; pass --set_dir")
+  return os.path.join(root, sets[-1])
+
+
+def report_or_package(config, ui):
+  rs = runs.RunSet(config.set_dir or _newest_set(config.results_root))
+  if not rs.is_complete():
+    raise InputError(f"{rs.path}: the set is not finished; rerun its command to continue it first")
+  if config.command == "report":
+    return finalize(rs, ui)
+  done = os.path.join(rs.path, "summary.json")
+  if os.path.exists(done) and read_json(done, "summary").get("verdict"):
+    kind = read_json(done, "summary")["verdict"]["kind"]
+    code = EXIT_NOT_SUBMITTABLE if kind == summary.NOT_SUBMITTABLE else 0
+  else:
+    code = finalize(rs, ui)
+  ui.say(f"package: {package.make_tarball(rs.path)}")
+  return code

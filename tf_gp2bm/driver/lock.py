@@ -1,0 +1,50 @@
+"""One driver per results folder: an flock on <folder>/.gp2bm.lock, held for the driver's whole life.
+
+The kernel drops an flock when its process dies, however it dies, so a lock file left by a dead driver never
+blocks; the file's text (pid, command, start time) only names the holder in the refusal message.
+"""
+import datetime
+import fcntl
+import os
+import sys
+
+LOCK_NAME = ".gp2bm.lock"
+
+
+class LockHeld(RuntimeError):
+  """Another live process holds the results folder."""
+
+
+class ResultsLock:
+  def __init__(self, folder):
+    self.folder = os.path.abspath(folder)
+    self.path = os.path.join(self.folder, LOCK_NAME)
+    self._fd = None
+
+  def acquire(self):
+    os.makedirs(self.folder, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process that wrote no details"
+      os.close(fd)
+      raise LockHeld(f"the results folder {self.folder} is in use by another driver: {holder}. Wait for it to "
+                     f"finish, or stop it (its pid is the first field), or use another --results_root") from None
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = f"pid {os.getpid()} (run_benchmark.sh {' '.join(sys.argv[1:])}), since {started}\n".encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text, 0)
+    self._fd = fd
+    return self
+
+  def release(self):
+    if self._fd is not None:
+      os.close(self._fd)  # closing the descriptor drops the flock; the file stays for the next driver
+      self._fd = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
