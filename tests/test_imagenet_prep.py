@@ -24,7 +24,8 @@ from tf_gp2bm import files  # noqa: E402
 from tf_gp2bm.formats import imagenet as imagenet_records  # noqa: E402
 
 SYNSETS = ["n01000003", "n01000001", "n01000002"]  # deliberately unsorted: labels follow the sorted order
-REPAIRED = {"n01000001_3.JPEG": "cmyk->rgb", "n01000002_3.JPEG": "png->jpeg", "n01000003_3.JPEG": "gray->rgb"}
+REPAIRED = {"n01000001_3.JPEG": "cmyk->rgb", "n01000002_3.JPEG": "png->jpeg"}
+GRAYSCALE = "n01000003_3.JPEG"  # kept as it is: the reference re-encodes only PNG and CMYK
 SHARDS = ["--train_shards=3", "--val_shards=2"]
 
 
@@ -44,12 +45,12 @@ def encode(image, fmt="JPEG", **kw):
 def train_image_bytes(synset, i, seed):
   name = f"{synset}_{i}.JPEG"
   image = smooth_rgb(seed)
-  what = REPAIRED.get(name)
+  what = REPAIRED.get(name, "gray" if name == GRAYSCALE else None)
   if what == "cmyk->rgb":
     return name, encode(image.convert("CMYK"), quality=95)
   if what == "png->jpeg":
     return name, encode(image, "PNG")
-  if what == "gray->rgb":
+  if what == "gray":
     return name, encode(image.convert("L"), quality=95)
   return name, encode(image, quality=90)
 
@@ -172,7 +173,8 @@ def test_records_hold_source_pixels_labels_and_repairs(folders, converted):
       if filename in REPAIRED:
         assert imagenet_images.jpeg_frame(encoded)[2] == 3, filename  # an RGB (YCbCr) JPEG now
       else:
-        assert encoded == source, filename  # good JPEGs are copied byte-for-byte
+        assert encoded == source, filename  # good JPEGs, grayscale ones too, are copied byte-for-byte
+        assert imagenet_images.jpeg_frame(encoded)[2] == (1 if filename == GRAYSCALE else 3), filename
         assert (pixels == tf.io.decode_jpeg(source, channels=3).numpy()).all(), filename
   assert seen == set(sources)
   manifest = files.read_json(converted / imagenet_records.MANIFEST)

@@ -1,12 +1,13 @@
 """Checks one ImageNet image and, only when needed, repairs it into an RGB JPEG.
 
-Good RGB JPEGs (nearly all of ImageNet) are passed through byte-for-byte after a cheap walk over the JPEG
-markers, so the common case never decodes pixels. CMYK and grayscale JPEGs, and PNG (or other) data inside a
-`.JPEG` file, are decoded with PIL and re-encoded at quality 100, as the reference imagenet_to_gcs does.
+Good RGB and grayscale JPEGs (nearly all of ImageNet) are passed through byte-for-byte after a cheap walk over
+the JPEG markers, so the common case never decodes pixels; the trainer decodes every image to three channels.
+Only CMYK JPEGs and PNG (or other) data inside a `.JPEG` file are decoded with PIL and re-encoded at quality 100:
+the reference imagenet_to_gcs re-encodes exactly those two kinds and leaves grayscale JPEGs as they are.
 """
 import io
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 REPAIR_QUALITY = 100
 # Start-of-frame markers (baseline, progressive, lossless, ...); C4/C8/CC share the range but are not frames.
@@ -63,6 +64,8 @@ def _decode(data):
     image = Image.open(io.BytesIO(data))
     image.load()  # raises on truncated or corrupt data (PIL's LOAD_TRUNCATED_IMAGES is off by default)
     return image
+  except UnidentifiedImageError:
+    raise BadImage("not an image format PIL recognises") from None  # its own message names only a BytesIO
   except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
     raise BadImage(f"cannot decode: {e}") from None
 
@@ -83,12 +86,12 @@ def prepare(data):
   frame = jpeg_frame(data)
   if frame is not None:
     height, width, components = frame
-    if components == 3 and height > 0 and width > 0:
+    if components in (1, 3) and height > 0 and width > 0:
       if not _ends_cleanly(data):
         _decode(data)  # trailing bytes after a complete image are harmless; a cut-off scan raises here
       return data, height, width, None
     image = _decode(data)
-    repair = {1: "gray->rgb", 4: "cmyk->rgb"}.get(components, f"{components}ch->rgb")
+    repair = {4: "cmyk->rgb"}.get(components, f"{components}ch->rgb")
     return _to_rgb_jpeg(image), image.height, image.width, repair
   if data[:2] == b"\xff\xd8":
     raise BadImage("malformed JPEG header")
