@@ -14,6 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from data_prep.imagenet.bench import photo_like_jpeg
 from tf_gp2bm.formats import imagenet as rec
 from tf_gp2bm.files import atomic_output, sha256_file, write_json_atomic
 
@@ -41,8 +42,7 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
              photo_like=False):
   """photo_like: ImageNet-sized (~400x350, ~100 KB) photo-like JPEGs instead of the learnable patterns, for
   input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`)."""
-  if photo_like:
-    from data_prep.imagenet.bench import photo_like_jpeg
+  import tensorflow as tf  # here, not at the top: --help answers without TensorFlow
   os.makedirs(out, exist_ok=True)
   rng = np.random.default_rng(seed)
   synsets = [f"n{9000000 + i:08d}" for i in range(num_classes)]
@@ -66,13 +66,12 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
       path = os.path.join(out, name)
       mine = [examples[j] for j in order[shard::num_shards]]
       with atomic_output(path) as tmp:
-        import tensorflow as tf
         with tf.io.TFRecordWriter(tmp) as w:
           for jpeg, label, fname in mine:
             w.write(rec.make_example(jpeg, rec.REFERENCE_LABEL_OFFSET + label, synsets[label], 0, 0, fname))
       for _, label, _ in mine:
         counts[synsets[label]] += 1
-      shards[name] = {"num_examples": len(mine), "sha256": sha256_file(path)}
+      shards[name] = {"num_examples": len(mine), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
     manifest["splits"][split] = {"num_examples": len(examples), "num_shards": num_shards, "shards": shards}
     manifest["class_counts"][split] = counts
   write_json_atomic(os.path.join(out, rec.MANIFEST), manifest)

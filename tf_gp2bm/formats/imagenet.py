@@ -3,8 +3,16 @@
 Shared by the converter (data_prep.imagenet) and the demo-data generator so both write exactly what the
 ResNet input pipeline parses. Labels: the record holds `label_offset + class_index`, where class_index runs over
 the sorted synsets; the reference records use offset 1 (labels 1..1000) and the reference subtracts 1.
+
+manifest.json beside the shards: format, label_offset, num_classes, synsets, and per split num_examples,
+num_shards and shards {name: {num_examples, bytes, sha256}} (plus the converter's own facts). `read_manifest`
+checks it against the files on disk by metadata only, so a task can call it before the clock starts.
 """
-import tensorflow as tf
+import dataclasses
+import json
+import os
+
+from tf_gp2bm.errors import InputError
 
 MANIFEST = "manifest.json"
 FORMAT = "tf_gp2bm.imagenet/1"
@@ -16,16 +24,90 @@ def shard_name(split, index, num_shards):
   return f"{split}-{index:05d}-of-{num_shards:05d}"
 
 
+SPLITS = ("train", "validation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  path: str
+  num_examples: int
+  bytes: int
+  sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  path: str
+  label_offset: int
+  num_classes: int
+  synsets: tuple
+  splits: dict  # split -> tuple of Shard, sorted by name
+  raw: dict     # the whole JSON, for the converter's other facts
+
+  def num_examples(self, split):
+    return sum(s.num_examples for s in self.splits[split])
+
+
+def read_manifest(directory, check_sizes=True):
+  """The manifest of a converted folder, checked: format, every listed shard present with its recorded size
+  (check_sizes), counts that add up, at least one non-empty shard per split. Reads no record.
+  Raises InputError naming the manifest or the shard."""
+  path = os.path.join(directory, MANIFEST)
+  try:
+    with open(path) as f:
+      raw = json.load(f)
+  except FileNotFoundError:
+    raise InputError(f"{path}: manifest not found; records must come from `python -m data_prep.imagenet convert` "
+                     "(or index records made elsewhere with `python -m data_prep.imagenet index`)") from None
+  except (OSError, ValueError) as e:
+    raise InputError(f"{path}: unreadable manifest ({e})") from None
+  if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+    raise InputError(f"{path}: format {found!r}, expected {FORMAT!r}")
+  try:
+    splits = {split: _split_shards(directory, split, raw["splits"][split], check_sizes) for split in SPLITS}
+    return Manifest(path, int(raw["label_offset"]), int(raw["num_classes"]), tuple(raw.get("synsets", ())),
+                    splits, raw)
+  except (KeyError, TypeError, ValueError) as e:
+    if isinstance(e, InputError):
+      raise
+    raise InputError(f"{path}: malformed manifest ({type(e).__name__}: {e}); re-run "
+                     "`python -m data_prep.imagenet index` on the folder") from None
+
+
+def _split_shards(directory, split, info, check_sizes):
+  path = os.path.join(directory, MANIFEST)
+  shards = []
+  for name in sorted(info["shards"]):
+    entry = info["shards"][name]
+    shard = Shard(os.path.join(directory, name), int(entry["num_examples"]), int(entry["bytes"]),
+                  entry["sha256"])
+    if not os.path.isfile(shard.path):
+      raise InputError(f"{shard.path}: missing; {path} lists it ({shard.num_examples:,} records)")
+    if check_sizes and os.path.getsize(shard.path) != shard.bytes:
+      raise InputError(f"{shard.path}: {os.path.getsize(shard.path):,} bytes, {path} records {shard.bytes:,}; "
+                       "copy the data again or re-run `python -m data_prep.imagenet verify`")
+    shards.append(shard)
+  if not shards or sum(s.num_examples for s in shards) == 0:
+    raise InputError(f"{path}: no {split} records listed")
+  if sum(s.num_examples for s in shards) != int(info["num_examples"]):
+    raise InputError(f"{path}: {split} num_examples {info['num_examples']} is not the sum over its shards")
+  return tuple(shards)
+
+
 def _bytes(v):
+  import tensorflow as tf  # here, not at the top: the converter's --help and listing need no TensorFlow
   return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
 
 
 def _int(v):
+  import tensorflow as tf
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
 
 
 def make_example(encoded_jpeg, label, synset, height, width, filename):
   """One serialized tf.train.Example (deterministic bytes for the same inputs)."""
+  import tensorflow as tf
   feature = {
       "image/encoded": _bytes(encoded_jpeg),
       "image/format": _bytes(b"JPEG"),
