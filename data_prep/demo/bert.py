@@ -5,10 +5,10 @@ r"""A small BERT pretraining data set, vocab and TF1-style starting checkpoint f
 Text: documents of sentences; every document has a topic word and each word of it is the topic with probability
 1 - NOISE, else a random word. A masked token is predictable from its segment's other tokens (the topic) unless
 it was a noise word, so a small BERT learns masked-LM accuracy past the 0.720 target but stays well below 1.0
-(the checker rejects accuracy >= 1.0). The text goes through the same pretraining-instance code and record writer
-as the real Wikipedia data (data_prep.bert_records / data_prep.wikipedia.instances: reference masking, NSP pairs, padding), and
-the starting checkpoint is a randomly initialised tiny model saved by tf.compat.v1.train.Saver with the
-reference TF1 variable names (plus adam_m/adam_v slots and global_step), so the run exercises the conversion.
+(the checker rejects accuracy >= 1.0). The text goes through the same pretraining-instance code, record writer
+and manifest as the real Wikipedia data (reference masking, NSP pairs, padding). The starting checkpoint is a
+tiny model given a short phase-1 by the BERT task's own loss and LAMB, saved by tf.compat.v1.train.Saver with
+the reference TF1 variable names (plus adam_m/adam_v slots and global_step), so the run exercises the conversion.
 Prints the flags to pass to `python -m tf_gp2bm.train --task=bert --flagfile=flags/bert/smoke.flags`.
 """
 import argparse
@@ -16,11 +16,16 @@ import json
 import os
 import random
 
+from data_prep import bert_manifest, bert_records
+from data_prep.wikipedia.instances import create_pretraining_examples
+from tf_gp2bm.formats import bert_pretraining
+
 NOISE = 0.10
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_SEQ_LENGTH, MAX_PREDICTIONS = 64, 10
 TRAIN_FILES = 4
 PRETRAIN_STEPS = 150  # the starting checkpoint's own short phase-1 (a few CPU seconds)
+TOOL = {"name": "data_prep.demo.bert", "version": 2}
 
 
 def _words(count):
@@ -49,38 +54,40 @@ def write_text(path, rng, words, num_docs):
       f.write("\n".join(_document(rng, words)) + "\n\n")
 
 
-def pretrain(model, train_dir, steps, seed, batch_size=32, learning_rate=0.03):
-  """A short phase-1: a few LAMB steps on the demo records, so the starting checkpoint is partly trained (like the
-  reference phase-1 checkpoint at ~0.34 MLM accuracy) and each smoke run only has to finish the job."""
-  import tensorflow as tf
-  from tf_gp2bm import kernels
-  from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
+def pretrain(train_dir, steps, seed, batch_size=32, learning_rate=0.03):
+  """A short phase-1 through the BERT task itself (its model, loss, gradient clipping and LAMB), so the starting
+  checkpoint is partly trained (like the reference phase-1 checkpoint at ~0.34 MLM accuracy) and each smoke run
+  only has to finish the job. Returns (model, MLM accuracy on the last batch)."""
+  import tensorflow as tf  # TensorFlow and the task here, not at the top: --help answers without them
+  from tf_gp2bm.runtime.single_device import SingleDevice
   from tf_gp2bm.tasks.bert import pretraining_input
-  from tf_gp2bm.formats import bert_pretraining
-  files = pretraining_input.list_files(train_dir, "data_dir")
+  from tf_gp2bm.tasks.bert.config import Config
+  from tf_gp2bm.tasks.bert.task import BertTask
+  config = Config.defaults(global_batch_size=batch_size, base_learning_rate=learning_rate, weight_decay=0.01,
+                           bert_config="tiny", max_seq_length=MAX_SEQ_LENGTH, max_predictions_per_seq=MAX_PREDICTIONS,
+                           train_steps=steps * 2, warmup_steps=0, data_dir=train_dir, closed=False)
+  task = BertTask(SingleDevice(), config)
+  model = task.build_model()
+  opt = task.build_optimizer(model)
+  files = bert_pretraining.read_manifest(train_dir).split("train").paths
   spec = bert_pretraining.feature_spec(MAX_SEQ_LENGTH, MAX_PREDICTIONS)
+  # In file order with a seeded shuffle (not the trainer's parallel interleave): the checkpoint is reproducible.
   ds = tf.data.TFRecordDataset(files).shuffle(1000, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-  ds = ds.map(lambda r: pretraining_input._to_model_inputs(tf.io.parse_example(r, spec)))  # in order: reproducible
-  opt = LAMB(PolynomialDecayWarmup(learning_rate, steps * 2), weight_decay=0.01).build(model.trainable_variables)
+  ds = ds.map(lambda r: pretraining_input._to_model_inputs(tf.io.parse_example(r, spec)))
 
   @tf.function
   def step(batch):
     with tf.GradientTape() as tape:
-      out = model(batch, training=True)
-      logits = tf.reshape(out["mlm_logits"], [-1, model.config.vocab_size])
-      loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(
-          logits, tf.reshape(batch["masked_lm_ids"], [-1]), tf.reshape(batch["masked_lm_weights"], [-1]))
-      nsp = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["next_sentence_labels"],
-                                                                          out["nsp_logits"]))
-      total = loss + nsp
-    grads = tape.gradient(total, model.trainable_variables)
-    opt.apply(tf.clip_by_global_norm(grads, 1.0)[0])
-    return correct / count
+      loss = task.loss(model, batch)
+    opt.apply(task.process_micro_gradients(tape.gradient(loss, model.trainable_variables)))
 
-  accuracy = 0.0
+  batch = None
   for batch in ds.take(steps):
-    accuracy = float(step(batch))
-  return accuracy
+    step(batch)
+  if batch is None:
+    return model, None
+  correct, count = task.eval_counts(model, batch)
+  return model, float(correct) / max(float(count), 1e-9)
 
 
 def write_checkpoint(out, seed, pretrain_steps):
@@ -89,8 +96,10 @@ def write_checkpoint(out, seed, pretrain_steps):
   import tf_keras
   from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
   tf_keras.utils.set_random_seed(seed)
-  m = bert_model.build_bert(bert_model.TINY)
-  accuracy = pretrain(m, os.path.join(out, "train"), pretrain_steps, seed) if pretrain_steps else None
+  if pretrain_steps:
+    m, accuracy = pretrain(os.path.join(out, "train"), pretrain_steps, seed)
+  else:
+    m, accuracy = bert_model.build_bert(bert_model.TINY), None
   tensors = checkpoint.reference_tensors(m)
   for name, value in list(tensors.items()):
     tensors[name + "/adam_m"] = np.zeros_like(value)
@@ -100,10 +109,7 @@ def write_checkpoint(out, seed, pretrain_steps):
 
 
 def generate(out, train_docs=600, eval_docs=60, dupe_factor=5, seed=12345, pretrain_steps=PRETRAIN_STEPS):
-  import tf_gp2bm  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-  from data_prep import bert_records
-  from data_prep.wikipedia.instances import create_pretraining_examples
-  from tf_gp2bm.tasks.bert.model import TINY
+  from tf_gp2bm.tasks.bert.model import TINY  # loads TensorFlow
   os.makedirs(os.path.join(out, "text"), exist_ok=True)
   words = _words(TINY.vocab_size - len(SPECIALS) - 1)  # + "."
   vocab = list(SPECIALS) + ["."] + words
@@ -121,9 +127,10 @@ def generate(out, train_docs=600, eval_docs=60, dupe_factor=5, seed=12345, pretr
     write_text(text, rng, words, docs)
     instances = create_pretraining_examples(text, vocab_file, dupe_factor=dupe, random_seed=seed, **kw)
     counts[split] = len(instances)
-    for i in range(shards):
-      name = f"part-{i:05d}-of-{shards:05d}" if split == "train" else "eval_records"
+    names = [f"part-{i:05d}-of-{shards:05d}" if split == "train" else "eval_records" for i in range(shards)]
+    for i, name in enumerate(names):
       bert_records.write_examples(os.path.join(out, split, name), instances[i::shards], **kw)
+    bert_manifest.write_manifest(os.path.join(out, split), split, names, vocab_size=len(vocab), tool=TOOL, **kw)
   prefix, counts["start_accuracy"] = write_checkpoint(out, seed, pretrain_steps)
   flags = [f"--data_dir={out}/train", f"--eval_dir={out}/eval", f"--init_checkpoint={prefix}", "--bert_config=tiny"]
   return counts, flags

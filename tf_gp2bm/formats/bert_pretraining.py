@@ -3,7 +3,24 @@
 Written by data_prep (the Wikipedia pipeline and the demo data) through data_prep.bert_records. Padding as the
 reference: ids, mask and segment ids padded with 0 to max_seq_length; masked LM positions/ids padded with 0 and
 weights 1.0 for real predictions, 0.0 for padding, to max_predictions_per_seq.
+
+manifest.json beside the records vouches for their content, so a task reads it instead of the records before the
+clock starts. Written by data_prep after reading every record (conversion and `verify`):
+  format, max_seq_length, max_predictions_per_seq, vocab_size (what max_token_id was checked against),
+  files: {name: {split ("train" | "eval"), records, bytes, sha256, max_token_id, masked_lm_weight_sum}},
+  splits: {split: {files, records, max_token_id, masked_lm_weight_sum}}, tool.
+One folder may hold both splits (the published TFRecords do); a file of no records is never listed as valid.
 """
+import dataclasses
+import json
+import os
+
+from tf_gp2bm.errors import InputError
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "eval")
+FILE_FIELDS = ("split", "records", "bytes", "sha256", "max_token_id", "masked_lm_weight_sum")
+
 FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
             "masked_lm_weights", "next_sentence_labels")
 FORMAT = "tf_gp2bm.bert_pretraining/1"
@@ -22,3 +39,127 @@ def feature_spec(max_seq_length, max_predictions_per_seq):
       "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
       "next_sentence_labels": ints(1),
   }
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFile:
+  path: str
+  records: int
+  bytes: int
+  sha256: str
+  max_token_id: int
+  masked_lm_weight_sum: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSet:
+  """One split of a manifest: its files (sorted by name) and their totals."""
+  manifest: str
+  split: str
+  files: tuple
+  records: int
+  max_token_id: int
+  masked_lm_weight_sum: float
+
+  @property
+  def paths(self):
+    return [f.path for f in self.files]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  path: str
+  max_seq_length: int
+  max_predictions_per_seq: int
+  vocab_size: int
+  splits: dict  # split -> RecordSet, only the splits the folder holds
+
+  def split(self, name, flag=None):
+    """The RecordSet of `name`; InputError naming the manifest (and the flag) when the folder has none."""
+    if name not in self.splits:
+      where = f"--{flag}: " if flag else ""
+      raise InputError(f"{where}{self.path} lists no {name} records (it has: {', '.join(self.splits) or 'none'})")
+    return self.splits[name]
+
+  def check_model(self, max_seq_length, max_predictions_per_seq, vocab_size):
+    """The records fit a model of these sizes (InputError naming the manifest otherwise)."""
+    if (self.max_seq_length, self.max_predictions_per_seq) != (max_seq_length, max_predictions_per_seq):
+      raise InputError(f"{self.path}: records of max_seq_length={self.max_seq_length}, max_predictions_per_seq="
+                       f"{self.max_predictions_per_seq}; the run expects {max_seq_length} and "
+                       f"{max_predictions_per_seq}")
+    for records in self.splits.values():
+      if records.max_token_id >= vocab_size:
+        worst = max(records.files, key=lambda f: f.max_token_id)
+        raise InputError(f"{worst.path}: token id {worst.max_token_id} is outside the model vocab of {vocab_size} "
+                         f"(records made with another vocab.txt? {self.path})")
+
+
+def read_manifest(directory):
+  """The manifest of a folder of BERT pretraining records, checked by metadata only: format, fields, every listed
+  file present with its recorded size, no empty file, totals that add up, token ids inside the vocab it was
+  checked against. `directory` may also be one record file (its folder's manifest, that file only).
+  Raises InputError naming the manifest or the file at fault."""
+  only = None
+  if os.path.isfile(directory):
+    directory, only = os.path.split(os.path.abspath(directory))
+  path = os.path.join(directory, MANIFEST)
+  try:
+    with open(path) as f:
+      raw = json.load(f)
+  except FileNotFoundError:
+    raise InputError(f"{path}: manifest not found; BERT records are described by `python -m data_prep.wikipedia` "
+                     "(tfrecords, eval, published or verify --vocab=...) or `python -m data_prep.demo.bert`") from None
+  except (OSError, ValueError) as e:
+    raise InputError(f"{path}: unreadable manifest ({e})") from None
+  if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+    raise InputError(f"{path}: format {found!r}, expected {FORMAT!r}")
+  try:
+    return _parse(path, directory, raw, only)
+  except InputError:
+    raise
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    raise InputError(f"{path}: malformed manifest ({type(e).__name__}: {e}); rewrite it with "
+                     "`python -m data_prep.wikipedia verify --out=... --vocab=...`") from None
+
+
+def _parse(path, directory, raw, only):
+  vocab_size = int(raw["vocab_size"])
+  by_split = {}
+  for name, entry in sorted(raw["files"].items()):
+    if only is not None and name != only:
+      continue
+    missing = [k for k in FILE_FIELDS if k not in entry]
+    if missing:
+      raise InputError(f"{path}: entry {name!r} lacks {', '.join(missing)}")
+    split = entry["split"]
+    if split not in SPLITS:
+      raise InputError(f"{path}: entry {name!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
+    record_file = RecordFile(os.path.join(directory, name), int(entry["records"]), int(entry["bytes"]),
+                             str(entry["sha256"]), int(entry["max_token_id"]), float(entry["masked_lm_weight_sum"]))
+    if not os.path.isfile(record_file.path):
+      raise InputError(f"{record_file.path}: missing; {path} lists it ({record_file.records:,} records)")
+    size = os.path.getsize(record_file.path)
+    if size != record_file.bytes:
+      raise InputError(f"{record_file.path}: {size:,} bytes, {path} records {record_file.bytes:,} (a cut or "
+                       "changed copy); copy it again or re-run `python -m data_prep.wikipedia verify`")
+    if record_file.records <= 0:
+      raise InputError(f"{record_file.path}: holds no records ({path}); remove it or regenerate its part")
+    if record_file.max_token_id >= vocab_size:
+      raise InputError(f"{record_file.path}: token id {record_file.max_token_id} is outside the vocab of "
+                       f"{vocab_size} it was checked against ({path})")
+    by_split.setdefault(split, []).append(record_file)
+  if only is not None and not by_split:
+    raise InputError(f"{os.path.join(directory, only)}: not listed in {path}")
+  splits = {}
+  for split, listed in by_split.items():
+    totals = raw["splits"][split]
+    records_set = RecordSet(path, split, tuple(listed), sum(f.records for f in listed),
+                            max(f.max_token_id for f in listed), sum(f.masked_lm_weight_sum for f in listed))
+    if only is None and (int(totals["records"]) != records_set.records or int(totals["files"]) != len(listed)):
+      raise InputError(f"{path}: splits.{split} says {totals['records']} records in {totals['files']} files, "
+                       f"its files add up to {records_set.records} in {len(listed)}")
+    splits[split] = records_set
+  if not splits:
+    raise InputError(f"{path}: lists no record files")
+  return Manifest(path, int(raw["max_seq_length"]), int(raw["max_predictions_per_seq"]), vocab_size, splits)
