@@ -3,30 +3,37 @@
 init (build, compile, warm up on synthetic data, restore the initial state)  -> init_stop
 run_start -> [block of training steps -> eval] ... until the target or the cap -> run_stop
 
-Speed decisions made here (issue 6): the whole step (forward, backward, all-reduce where the back-end allows,
+Speed decisions made here: the whole step (forward, backward, all-reduce where the back-end allows,
 loss scaling, optimizer) is one XLA region; `steps_per_loop` steps run per host call with no host sync between
-them; training loss is accumulated on the device and read once per loop (that read is also the NaN/Inf guard).
+them; training loss is accumulated on the device and read once per loop (that read feeds the progress line,
+TensorBoard and the NaN/Inf guard).
 """
 import math
 import time
 
-import numpy as np
 import tensorflow as tf
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm.errors import NonFiniteLoss
 from tf_gp2bm.progress import format_seconds
+from tf_gp2bm.summaries import RunSummaries
 
 
 class Trainer:
 
-  def __init__(self, task, runtime, precision, mllogger, xla=True, steps_per_loop=100, log=print):
+  def __init__(self, task, runtime, precision, mllogger, xla=True, steps_per_loop=100, log=print, summaries=None):
     self.task, self.runtime, self.precision, self.ml = task, runtime, precision, mllogger
     self.xla, self.steps_per_loop, self.log = xla, max(1, steps_per_loop), log
+    self.summaries = summaries or RunSummaries()
     # The all-reduce can sit inside the XLA region only where the back-end is a no-op or XLA-capable.
     self.fused_step = runtime.num_replicas == 1
-    self.samples_trained = 0
+    self.step = 0  # optimizer updates done since run_start
     self.accuracies = []
+
+  @property
+  def samples_trained(self):
+    """Samples actually trained since run_start (also when the run aborts midway)."""
+    return self.step * self.task.global_batch_size
 
   # ------------------------------------------------------------------------------------------------ building
   def build(self):
@@ -95,7 +102,7 @@ class Trainer:
 
     # Under MirroredStrategy an XLA eval step inside the dataset loop is placed on the first device only (TF's
     # "variable on a different device" XLA limitation), so mirrored evaluates without XLA.
-    @tf.function(jit_compile=jit and self.runtime.strategy is None)
+    @tf.function(jit_compile=jit and self.runtime.jit_eval)
     def eval_step(batch):
       return self.task.eval_counts(self.model, batch)
 
@@ -134,51 +141,69 @@ class Trainer:
   def run(self):
     """Trains from run_start to run_stop. Returns True when the target was reached."""
     plan = self.task.plan()
-    gbs = self.task.global_batch_size
     self.ml.start(C.RUN_START)
     train_it = iter(self.runtime.distribute_dataset(self.task.train_dataset))
-    step, prev, t_run = 0, None, time.time()
+    prev, self.t_run = None, time.time()
     success = False
     for point in plan.eval_points:
       block = self.task.block_metadata(prev, point)
       self.ml.start(C.BLOCK_START, metadata=block)
-      step = self._train_until(train_it, step, point, plan)
+      self._train_until(train_it, point, plan)
       self.ml.end(C.BLOCK_STOP, metadata=block)
       accuracy = self.evaluate(point)
+      self.summaries.scalars(self.step, {"eval/accuracy": accuracy})
       self.log(f"eval at {point.epoch_num} ({point.samples:,} samples): accuracy {accuracy:.5f} "
-               f"(target {self.task.target_accuracy}), {format_seconds(time.time() - t_run)} since run_start")
+               f"(target {self.task.target_accuracy}), {format_seconds(time.time() - self.t_run)} since run_start")
       prev = point
       if accuracy >= self.task.target_accuracy:
         success = True
         break
-    self.samples_trained = step * gbs
     for key, value in self.task.run_end_events(self.samples_trained).items():
       self.ml.event(key, value)
     self.ml.end(C.RUN_STOP, metadata={"status": C.SUCCESS if success else C.ABORTED})
     return success
 
-  def _train_until(self, train_it, step, point, plan):
+  def _train_until(self, train_it, point, plan):
     gbs = self.task.global_batch_size
-    t0, s0 = time.time(), step
-    while step < point.step:
-      n = min(self.steps_per_loop, point.step - step)
+    t0, s0 = time.time(), self.step
+    while self.step < point.step:
+      n = min(self.steps_per_loop, point.step - self.step, self.summaries.steps_to_boundary(self.step))
+      self.summaries.before_loop(self.step)
       self.train_loop(train_it, tf.constant(n))
-      loss_sum = float(self.loss_sum.read_value())  # one host sync per loop: progress and NaN guard
-      skipped = float(self.skipped.read_value())
-      self.loss_sum.assign(0.0)
-      self.skipped.assign(0.0)
-      step += n
-      if not math.isfinite(loss_sum) or (not self.precision.loss_scaling and skipped > 0):
-        raise NonFiniteLoss(f"non-finite loss or gradients at step {step} (loss sum {loss_sum}, "
-                            f"{int(skipped)} step(s) with non-finite gradients)")
-      rate = (step - s0) * gbs / max(time.time() - t0, 1e-9)
-      eta = (point.step - step) * gbs / max(rate, 1e-9)
-      lr = float(self.optimizer.current_learning_rate())
+      stats = self._read_loop_stats()  # the one host sync per loop
+      self.step += n
+      self.summaries.after_loop(self.step)
+      if not math.isfinite(stats["loss_sum"]) or (not self.precision.loss_scaling and stats["skipped"] > 0):
+        raise NonFiniteLoss(f"non-finite loss or gradients at step {self.step} (loss sum {stats['loss_sum']}, "
+                            f"{int(stats['skipped'])} step(s) with non-finite gradients)")
       local_replicas = self.runtime.num_replicas // self.runtime.size  # loss_sum adds this process's replicas
-      self.log(f"step {step}/{plan.max_steps}  loss {loss_sum / max(n * local_replicas, 1):.4f}  lr {lr:.5g}  "
-               f"{rate:,.1f} samples/s  next eval in {format_seconds(eta)}"
-               + (f"  ({int(skipped)} fp16 step(s) skipped)" if skipped else ""))
-    return step
+      loss = stats["loss_sum"] / (n * local_replicas)
+      rate = (self.step - s0) * gbs / max(time.time() - t0, 1e-9)
+      values = {"train/loss": loss, "train/learning_rate": stats["lr"], "train/samples_per_second": rate}
+      if self.precision.loss_scaling:
+        values["train/loss_scale"] = stats["loss_scale"]
+      self.summaries.scalars(self.step, values)
+      self.log(self._progress_line(point, plan, loss, stats, rate))
+
+  def _read_loop_stats(self):
+    """Reads the loop's accumulators (and resets them), the learning rate and the loss scale to the host."""
+    stats = {"loss_sum": float(self.loss_sum.read_value()), "skipped": float(self.skipped.read_value()),
+             "lr": float(self.optimizer.current_learning_rate())}
+    if self.precision.loss_scaling:
+      stats["loss_scale"] = float(self.precision.scale.read_value())
+    self.loss_sum.assign(0.0)
+    self.skipped.assign(0.0)
+    return stats
+
+  def _progress_line(self, point, plan, loss, stats, rate):
+    """One line per loop: where the run is, what it learns, how fast, and when the next eval and the cap come."""
+    gbs = self.task.global_batch_size
+    next_eval = (point.step - self.step) * gbs / max(rate, 1e-9)
+    pace = (time.time() - self.t_run) / self.step  # seconds per step since run_start, evals included
+    to_cap = pace * (plan.max_steps - self.step)
+    skipped = f"  ({int(stats['skipped'])} fp16 step(s) skipped)" if stats["skipped"] else ""
+    return (f"step {self.step}/{plan.max_steps}  loss {loss:.4f}  lr {stats['lr']:.5g}  {rate:,.1f} samples/s  "
+            f"next eval in {format_seconds(next_eval)}  step cap in {format_seconds(to_cap)}{skipped}")
 
   def evaluate(self, point):
     meta = {"epoch_num": point.epoch_num}
@@ -198,8 +223,3 @@ class Trainer:
     self.accuracies.append((point.epoch_num, accuracy))
     return accuracy
 
-
-def assert_replicas_equal(values):
-  """Used by the multi-rank tests: every rank's weights are bit-identical."""
-  first = values[0]
-  return all(np.array_equal(first, v) for v in values[1:])

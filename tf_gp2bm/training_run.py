@@ -1,0 +1,122 @@
+"""One training run inside its MLPerf log: init_start .. run_stop, whatever ends it.
+
+`run` never raises for a run that ends badly: bad input, the NaN/Inf guard, a crash, SIGTERM or Ctrl-C each close
+the log with `run_stop aborted` (once the clock runs) and come back as an Outcome with their exit code.
+tf_gp2bm.train is the command line around it (flags, --help, run.json) and stays free of TensorFlow.
+"""
+import hashlib
+import os
+import traceback
+
+import tensorflow as tf
+import tf_keras
+from mlperf_logging.mllog import constants as C
+
+from tf_gp2bm import dry_run, errors, kernels, mlperf_log, tasks
+from tf_gp2bm.cli_flags import parse_profile_steps
+from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
+from tf_gp2bm.runtime import launcher_rank
+from tf_gp2bm.runtime.factory import create_runtime
+from tf_gp2bm.runtime.precision import Precision
+from tf_gp2bm.summaries import RunSummaries
+from tf_gp2bm.trainer import Trainer
+
+
+def _log_submission(ml, flag_values, task_cls):
+  ml.event(C.SUBMISSION_BENCHMARK, task_cls.benchmark)
+  ml.event(C.SUBMISSION_ORG, flag_values.submission_org)
+  ml.event(C.SUBMISSION_DIVISION, C.CLOSED if flag_values.closed else C.OPEN)
+  ml.event(C.SUBMISSION_STATUS, flag_values.submission_status)
+  ml.event(C.SUBMISSION_PLATFORM, flag_values.submission_platform)
+
+
+def _write_weights_digest(trainer, output_dir, rank):
+  digest = hashlib.sha256()
+  for v in trainer.state:
+    digest.update(v.numpy().tobytes())
+  with open(os.path.join(output_dir, f"weights_digest.rank{rank}"), "w") as f:
+    f.write(digest.hexdigest() + "\n")
+
+
+def diagnose_data_error(error, task):
+  """Turns a data error raised inside tf.data into a message naming the file, or None for a real crash."""
+  message = getattr(error, "message", str(error))
+  if isinstance(error, tf.errors.InvalidArgumentError) and "label out of range in" in message:
+    detail = message.split("label out of range in", 1)[1].strip().splitlines()[0]
+    return f"label out of range in {detail} (expected the label convention written in the manifest)"
+  if task is not None and hasattr(task, "diagnose_data_error"):
+    return task.diagnose_data_error(error)
+  return None
+
+
+def _create_runtime(flag_values):
+  if flag_values.dry_run:
+    return dry_run.PlanningRuntime(flag_values.dry_run_replicas)
+  return create_runtime(flag_values.distribution)
+
+
+def run(flag_values, seed, log):
+  """Everything between init_start and run_stop. Returns an Outcome."""
+  runtime = ml = summaries = task = trainer = None
+  try:
+    tasks.config_from_flags(flag_values.task, flag_values)  # flag errors end the run before its log exists
+    runtime = _create_runtime(flag_values)
+    chief_log = log if runtime.is_chief else (lambda *_: None)
+    ml = mlperf_log.MLPerfLogger(os.path.join(flag_values.output_dir, mlperf_log.LOG_NAME),
+                                 enabled=runtime.is_chief)
+    ml.start(C.INIT_START)
+    task_cls = tasks.get_task_class(flag_values.task)
+    _log_submission(ml, flag_values, task_cls)
+    ml.event(C.SEED, seed)
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.optimizer.set_jit(False)  # XLA only where we ask for it: the compiled step
+    chief_log(f"runtime: {runtime.describe()}")
+    precision = Precision(flag_values.precision)
+    swapped = kernels.load_plugin(flag_values.kernels)
+    if swapped:
+      chief_log(f"vendor kernels from {flag_values.kernels}: {', '.join(swapped)}")
+    task = tasks.create(flag_values.task, runtime, flag_values)
+    task.seed = seed
+    if not flag_values.dry_run:
+      task.check_inputs()
+    for key, value in task.hyperparameters().items():
+      ml.event(key, value)
+    if flag_values.dry_run:
+      return Outcome(dry_run.finish(task, ml, flag_values.cache_clear, chief_log), "dry run")
+    summaries = RunSummaries(flag_values.output_dir, enabled=runtime.is_chief,
+                             profile_steps=parse_profile_steps(flag_values.profile_steps))
+    trainer = Trainer(task, runtime, precision, ml, xla=flag_values.xla, steps_per_loop=flag_values.steps_per_loop,
+                      log=chief_log, summaries=summaries)
+    trainer.build()
+    trainer.warm_up()
+    ml.event(C.CACHE_CLEAR, flag_values.cache_clear)
+    ml.end(C.INIT_STOP)
+    success = trainer.run()
+    if flag_values.weights_digest:
+      _write_weights_digest(trainer, flag_values.output_dir, runtime.rank)
+    code = errors.EXIT_SUCCESS if success else errors.EXIT_NOT_CONVERGED
+    reason = "target reached" if success else "target not reached within the planned steps"
+  except InputError as e:
+    code, reason = errors.EXIT_BAD_INPUT, str(e)
+  except NonFiniteLoss as e:
+    code, reason = errors.EXIT_NON_FINITE, str(e)
+  except Terminated as e:
+    code, reason = e.exit_code, str(e)
+  except Exception as e:  # a crash still closes the run in the log
+    diagnosis = diagnose_data_error(e, task)
+    if diagnosis:
+      code, reason = errors.EXIT_BAD_INPUT, diagnosis
+    else:
+      traceback.print_exc()
+      code, reason = errors.EXIT_CRASH, f"{type(e).__name__}: {e}"
+  finally:
+    if ml and ml.enabled and ml.run_started and not ml.run_stopped:
+      ml.end(C.RUN_STOP, metadata={"status": C.ABORTED})
+    if ml:
+      ml.close()
+    if summaries:
+      summaries.close()
+  rank = runtime.rank if runtime else (launcher_rank() or 0)
+  return Outcome(code, reason, samples_trained=trainer.samples_trained if trainer else 0,
+                 evals=list(trainer.accuracies) if trainer else [], rank=rank,
+                 world_size=runtime.size if runtime else 1)
