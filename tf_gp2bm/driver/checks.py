@@ -10,6 +10,8 @@ import sys
 
 from mlperf_logging.rcp_checker import rcp_checker
 
+from tf_gp2bm.tasks import spec as task_spec
+
 
 @dataclasses.dataclass
 class Verdict:
@@ -73,7 +75,7 @@ class RcpInfo:
   warning: str = ""
 
   def line(self):
-    unit = "epochs" if self.task == "resnet" else "samples"
+    unit = task_spec.get(self.task).progress_unit
     if self.min_mean is None:
       return f"{self.task} GBS {self.batch_size}: {self.warning}"
     text = (f"{self.task} GBS {self.batch_size}: RCP {self.kind} (BS {'/'.join(map(str, self.reference_bs))}), "

@@ -4,6 +4,7 @@ All of them are written from one `summary` dict (driver.summary.build), so they 
 with the verdict, then the system, then the score and how it was computed, then the runs.
 """
 import csv
+import json
 import os
 
 import matplotlib
@@ -14,7 +15,7 @@ import openpyxl  # noqa: E402
 from openpyxl.styles import Font  # noqa: E402
 from openpyxl.utils import get_column_letter  # noqa: E402
 
-from tf_gp2bm.files import atomic_output, write_json_atomic  # noqa: E402
+from tf_gp2bm.files import atomic_output  # noqa: E402
 
 RUN_COLUMNS = ["task", "run", "seed", "status", "time_to_train_min", "logged_min", "in_window", "dropped",
                "converged_at", "progress_unit", "samples_trained", "throughput", "best_accuracy", "exit_code",
@@ -238,7 +239,10 @@ def write_all(set_dir, summary):
   """Writes every report into set_dir; returns their paths."""
   paths = {"json": os.path.join(set_dir, "summary.json"), "md": os.path.join(set_dir, "summary.md"),
            "csv": os.path.join(set_dir, "summary.csv"), "xlsx": os.path.join(set_dir, "gp2bm.xlsx")}
-  write_json_atomic(paths["json"], summary)
+  with atomic_output(paths["json"]) as tmp:  # key order kept: the verdict comes first
+    with open(tmp, "w") as f:
+      json.dump(summary, f, indent=2)
+      f.write("\n")
   write_markdown(paths["md"], summary)
   write_csv(paths["csv"], summary)
   write_xlsx(paths["xlsx"], summary)
