@@ -3,7 +3,8 @@ import tensorflow as tf
 
 
 class Optimizer:
-  """Subclasses implement `_update(var, grad, slots, lr)` and list slot names in SLOTS."""
+  """Subclasses list slot names in SLOTS and implement `_apply_all(variables, grads, slots, lr)`, one call over
+  every variable that has a gradient (`slots`: {slot name: list aligned with `variables`})."""
 
   SLOTS = ()
 
@@ -34,8 +35,8 @@ class Optimizer:
 
   def apply(self, grads):
     lr = tf.cast(self.learning_rate(self.iterations), tf.float32)
-    for i, (var, grad) in enumerate(zip(self.vars, grads)):
-      if grad is None:
-        continue
-      self._update(var, tf.cast(grad, var.dtype), [self.slots[n][i] for n in self.SLOTS], lr)
+    present = [i for i, g in enumerate(grads) if g is not None]
+    variables = [self.vars[i] for i in present]
+    self._apply_all(variables, [tf.cast(grads[i], self.vars[i].dtype) for i in present],
+                    {n: [self.slots[n][i] for i in present] for n in self.SLOTS}, lr)
     self.iterations.assign_add(1)

@@ -8,6 +8,8 @@ For a variable w with gradient g at update t = 1, 2, ... (mlperf_spec.md section
     w <- w - lr * trust * u
 Variables whose name contains "LayerNorm", "layer_norm" or "bias" get neither the weight decay nor the trust ratio.
 Gradient clipping (clip_by_global_norm 1.0 per micro-batch, before the all-reduce) is done by the BERT task.
+The update itself is the kernel hot spot `lamb_apply` (default in tf_gp2bm.kernels.defaults). The reference keeps
+beta^t as running products; the default computes the same powers with tf.pow.
 """
 import tensorflow as tf
 
@@ -18,29 +20,6 @@ from tf_gp2bm.optimizers.base import Optimizer
 EXCLUDE = ("LayerNorm", "layer_norm", "bias")
 
 
-@kernels.default("lamb_update", """lamb_update(var, grad, m_slot, v_slot, lr, step, beta_1, beta_2, epsilon,
-    weight_decay, adapt) -> None. Assigns the new values to `var`, `m_slot` and `v_slot` (tf.Variables).
-    `step` is the 1-based update number (float32 scalar tensor) for the bias correction; `lr` a float32 scalar
-    tensor. `adapt` is a Python bool: False for excluded variables (no weight decay, trust ratio 1).
-    All math in float32.""")
-def lamb_update(var, grad, m_slot, v_slot, lr, step, beta_1, beta_2, epsilon, weight_decay, adapt):
-  m = beta_1 * m_slot + (1.0 - beta_1) * grad
-  v = beta_2 * v_slot + (1.0 - beta_2) * tf.square(grad)
-  m_hat = m / (1.0 - tf.pow(beta_1, step))
-  v_hat = v / (1.0 - tf.pow(beta_2, step))
-  update = m_hat / (tf.sqrt(v_hat) + epsilon)
-  if adapt:
-    update += weight_decay * var
-    w_norm = tf.norm(var)
-    u_norm = tf.norm(update)
-    trust = tf.where(tf.logical_and(w_norm > 0, u_norm > 0), w_norm / tf.maximum(u_norm, 1e-30), 1.0)
-  else:
-    trust = 1.0
-  m_slot.assign(m)
-  v_slot.assign(v)
-  var.assign_sub(lr * trust * update)
-
-
 class LAMB(Optimizer):
   SLOTS = ("m", "v")
 
@@ -49,10 +28,10 @@ class LAMB(Optimizer):
     super().__init__(learning_rate, exclude_from_adaptation)
     self.beta_1, self.beta_2, self.epsilon, self.weight_decay = beta_1, beta_2, epsilon, weight_decay
 
-  def _update(self, var, grad, slots, lr):
-    step = tf.cast(self.iterations + 1, tf.float32)  # `iterations` is incremented after all variables
-    kernels.get("lamb_update")(var, grad, slots[0], slots[1], lr, step, self.beta_1, self.beta_2, self.epsilon,
-                               self.weight_decay, not self.excluded(var))
+  def _apply_all(self, variables, grads, slots, lr):
+    step = tf.cast(self.iterations + 1, tf.float32)  # `iterations` is incremented after the update
+    kernels.get("lamb_apply")(variables, grads, slots["m"], slots["v"], lr, step, self.beta_1, self.beta_2,
+                              self.epsilon, self.weight_decay, [not self.excluded(v) for v in variables])
 
 
 class PolynomialDecayWarmup:

@@ -5,8 +5,9 @@ For a variable w with gradient g (variables named like batch-norm or bias are ex
     g    <- g + wd * w
     m    <- momentum * m - lr * trust * g
     w    <- w + m
-Rules: eeta 0.001, epsilon fixed to the reference's 0, end LR 1e-4 and poly power 2 are not tunable
-(mlperf_spec.md section 3; checked by the 4.0.0 closed_resnet ruleset).
+The update itself is the kernel hot spot `lars_apply` (default in tf_gp2bm.kernels.defaults).
+Rules: eeta 0.001, epsilon fixed to the reference's 0 (computed as 1e-7, see KERAS_EPSILON), end LR 1e-4 and
+poly power 2 are not tunable (mlperf_spec.md section 3; checked by the 4.0.0 closed_resnet ruleset).
 """
 import tensorflow as tf
 
@@ -16,23 +17,9 @@ from tf_gp2bm.optimizers.base import Optimizer
 # Names as in the reference skip_list; our model names its BN layers "batch_normalization*"/"bn*".
 SKIP_LIST = ("batch_normalization", "bias", "bn", "beta", "gamma")
 
-
-@kernels.default("lars_update", """lars_update(var, grad, momentum_slot, lr, momentum, weight_decay, eeta, epsilon,
-    adapt) -> None. Assigns the new values to `var` and `momentum_slot` (tf.Variables). `adapt` is a Python bool:
-    False for excluded variables (no weight decay, trust ratio 1). All math in float32.""")
-def lars_update(var, grad, momentum_slot, lr, momentum, weight_decay, eeta, epsilon, adapt):
-  if adapt:
-    w_norm = tf.norm(var)
-    g_norm = tf.norm(grad)
-    trust = tf.where(tf.logical_and(w_norm > 0, g_norm > 0),
-                     eeta * w_norm / (g_norm + weight_decay * w_norm + epsilon), 1.0)
-    grad = grad + weight_decay * var
-    scaled_lr = lr * trust
-  else:
-    scaled_lr = lr
-  m = momentum * momentum_slot - scaled_lr * grad
-  momentum_slot.assign(m)
-  var.assign_add(m)
+# The reference replaces an epsilon of 0 by the Keras epsilon (`epsilon or backend_config.epsilon()`), so the
+# logged lars_epsilon is 0 while the trust-ratio denominator carries 1e-7.
+KERAS_EPSILON = 1e-7
 
 
 class LARS(Optimizer):
@@ -41,11 +28,12 @@ class LARS(Optimizer):
   def __init__(self, learning_rate, momentum=0.9, weight_decay=5e-5, eeta=0.001, epsilon=0.0,
                exclude_from_adaptation=SKIP_LIST):
     super().__init__(learning_rate, exclude_from_adaptation)
-    self.momentum, self.weight_decay, self.eeta, self.epsilon = momentum, weight_decay, eeta, epsilon
+    self.momentum, self.weight_decay, self.eeta = momentum, weight_decay, eeta
+    self.epsilon = epsilon or KERAS_EPSILON
 
-  def _update(self, var, grad, slots, lr):
-    kernels.get("lars_update")(var, grad, slots[0], lr, self.momentum, self.weight_decay, self.eeta,
-                               self.epsilon, not self.excluded(var))
+  def _apply_all(self, variables, grads, slots, lr):
+    kernels.get("lars_apply")(variables, grads, slots["momentum"], lr, self.momentum, self.weight_decay, self.eeta,
+                              self.epsilon, [not self.excluded(v) for v in variables])
 
 
 class PolynomialWarmup:

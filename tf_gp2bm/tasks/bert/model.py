@@ -16,9 +16,8 @@ import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import layers, networks
 
-from tf_gp2bm import kernels, ops  # noqa: F401  (ops declares the gelu/MLM-loss defaults)
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.swappable_layers import swappable
+from tf_gp2bm.kernels.model_garden import gelu, swappable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +66,7 @@ def load_config(spec):
   return BertConfig(**{k: raw[k] for k in fields})
 
 
-def _gelu(x):
-  return kernels.get("gelu")(x)  # looked up while tracing, so a vendor kernel lands in the compiled step
+_gelu = gelu  # the gelu hot spot; encoder blocks built with it fuse bias + activation into bias_gelu
 
 
 class BertPretrainingModel(tf_keras.Model):
@@ -108,10 +106,10 @@ def dummy_inputs(batch, seq_length, predictions):
 def build_bert(config: BertConfig, seq_length=None, predictions=20):
   """A built BertPretrainingModel (variables created by one call on dummy inputs).
 
-  Built with the garden's layer norms and attention routed through the layer_norm / attention_core kernel hot
-  spots (tf_gp2bm.swappable_layers); names, variables and default numerics are the garden's.
+  Built with the garden's encoder layers, attention and layer norms routed through the kernel hot spots
+  (tf_gp2bm.kernels.model_garden); names, variables and default numerics are the garden's.
   """
-  with swappable("LayerNormalization", "MultiHeadAttention"):
+  with swappable("LayerNormalization", "MultiHeadAttention", "TransformerEncoderBlock"):
     model = BertPretrainingModel(config)
     model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
   return model

@@ -7,7 +7,7 @@ RandomNormal(0.01) init whose softmax runs in float32.
 import tf_keras
 from official.vision.modeling.backbones import resnet
 
-from tf_gp2bm.swappable_layers import swappable
+from tf_gp2bm.kernels.model_garden import swappable
 
 CLOSED_DEPTH = 50
 
