@@ -122,6 +122,8 @@ def run_set(config, ui):
   run_launch = make_launch(config)
   record = config.record(run_launch.np, default_system_name(config, run_launch))
   rs = find_set(config, record)
+  if rs:
+    rs.record_finished_runs(ui)  # the previous driver may have died after a trainer finished
   if rs and rs.is_complete():
     if os.path.exists(os.path.join(rs.path, "summary.json")):
       ui.say(f"set {rs.path} is complete (see its summary.md); pass --new to start another set")

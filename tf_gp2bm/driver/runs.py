@@ -145,6 +145,16 @@ class RunSet:
     ui.say(f"[{task} {i + 1}] unfinished attempt kept as {self.rel(self.move_aside(run_dir))}")
     return None
 
+  def record_finished_runs(self, ui):
+    """Records every unrecorded run whose log is closed (before any preflight: nothing new needs to start for
+    them); other leftovers are dealt with when their turn comes."""
+    for task in self.config["tasks"]:
+      for i, d in enumerate(self.run_dirs(task)):
+        rec = self.driver_record(d)
+        if rec and not rec.get("finished") and scoring.has_run_stop(os.path.join(d, MLLOG), task,
+                                                                      self.config["ruleset"]):
+          self.recover(task, i, ui)
+
   def run_one(self, task, i, launch_command, drop_caches, ui):
     """Runs run i of task (unless resume finds it done); returns its driver record.
 
