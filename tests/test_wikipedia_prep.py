@@ -440,6 +440,39 @@ def test_eval_stage_picks_from_the_intermediate(cleaned, tmp_path):
   assert manifest["files"]["eval_intermediate"]["count"] == n > 100 and not manifest["published_input"]
   assert picked == [intermediate[int(i * (n / 100))] for i in range(100)]
   assert verify(str(tmp_path / "out")) == []
+  described = bert_pretraining.read_manifest(str(tmp_path / "out"))  # eval_10k only, not the intermediate
+  assert [os.path.basename(p) for p in described.split("eval").paths] == ["eval_10k"]
+  assert described.split("eval").records == 100 and "train" not in described.splits
+
+
+def test_trainer_manifest_through_the_cli(cleaned, tmp_path):
+  """tfrecords + eval into one folder: manifest.json lists both splits with the counts, sizes and token-id range
+  read back from the records; verify rewrites it and refuses a smaller vocab naming the file."""
+  from data_prep.wikipedia.cli import main
+  text = tmp_path / "text"
+  text.mkdir()
+  (text / "part-00000-of-00002").write_bytes(cleaned[0].read_bytes())
+  (text / "part-00001-of-00002").write_bytes(cleaned[2].read_bytes())
+  (text / "eval.txt").write_bytes(cleaned[1].read_bytes())
+  out = tmp_path / "records"
+  small = ["--max_seq_length=128", "--max_predictions_per_seq=20", "--dupe_factor=1", "--workers=2"]
+  assert main(["tfrecords", f"--input={text}", f"--vocab={VOCAB}", f"--out={out}", *small]) == 0
+  assert main(["eval", f"--input={text}", f"--vocab={VOCAB}", f"--out={out}", "--num_examples=50", *small]) == 0
+  described = bert_pretraining.read_manifest(str(out))
+  train = described.split("train")
+  assert [os.path.basename(p) for p in train.paths] == ["part-00000-of-00002", "part-00001-of-00002"]
+  assert train.records == sum(len(list(bert_records.read_records(p))) for p in train.paths) > 100
+  assert described.split("eval").records == 50 and described.vocab_size == 30522
+  assert 1000 < train.max_token_id < 30522 and described.max_seq_length == 128
+  described.check_model(128, 20, 30522)
+  before = (out / "manifest.json").read_text()
+  (out / "manifest.json").unlink()
+  assert main(["verify", f"--out={out}", f"--vocab={VOCAB}"]) == 0  # splits and sizes from the stage manifests
+  assert (out / "manifest.json").read_text() == before
+  small_vocab = tmp_path / "vocab1000.txt"
+  small_vocab.write_text("\n".join(VOCAB.read_text().splitlines()[:1000]) + "\n")
+  assert main(["verify", f"--out={out}", f"--vocab={small_vocab}"]) == 2
+  assert (out / "manifest.json").read_text() == before  # a failed check leaves the good manifest alone
 
 
 _TINY_DUMP = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">

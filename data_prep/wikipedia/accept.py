@@ -3,9 +3,9 @@
 Text (bert-preprocessed-wikipedia-dataset: ./results): all 500 part-00xxx-of-00500 files and eval.txt must be
 there; the files with published md5s (six parts, eval.txt, eval.md5) must match; and every eval.txt article
 must match its line of eval.md5 (so the eval text is checked article by article, not just as one file).
-Ready TFRecords: all 500 parts plus eval_10k must be there, those with published sizes must match, and
-eval_10k must hold 10,000 intact records. Either way the manifest records bytes and sha256 of every file,
-so `verify` can re-check the copy later.
+Ready TFRecords: all 500 parts plus eval_10k must be there, those with published sizes must match, eval_10k
+must hold 10,000 intact records, and every record is read back into manifest.json (the file the trainer reads).
+Either way the stage manifest records bytes and sha256 of every file, so `verify` can re-check the copy later.
 """
 import hashlib
 import multiprocessing
@@ -13,9 +13,9 @@ import os
 import sys
 
 from data_prep.wikipedia import published
-from data_prep.bert_records import read_records
-from tf_gp2bm.files import md5_file, sha256_file, write_json_atomic
 from data_prep.wikipedia.manifest import StageError, manifest_path, tool_versions
+from data_prep.wikipedia.tfrecords import EVAL_10K, describe_records
+from tf_gp2bm.files import md5_file, sha256_file, write_json_atomic
 from tf_gp2bm.progress import Progress
 
 
@@ -79,18 +79,26 @@ def accept_text(folder, workers=None):
   return _write(folder, "published-text", files, extra)
 
 
-def accept_tfrecords(folder, workers=None):
+def accept_tfrecords(folder, workers=None, vocab_size=published.VOCAB_ENTRIES):
+  """The 500 published parts and eval_10k, each record read back into manifest.json (token ids against the
+  published vocab, layout, counts, sha256) and the stage manifest."""
   parts = [published.part_name(i) for i in range(published.NUM_PARTS)]
-  _require(folder, parts + ["eval_10k"], "published TFRecord")
+  _require(folder, parts + [EVAL_10K], "published TFRecord")
   for name, size in published.TFRECORD_BYTES.items():
     path = os.path.join(folder, name)
     if os.path.exists(path) and os.path.getsize(path) != size:
       raise StageError(f"{path}: {os.path.getsize(path):,} bytes, the published {name} has {size:,}")
-  eval_count = sum(1 for _ in read_records(os.path.join(folder, "eval_10k")))
-  if eval_count != published.NUM_EVAL_EXAMPLES:
-    raise StageError(f"{folder}/eval_10k holds {eval_count:,} records, not {published.NUM_EVAL_EXAMPLES:,}")
-  files = _hash_all(folder, parts + ["eval_10k"], workers, "published-tfrecords")
-  files["eval_10k"]["count"] = eval_count
+  try:
+    described = describe_records(folder, "eval", [EVAL_10K], published.OFFICIAL_SETTINGS, vocab_size, workers)
+    eval_count = described["splits"]["eval"]["records"]
+    if eval_count != published.NUM_EVAL_EXAMPLES:
+      raise StageError(f"{folder}/{EVAL_10K} holds {eval_count:,} records, not {published.NUM_EVAL_EXAMPLES:,}")
+    described = describe_records(folder, "train", parts, published.OFFICIAL_SETTINGS, vocab_size, workers)
+  except OSError as e:
+    raise StageError(f"the files in {folder} check out, but their manifest.json cannot be written there ({e}); "
+                     "copy the folder somewhere writable and run the stage on the copy") from None
+  files = {n: {"bytes": e["bytes"], "sha256": e["sha256"]} for n, e in described["files"].items()}
+  files[EVAL_10K]["count"] = eval_count
   return _write(folder, "published-tfrecords", files, {})
 
 

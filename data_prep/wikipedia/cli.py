@@ -9,7 +9,8 @@ Stages (each resumable through per-output done markers, each writing <out>/manif
   tfrecords  text parts (one sentence per line, blank line between articles) -> one TFRecord file per part
   eval       eval.txt -> eval_intermediate -> eval_10k (the reference's evenly spaced pick)
   all        the stages in order into --work: from --dump, or from --published_text
-  verify     re-check every manifest in --out (bytes, sha256)
+  verify     re-check every manifest in --out (bytes, sha256), read every record again (layout, counts, token ids
+             against --vocab) and write manifest.json, which the trainer reads instead of the records
   bench      time `tfrecords` against the plain reference-style implementation on the same input
 Module docs: tfrecords/instances (generation), manifest (markers, manifests), split.
 
@@ -19,11 +20,22 @@ Typical use (the published text is the preferred input: WikiExtractor output dep
 or stage by stage: tfrecords --input=results --vocab=vocab.txt --out=DIR, then eval --input=results ...
 """
 import argparse
+import glob
 import os
 import sys
 
 from data_prep.wikipedia import published
-from data_prep.wikipedia.manifest import StageError
+from data_prep.wikipedia.accept import accept_text, accept_tfrecords
+from data_prep.wikipedia.bench import run_bench
+from data_prep.wikipedia.eval_set import run_eval
+from data_prep.wikipedia.extract import run_extract
+from data_prep.wikipedia.manifest import StageError, verify
+from data_prep.wikipedia.records import verify_records
+from data_prep.wikipedia.split import run_split
+from data_prep.wikipedia.textstages import relative_files, run_text_stage
+from data_prep.wikipedia.tfrecords import check_complete_parts, expand_inputs, run_tfrecords
+from data_prep.wikipedia.wordpiece import load_vocab
+from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 
 
 def _settings(args):
@@ -50,43 +62,43 @@ def _add_generation_flags(p, out=True):
 
 
 def cmd_tfrecords(args):
-  from data_prep.wikipedia.tfrecords import check_complete_parts, expand_inputs, run_tfrecords
   inputs = expand_inputs(args.input)
   if not args.allow_missing_parts:
     check_complete_parts(inputs)
-  manifest = run_tfrecords(inputs, args.vocab, args.out, _settings(args), args.workers)
+  manifest = run_tfrecords(inputs, args.vocab, args.out, _settings(args), args.workers, split="train")
   print(f"[tfrecords] {manifest['total']['files']} files, {manifest['total']['count']:,} examples, "
         f"{manifest['total']['bytes']:,} bytes in {args.out}")
 
 
 def cmd_eval(args):
-  from data_prep.wikipedia.eval_set import run_eval
   run_eval(args.input, args.vocab, args.out, _settings(args), num_examples=args.num_examples)
 
 
 def cmd_verify(args):
-  from data_prep.wikipedia.manifest import verify
-  problems = verify(args.out)
-  for line in problems:
-    print(f"[verify] {line}", file=sys.stderr)
-  if problems:
-    raise StageError(f"{len(problems)} file(s) in {args.out} do not match their manifest")
-  print(f"[verify] {args.out}: every file matches its manifest")
+  if not os.path.isdir(args.out):
+    raise StageError(f"--out={args.out}: no such directory")
+  if glob.glob(os.path.join(glob.escape(args.out), "manifest-*.json")):
+    problems = verify(args.out)
+    for line in problems:
+      print(f"[verify] {line}", file=sys.stderr)
+    if problems:
+      raise StageError(f"{len(problems)} file(s) in {args.out} do not match their manifest")
+    print(f"[verify] {args.out}: every file matches its stage manifest")
+  manifest = verify_records(args.out, args.vocab, args.workers, args.max_seq_length, args.max_predictions_per_seq)
+  counts = ", ".join(f"{v['records']:,} {k} records in {v['files']} files" for k, v in sorted(manifest["splits"].items()))
+  print(f"[verify] {args.out}: {counts}; token ids < {manifest['vocab_size']:,}; wrote "
+        f"{os.path.join(args.out, 'manifest.json')}")
 
 
 def cmd_extract(args):
-  from data_prep.wikipedia.extract import run_extract
   run_extract(args.dump, args.out, args.workers, check_md5=not args.skip_md5)
 
 
 def cmd_text(args):
-  from data_prep.wikipedia.textstages import run_text_stage
   run_text_stage(args.stage, args.input, args.out, args.workers, getattr(args, "nltk_data", None))
 
 
 def cmd_split(args):
-  from data_prep.wikipedia.split import run_split
-  from data_prep.wikipedia.textstages import relative_files
   rels = relative_files(args.input)
   missing = [r for r in rels if not os.path.isfile(os.path.join(args.raw, r))]
   if missing:
@@ -97,22 +109,15 @@ def cmd_split(args):
 
 
 def cmd_published(args):
-  from data_prep.wikipedia.accept import accept_text, accept_tfrecords
   if not (args.text or args.tfrecords):
     raise StageError("published: give --text=DIR (part-*-of-00500 + eval.txt) and/or --tfrecords=DIR")
   if args.text:
     accept_text(args.text, args.workers)
   if args.tfrecords:
-    accept_tfrecords(args.tfrecords, args.workers)
+    accept_tfrecords(args.tfrecords, args.workers, vocab_size(args.vocab) if args.vocab else published.VOCAB_ENTRIES)
 
 
 def cmd_all(args):
-  from data_prep.wikipedia.accept import accept_text
-  from data_prep.wikipedia.eval_set import run_eval
-  from data_prep.wikipedia.extract import run_extract
-  from data_prep.wikipedia.split import run_split
-  from data_prep.wikipedia.textstages import relative_files, run_text_stage
-  from data_prep.wikipedia.tfrecords import check_complete_parts, expand_inputs, run_tfrecords
   work = args.work
   if args.published_text:
     accept_text(args.published_text, args.workers)
@@ -132,13 +137,12 @@ def cmd_all(args):
   parts = expand_inputs(text)
   check_complete_parts(parts)
   settings = _settings(args)
-  run_tfrecords(parts, args.vocab, os.path.join(work, "tfrecords"), settings, args.workers)
+  run_tfrecords(parts, args.vocab, os.path.join(work, "tfrecords"), settings, args.workers, split="train")
   run_eval(text, args.vocab, os.path.join(work, "tfrecords"), settings)
   print(f"[all] done: {work}/tfrecords (run `verify --out={work}/tfrecords` to re-check it later)")
 
 
 def cmd_bench(args):
-  from data_prep.wikipedia.bench import run_bench
   run_bench(args)
 
 
@@ -188,6 +192,8 @@ def build_parser():
   p = sub.add_parser("published", help="check and accept the MLCommons text parts or TFRecords")
   p.add_argument("--text", default=None, help="folder with part-00xxx-of-00500, eval.txt (and eval.md5)")
   p.add_argument("--tfrecords", default=None, help="folder with the 500 TFRecord parts and eval_10k")
+  p.add_argument("--vocab", default=None, help="vocab.txt the token ids are checked against (default: the "
+                 f"published size, {published.VOCAB_ENTRIES:,})")
   p.add_argument("--workers", type=int, default=None)
   p.set_defaults(func=cmd_published)
 
@@ -200,8 +206,14 @@ def build_parser():
   _add_generation_flags(p, out=False)
   p.set_defaults(func=cmd_all)
 
-  p = sub.add_parser("verify", help="re-check the manifests of an output folder")
+  p = sub.add_parser("verify", help="re-check the stage manifests of a folder, read its records again and write "
+                     "manifest.json (the file the trainer reads)")
   p.add_argument("--out", required=True)
+  p.add_argument("--vocab", default=None, help="vocab.txt the token ids are checked against (default: the size "
+                 "manifest.json was checked against; required for records without one)")
+  p.add_argument("--max_seq_length", type=int, default=None, help="for records without a manifest (default 512)")
+  p.add_argument("--max_predictions_per_seq", type=int, default=None, help="idem (default 76)")
+  p.add_argument("--workers", type=int, default=None)
   p.set_defaults(func=cmd_verify)
 
   p = sub.add_parser("bench", help="time tfrecords against the reference-style implementation")
@@ -214,11 +226,17 @@ def build_parser():
   return parser
 
 
+def vocab_size(vocab_file):
+  if not os.path.isfile(vocab_file):
+    raise StageError(f"--vocab={vocab_file}: no such file")
+  return len(load_vocab(vocab_file))
+
+
 def main(argv=None):
   args = build_parser().parse_args(argv)
   try:
     args.func(args)
-  except StageError as e:
+  except (StageError, InputError) as e:
     print(f"[{args.stage}] error: {e}", file=sys.stderr)
-    return 2
+    return EXIT_BAD_INPUT
   return 0

@@ -8,10 +8,10 @@ import os
 import sys
 
 from data_prep.wikipedia import published
-from tf_gp2bm.files import md5_file
 from data_prep.wikipedia.manifest import StageError, is_done, mark_done, write_manifest
 from data_prep.wikipedia.tfrecords import (EVAL_10K, EVAL_INTERMEDIATE, EVAL_TEXT, check_published_size,
-                                      pick_eval, run_tfrecords)
+                                           check_vocab, describe_records, pick_eval, run_tfrecords)
+from tf_gp2bm.files import md5_file
 
 
 def resolve_eval_text(path):
@@ -40,6 +40,8 @@ def run_eval(input_path, vocab_file, out_dir, settings, num_examples=published.N
     checks = [check_published_size(intermediate, EVAL_INTERMEDIATE), check_published_size(picked, EVAL_10K)]
     for line in checks:
       print(f"[eval] {line}", file=sys.stderr)
-  return write_manifest(out_dir, "eval", dict(manifest["settings"], **pick_settings),
-                        [EVAL_INTERMEDIATE, EVAL_10K],
-                        extra={"published_input": is_published, "published_size_checks": checks})
+  stage = write_manifest(out_dir, "eval", dict(manifest["settings"], **pick_settings),
+                         [EVAL_INTERMEDIATE, EVAL_10K],
+                         extra={"published_input": is_published, "published_size_checks": checks})
+  describe_records(out_dir, "eval", [EVAL_10K], settings, check_vocab(vocab_file, settings))
+  return stage

@@ -6,11 +6,16 @@ mtime, or failing that the same sha256) with the same settings, and the file sti
 else is redone. The stage manifest `<out>/manifest-<stage>.json` gathers the markers with tool versions.
 """
 import glob
+import hashlib
+import importlib.metadata
 import os
 import platform
 import sys
 
+import numpy
+
 from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.progress import Progress
 
 DONE_DIR = ".done"
 
@@ -85,31 +90,27 @@ def remove_stale_temps(out_dir):
 
 
 def code_version():
-  """sha256 (first 16 hex) over this pipeline's sources, so a manifest says which code made the files."""
-  import hashlib
+  """sha256 (first 16 hex) over this pipeline's sources (this package and the shared record writer), so a
+  manifest says which code made the files."""
   here = os.path.dirname(os.path.abspath(__file__))
+  shared = os.path.dirname(here)
+  sources = [os.path.join(here, n) for n in os.listdir(here) if n.endswith(".py")]
+  sources += [os.path.join(shared, n) for n in ("bert_records.py", "bert_manifest.py", "native.py", "_native.c")]
   digest = hashlib.sha256()
-  for name in sorted(os.listdir(here)):
-    if (name.startswith(("wiki", "bert_records", "mt_stream", "native", "_native", "wordpiece"))
-        and name.endswith((".py", ".c"))):
-      with open(os.path.join(here, name), "rb") as f:
-        digest.update(name.encode() + b"\0" + f.read())
+  for path in sorted(sources, key=lambda p: os.path.relpath(p, shared)):
+    with open(path, "rb") as f:
+      digest.update(os.path.relpath(path, shared).encode() + b"\0" + f.read())
   return digest.hexdigest()[:16]
 
 
 def tool_versions():
-  import numpy
   versions = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": numpy.__version__,
               "data_prep.wikipedia": code_version()}
-  try:
-    from importlib.metadata import version
-    for package in ("nltk", "wikiextractor"):
-      try:
-        versions[package] = version(package)
-      except Exception:  # not installed: that stage was not run here
-        pass
-  except ImportError:
-    pass
+  for package in ("nltk", "wikiextractor"):
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # not installed: that stage was not run here
+      pass
   return versions
 
 
@@ -136,7 +137,6 @@ def write_manifest(out_dir, stage, settings, names, extra=None):
 
 def verify(out_dir, progress_label="verify"):
   """Re-checks every file of every `<out_dir>/manifest-*.json` (bytes and sha256). Returns a list of problems."""
-  from tf_gp2bm.progress import Progress
   manifests = sorted(glob.glob(os.path.join(out_dir, "manifest-*.json")))
   if not manifests:
     raise StageError(f"{out_dir}: no manifest-*.json to verify against")

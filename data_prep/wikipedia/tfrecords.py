@@ -8,17 +8,21 @@ import multiprocessing
 import os
 import re
 import sys
+import tempfile
 import time
 
-from data_prep.wikipedia import published
+from data_prep import bert_manifest
 from data_prep.bert_records import read_records, serialize_instance, write_records
-from tf_gp2bm.files import md5_file
+from data_prep.wikipedia import published
 from data_prep.wikipedia.instances import create_pretraining_examples
-from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
+from data_prep.wikipedia.manifest import (StageError, code_version, is_done, mark_done, remove_stale_temps,
+                                          write_manifest)
 from data_prep.wikipedia.wordpiece import load_vocab
+from tf_gp2bm.files import md5_file
 from tf_gp2bm.progress import Progress
 
 EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_10k"
+TOOL = {"name": "data_prep.wikipedia", "code": code_version()}
 
 
 def expand_inputs(spec):
@@ -84,6 +88,9 @@ def _one_part(job):
       max_predictions_per_seq=settings["max_predictions_per_seq"], masked_lm_prob=settings["masked_lm_prob"],
       short_seq_prob=settings["short_seq_prob"], dupe_factor=settings["dupe_factor"],
       random_seed=settings["random_seed"], do_lower_case=settings["do_lower_case"])
+  if not instances:
+    raise StageError(f"{input_path}: no pretraining examples (a part of blank lines or too few sentences); "
+                     "remove it from the inputs or regenerate it")
   records = (serialize_instance(x, settings["max_seq_length"], settings["max_predictions_per_seq"])
              for x in instances)
   stats = write_records(os.path.join(out_dir, name), records)
@@ -91,17 +98,21 @@ def _one_part(job):
   return name, stats["count"], time.monotonic() - start
 
 
-def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tfrecords"):
-  """Generates one TFRecord file per input text file into out_dir; resumes from done markers."""
+def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tfrecords", split=None):
+  """Generates one TFRecord file per input text file into out_dir; resumes from done markers. With `split`
+  ("train"), also reads the outputs back into manifest.json (see data_prep.bert_manifest)."""
   for path in inputs:
     if not os.path.isfile(path):
       raise StageError(f"input {path} does not exist")
+    if os.path.getsize(path) == 0:
+      raise StageError(f"input {path} is empty (0 bytes): an empty part would become a record file of no "
+                       "examples; remove it from the inputs or regenerate it")
   names = [output_name(p) for p in inputs]
   clashes = sorted({n for n in names if names.count(n) > 1})
   if clashes:
     raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
-  check_vocab(vocab_file, settings)
-  os.makedirs(out_dir, exist_ok=True)
+  vocab_size = check_vocab(vocab_file, settings)
+  check_writable(out_dir)
   remove_stale_temps(out_dir)
   marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
   todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
@@ -122,7 +133,30 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
               f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
         progress.update()
     progress.finish()
-  return write_manifest(out_dir, label, marker_settings, names)
+  manifest = write_manifest(out_dir, label, marker_settings, names)
+  if split:
+    describe_records(out_dir, split, names, settings, vocab_size, workers)
+  return manifest
+
+
+def describe_records(out_dir, split, names, settings, vocab_size, workers=None):
+  """manifest.json: every record read back (counts, token ids against the vocab, layout, sizes, sha256)."""
+  progress = Progress(f"{split} manifest", total=len(names), unit="files")
+  manifest = bert_manifest.write_manifest(out_dir, split, names, settings["max_seq_length"],
+                                          settings["max_predictions_per_seq"], vocab_size, tool=TOOL,
+                                          workers=workers, progress=progress)
+  progress.finish()
+  return manifest
+
+
+def check_writable(out_dir):
+  """Creates out_dir and proves a file can be written there, before any slow work."""
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    raise StageError(f"--out={out_dir}: cannot write there ({e.strerror or e})") from None
 
 
 def pick_eval(intermediate, out_path, num_examples=published.NUM_EVAL_EXAMPLES):
