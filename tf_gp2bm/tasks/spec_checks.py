@@ -28,9 +28,10 @@ def python_module(module, *args, timeout=600):
 
 
 def last_message(text):
-  """The tool's own last line, skipping start-up chatter."""
-  lines = [l for l in (text or "").splitlines() if l.strip() and not _NOISE.match(l)]
-  return lines[-1] if lines else ""
+  """The tool's own last error line (else its last line), skipping start-up chatter."""
+  lines = [l.strip() for l in (text or "").splitlines() if l.strip() and not _NOISE.match(l)]
+  errors = [l for l in lines if l.lower().startswith("error")]
+  return (errors or lines or [""])[-1]
 
 
 def record_files(path):
