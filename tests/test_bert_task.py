@@ -1,5 +1,6 @@
 """BERT task: eval cadence, full-size parameter count, eval sharding, the smoke run (converges, passes the 4.0.0
 checker), 2 Horovod ranks agree, and bad input fails before any training step."""
+import dataclasses
 import json
 import os
 import shutil
@@ -11,7 +12,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import PYTHON, ROOT, check_compliance, run_train
+from tf_gp2bm import dry_run
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.tasks.bert import model as bert_model, pretraining_input, task as bert_task
 
 SMOKE = ["--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags"]
@@ -38,28 +41,38 @@ def test_eval_cadence(gbs, samples):
   assert bert_task.eval_every_steps(gbs) * gbs == samples
 
 
-def _flags(**kw):
-  f = dict(global_batch_size=448, accumulation_steps=1, base_learning_rate=4.25e-4, weight_decay=0.01,
-           train_steps=6700, warmup_steps=0, start_warmup_step=0, lamb_beta_1=0.9, lamb_beta_2=0.999,
-           lamb_epsilon=1e-6, max_samples=None, eval_at_start=False, eval_interval_samples=None, closed=True,
-           bert_config="large", max_seq_length=512, max_predictions_per_seq=76, eval_batch_size=None,
-           data_dir=None, eval_dir=None, init_checkpoint=None)
-  f.update(kw)
-  return types.SimpleNamespace(**f)
+def _closed(**kw):
+  """The closed 8xgpu configuration as its flagfile gives it, with `kw` replaced (not validated again)."""
+  config = dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/8xgpu.flags"])
+  return dataclasses.replace(config, **kw)
 
 
-def _runtime(size=1, rank=0):
-  return types.SimpleNamespace(num_replicas=size, size=size, rank=rank, is_chief=rank == 0)
+def _runtime(size=1):
+  return dry_run.PlanningRuntime(size)
 
 
-def test_closed_plan_and_cap():
-  task = bert_task.BertTask(_runtime(8), _flags())
+def _eval_set(demo_bert):
+  return bert_pretraining.read_manifest(str(demo_bert.eval)).split("eval")
+
+
+def test_closed_plan_stops_at_the_schedule_end():
+  task = bert_task.BertTask(_runtime(8), _closed())
   plan = task.plan()
   assert [p.step for p in plan.eval_points[:2]] == [335, 670]
   assert plan.eval_points[0].epoch_num == plan.eval_points[0].samples == 150_080
-  assert plan.eval_points[-1].samples >= 6700 * 448 > plan.eval_points[-2].samples  # the LR reaches 0 inside
-  capped = bert_task.BertTask(_runtime(8), _flags(max_samples=4_500_000)).plan()
-  assert capped.eval_points[-1].samples >= 4_500_000 > capped.eval_points[-2].samples
+  # The LR is 0 from 6,700 x 448 = 3,001,600 samples, which is the 20th eval: nothing is planned after it.
+  assert plan.max_steps == 6700 and plan.eval_points[-1].samples == 3_001_600 and len(plan.eval_points) == 20
+  capped = bert_task.BertTask(_runtime(8), _closed(max_samples=1_000_000)).plan()
+  assert capped.eval_points[-1].samples >= 1_000_000 > capped.eval_points[-2].samples
+  with pytest.raises(InputError, match="--max_samples=4500000: expected an integer in \\[1, 3,001,600\\]"):
+    _closed(max_samples=4_500_000).validate(closed=True)
+
+
+def test_closed_refuses_eval_at_start():
+  args = [f"--flagfile={ROOT}/flags/bert/8xgpu.flags", "--eval_at_start"]
+  with pytest.raises(InputError, match="--eval_at_start reads the eval set before run_start"):
+    dry_run.parse_config("bert", args)
+  assert dry_run.parse_config("bert", args + ["--noclosed"]).eval_at_start
 
 
 # --- model -----------------------------------------------------------------------------------------------------
@@ -90,8 +103,8 @@ def test_full_size_model_parameter_count():
 
 # --- data ------------------------------------------------------------------------------------------------------
 def test_eval_examples_once_over_ranks(demo_bert):
-  files = pretraining_input.list_files(str(demo_bert.eval), "eval_dir")
-  n, weight = pretraining_input.scan_eval_set(files, 64, 10, 128)
+  evals = _eval_set(demo_bert)
+  files, n, weight = evals.paths, evals.records, evals.masked_lm_weight_sum
   total, batches, ids = 0.0, [], []
   for rank in range(3):
     ds = pretraining_input.eval_dataset(files, n, tf.distribute.InputContext(3, rank), 16, 64, 10)
@@ -100,13 +113,37 @@ def test_eval_examples_once_over_ranks(demo_bert):
     total += sum(float(tf.reduce_sum(b["masked_lm_weights"])) for b in got)
     ids += [tuple(r) for b in got for r, w in zip(b["input_word_ids"].numpy(), b["masked_lm_weights"].numpy())
             if w.sum() > 0]
-  assert len(set(batches)) == 1 and total == weight
+  assert len(set(batches)) == 1 and total == pytest.approx(weight)
   assert len(ids) == n
-  parts = [pretraining_input.list_files(str(demo_bert.train), "d")[i::2] for i in range(2)]
+  train = bert_pretraining.read_manifest(str(demo_bert.train)).split("train").paths
+  parts = [train[i::2] for i in range(2)]
   assert set(parts[0]).isdisjoint(parts[1]) and parts[0] and parts[1]
 
 
+def _records_of(paths):
+  return sorted(r.numpy() for r in tf.data.TFRecordDataset(paths))
+
+
+def test_training_pass_reads_each_record_once_through_min_8_files(demo_bert):
+  """As the reference: the record shuffle comes before repeat, so one pass's worth of examples is the whole shard
+  once; the interleave reads min(8, files) files at once."""
+  files = bert_pretraining.read_manifest(str(demo_bert.train)).split("train").paths
+  ctx = tf.distribute.InputContext(2, 1)
+  mine = files[1::2]
+  want = _records_of(mine)
+  ds = pretraining_input.train_dataset(files, ctx, 1, 64, 10, seed=3)
+  got = [b["input_word_ids"].numpy()[0].tobytes() for b in ds.take(len(want))]
+  parsed = [pretraining_input._to_model_inputs(tf.io.parse_single_example(r, bert_pretraining.feature_spec(64, 10)))
+            ["input_word_ids"].numpy().tobytes() for r in want]
+  assert sorted(got) == sorted(parsed)
+  node = ds
+  while not hasattr(node, "_cycle_length"):
+    node = node._input_dataset  # noqa: SLF001  (tf.data keeps its structure private)
+  assert int(node._cycle_length) == min(8, len(files))  # noqa: SLF001
+
+
 # --- smoke run -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_smoke_run_converges_and_passes_checker(demo_bert, tmp_path):
   out = tmp_path / "run"
   r = run_train(*SMOKE, *demo_bert.flags, f"--output_dir={out}", "--seed=4321", "--eval_at_start")
@@ -134,6 +171,8 @@ def test_smoke_run_converges_and_passes_checker(demo_bert, tmp_path):
   assert all(b["metadata"]["samples_count"] == 1600 for b in blocks)
 
 
+@pytest.mark.slow
+@pytest.mark.multiproc
 @pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
                     reason="horovod not installed (scripts/setup.sh builds it)")
 def test_two_horovod_ranks_agree(demo_bert, tmp_path):
@@ -152,13 +191,12 @@ def test_two_horovod_ranks_agree(demo_bert, tmp_path):
 
 
 # --- bad input -------------------------------------------------------------------------------------------------
+def _tiny_config(demo_bert, *extra):
+  return dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/smoke.flags", *demo_bert.flags, *extra])
+
+
 def _tiny_task(demo_bert, **kw):
-  args = dict(closed=False, bert_config="tiny", global_batch_size=32, max_seq_length=64, max_predictions_per_seq=10,
-              train_steps=400, data_dir=str(demo_bert.train), eval_dir=str(demo_bert.eval),
-              init_checkpoint=demo_bert.ckpt)
-  args.update(kw)
-  task = bert_task.BertTask(_runtime(), _flags(**args))
-  return task
+  return bert_task.BertTask(_runtime(), dataclasses.replace(_tiny_config(demo_bert), **kw))
 
 
 def test_tiny_inputs_are_accepted(demo_bert):
@@ -170,24 +208,26 @@ def test_tiny_inputs_are_accepted(demo_bert):
 def test_missing_eval_set(demo_bert, tmp_path):
   with pytest.raises(InputError, match="--eval_dir is required"):
     _tiny_task(demo_bert, eval_dir=None).check_inputs()
-  with pytest.raises(InputError, match="no such file or directory"):
+  with pytest.raises(InputError, match="nope/manifest.json: manifest not found"):
     _tiny_task(demo_bert, eval_dir=str(tmp_path / "nope")).check_inputs()
   (tmp_path / "empty").mkdir()
-  with pytest.raises(InputError, match="no record files found"):
+  with pytest.raises(InputError, match="empty/manifest.json: manifest not found"):
     _tiny_task(demo_bert, eval_dir=str(tmp_path / "empty")).check_inputs()
+  with pytest.raises(InputError, match="lists no eval records"):  # the training folder given as the eval set
+    _tiny_task(demo_bert, eval_dir=str(demo_bert.train)).check_inputs()
 
 
 def test_eval_set_of_the_wrong_size(demo_bert):
-  task = _tiny_task(demo_bert)
-  task.flags.closed = True  # the closed size check on the demo's 166-example set
+  task = _tiny_task(demo_bert, closed=True)  # the closed size check on the demo's 166-example set
   with pytest.raises(InputError, match="166 eval examples, the closed division evaluates on exactly 10,000"):
     task.check_inputs()
 
 
 def test_records_with_the_wrong_sequence_length(demo_bert):
-  with pytest.raises(InputError, match=r"input_ids has 64 values, expected 48 \(--max_seq_length\)"):
+  with pytest.raises(InputError, match=r"records of max_seq_length=64, max_predictions_per_seq=10; the run expects "
+                                       r"48 and 10"):
     _tiny_task(demo_bert, max_seq_length=48).check_inputs()
-  with pytest.raises(InputError, match=r"masked_lm_positions has 10 values, expected 12"):
+  with pytest.raises(InputError, match=r"the run expects 64 and 12"):
     _tiny_task(demo_bert, max_predictions_per_seq=12).check_inputs()
 
 
@@ -201,45 +241,31 @@ def test_vocab_size_mismatch_with_checkpoint(demo_bert, tmp_path):
 
 def test_closed_rejects_the_tiny_model(demo_bert):
   with pytest.raises(InputError, match="closed division trains BERT-large"):
-    _tiny_task(demo_bert, closed=True)
+    _tiny_config(demo_bert, "--closed")
 
 
+def test_numeric_flags_are_bounded(demo_bert):
+  for flag, message in (("--global_batch_size=0", "--global_batch_size=0: expected an integer >= 1"),
+                        ("--train_steps=-5", "--train_steps=-5: expected an integer >= 1"),
+                        ("--lamb_beta_2=1.5", "--lamb_beta_2=1.5: expected a number in"),
+                        ("--lamb_epsilon=0", "--lamb_epsilon=0.0: expected a number in"),
+                        ("--max_predictions_per_seq=65", "--max_predictions_per_seq=65: expected an integer in"),
+                        ("--eval_batch_size=0", "--eval_batch_size=0: expected an integer >= 1")):
+    with pytest.raises(InputError, match=message):
+      _tiny_config(demo_bert, flag)
+
+
+@pytest.mark.slow
 def test_bad_input_exits_2_before_run_start(demo_bert, tmp_path):
   r = run_train(*SMOKE, *demo_bert.flags, "--max_seq_length=32", f"--output_dir={tmp_path / 'run'}")
   assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
-  assert "input_ids has 64 values, expected 32" in r.stderr
+  assert "records of max_seq_length=64, max_predictions_per_seq=10; the run expects 32 and 10" in r.stderr
   keys = [e["key"] for e in _events(tmp_path / "run" / "mlperf.log")]
   assert "run_start" not in keys and "init_stop" not in keys
 
 
-# --- closed flagfiles --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,ranks", [("8xgpu", 8), ("1xgpu", 1)])
-def test_closed_flagfiles(name, ranks):
-  text = (ROOT / "flags" / "bert" / f"{name}.flags").read_text()
-  assert text.startswith("#") and "python -m tf_gp2bm.train --task=bert" in text.split("\n--")[0]
-  values = {}
-  for line in text.splitlines():
-    if line.startswith("--"):
-      key, _, value = line[2:].partition("=")
-      values[key] = value
-  assert "closed" in values and not any(k.startswith("no") for k in values)
-  num = {k: float(values[k]) for k in ("global_batch_size", "base_learning_rate", "train_steps", "warmup_steps",
-                                      "start_warmup_step", "lamb_beta_1", "lamb_beta_2", "weight_decay",
-                                      "lamb_epsilon")}
-  assert num == {"global_batch_size": 448, "base_learning_rate": 4.25e-4, "train_steps": 6700, "warmup_steps": 0,
-                 "start_warmup_step": 0, "lamb_beta_1": 0.9, "lamb_beta_2": 0.999, "weight_decay": 0.01,
-                 "lamb_epsilon": 1e-6}
-  task = bert_task.BertTask(_runtime(ranks), _flags(accumulation_steps=int(values["accumulation_steps"]),
-                                                    max_samples=int(values["max_samples"]),
-                                                    eval_batch_size=int(values["eval_batch_size"])))
-  assert task.micro_batch_size <= 32  # 64 x 512 runs out of memory on an 80 GB H100; 32 fits
-  assert task.micro_batch_size * task.accumulation_steps * ranks == 448
-  assert bert_task.CLOSED_EVAL_EXAMPLES % (ranks * task.eval_batch_size) == 0  # no padding needed
-
-
 def test_record_token_ids_and_parse_errors_are_diagnosed(demo_bert):
-  files = pretraining_input.list_files(str(demo_bert.train), "data_dir")
-  top = pretraining_input.max_token_id(pretraining_input.first_record(files[0]))
+  top = bert_pretraining.read_manifest(str(demo_bert.train)).split("train").max_token_id
   assert 5 <= top < 128
   task = _tiny_task(demo_bert)
   parse = tf.errors.InvalidArgumentError(None, None, "Key: input_ids.  Can't parse serialized Example.")
@@ -250,7 +276,7 @@ def test_record_token_ids_and_parse_errors_are_diagnosed(demo_bert):
 def test_loss_and_accuracy_follow_the_reference(demo_bert):
   task = _tiny_task(demo_bert)
   model = bert_model.build_bert(bert_model.TINY, seq_length=64, predictions=10)
-  files = pretraining_input.list_files(str(demo_bert.eval), "eval_dir")
+  files = _eval_set(demo_bert).paths
   batch = next(iter(pretraining_input.eval_dataset(files, 166, tf.distribute.InputContext(), 8, 64, 10)))
   out = model(batch, training=False)
   logits = out["mlm_logits"].numpy().reshape(-1, 128).astype(np.float64)

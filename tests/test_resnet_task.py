@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import PYTHON, ROOT, check_compliance, run_train
+from tf_gp2bm.errors import InputError
 
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
 # Cheaper model for the error-path runs: they stop early, so only start-up cost matters.
@@ -26,6 +27,7 @@ def test_full_size_model_parameter_count():
   assert trainable == 25_557_032
 
 
+@pytest.mark.slow
 def test_smoke_run_converges_and_passes_checker(demo_imagenet, tmp_path):
   out = tmp_path / "run"
   r = run_train(*SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--seed=1234")
@@ -46,6 +48,8 @@ def test_smoke_run_converges_and_passes_checker(demo_imagenet, tmp_path):
   assert again.returncode == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.multiproc
 @pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
                     reason="horovod not installed (scripts/setup.sh builds it)")
 def test_two_horovod_ranks_agree(demo_imagenet, tmp_path):
@@ -86,6 +90,7 @@ def _copy_data(src, dst):
   return dst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_dir", "empty_dir", "missing_files"])
 def test_bad_data_dir_fails_before_run(case, demo_imagenet, tmp_path):
   data = tmp_path / "data"
@@ -104,16 +109,19 @@ def test_bad_data_dir_fails_before_run(case, demo_imagenet, tmp_path):
   assert "run_start" not in [e["key"] for e in events]
 
 
+@pytest.mark.slow
 def test_unknown_flag_value_is_rejected(demo_imagenet, tmp_path):
   r = run_train(*TINY, "--precision=fp8", f"--data_dir={demo_imagenet}", f"--output_dir={tmp_path / 'run'}")
   assert r.returncode != 0 and "precision" in r.stderr and "fp16" in r.stderr
 
 
+@pytest.mark.slow
 def test_head_must_match_label_convention(demo_imagenet, tmp_path):
   r = run_train(*TINY, "--num_classes=1000", f"--data_dir={demo_imagenet}", f"--output_dir={tmp_path / 'run'}")
   assert r.returncode == 2 and "--num_classes=1000 does not fit" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt_record", "label_out_of_range"])
 def test_bad_records_abort_the_run_naming_the_file(case, demo_imagenet, tmp_path):
   data = _copy_data(demo_imagenet, tmp_path / "data")
@@ -138,6 +146,7 @@ def test_bad_records_abort_the_run_naming_the_file(case, demo_imagenet, tmp_path
   assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_path_on_two_cpu_replicas(demo_imagenet, tmp_path):
   """The tf.distribute fallback (no Horovod): MirroredStrategy over two logical CPU devices."""
   out = tmp_path / "mirrored"
@@ -147,3 +156,39 @@ def test_mirrored_strategy_path_on_two_cpu_replicas(demo_imagenet, tmp_path):
   assert "mirrored: rank 0/1, local rank 0, 2 replica(s)" in r.stdout
   ok, report = check_compliance(out / "mlperf.log", tmp_path)
   assert ok, report
+
+
+def _smoke_task(data_dir, replicas=1, *extra):
+  from tf_gp2bm import dry_run
+  from tf_gp2bm.tasks.resnet.task import ResNetTask
+  config = dry_run.parse_config("resnet", [f"--flagfile={ROOT}/flags/resnet/smoke.flags", f"--data_dir={data_dir}",
+                                           *extra])
+  return ResNetTask(dry_run.PlanningRuntime(replicas), config)
+
+
+@pytest.mark.parametrize("split", ["validation", "train"])
+def test_cut_shard_is_refused_at_init_from_the_manifest(split, demo_imagenet, tmp_path):
+  data = _copy_data(demo_imagenet, tmp_path / "data")
+  victim = sorted(data.glob(f"{split}-*"))[1]
+  victim.write_bytes(victim.read_bytes()[:-100])  # a copy cut short: the records before the cut still parse
+  task = _smoke_task(data)
+  with pytest.raises(InputError, match=f"{victim}: .* bytes, .*manifest.json records"):
+    task.check_inputs()
+  _smoke_task(demo_imagenet).check_inputs()  # the intact folder passes
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--global_batch_size=0", "--global_batch_size=0: expected an integer >= 1"),
+    ("--accumulation_steps=0", "--accumulation_steps=0: expected an integer >= 1"),
+    ("--base_learning_rate=-1", "--base_learning_rate=-1.0: expected a finite number > 0"),
+    ("--weight_decay=nan", "--weight_decay=nan: expected a finite number >= 0"),
+    ("--lars_momentum=1", "--lars_momentum=1.0: expected a number in \\[0, 1\\)"),
+    ("--warmup_epochs=14", "--warmup_epochs=14.0: expected a number in \\[0, --train_epochs=14\\)"),
+    ("--eval_offset_epochs=5", "--eval_offset_epochs=5: expected 1, 2, 3 or 4"),
+    ("--image_size=8", "--image_size=8: expected an integer >= 32"),
+    ("--resnet_depth=51", "--resnet_depth=51: expected one of"),
+    ("--train_examples=0", "--train_examples=0: expected an integer >= 1"),
+])
+def test_numeric_flags_are_bounded(flag, expected, demo_imagenet):
+  with pytest.raises(InputError, match=expected):
+    _smoke_task(demo_imagenet, 1, flag)

@@ -55,7 +55,8 @@ def main(argv):
   del argv
   import tensorflow as tf
   from tf_gp2bm.mlperf_log import MLPerfLogger
-  from tf_gp2bm.runtime import Precision, create_runtime
+  from tf_gp2bm.runtime.factory import create_runtime
+  from tf_gp2bm.runtime.precision import Precision
   from tf_gp2bm.trainer import Trainer
 
   if not FLAGS.task:
@@ -65,7 +66,7 @@ def main(argv):
     runtime = create_runtime(FLAGS.distribution)
     precision = Precision(FLAGS.precision)
     kernels.load_plugin(FLAGS.kernels)
-    task = tasks.get_task_class(FLAGS.task)(runtime, FLAGS)
+    task = tasks.create(FLAGS.task, runtime, FLAGS)
     task.seed = 0
     if FLAGS.data_dir:
       task.check_inputs()

@@ -1,10 +1,12 @@
-"""The task registry: --task NAME -> the module that defines it (config flags, data, model, steps)."""
+"""The task registry: --task NAME -> the module that defines it, and `create` (flags -> validated config -> task).
+
+Each task's flags live in its TensorFlow-free config module; `define_all_flags` imports every one of them, so a
+flagfile may name flags of any task and --help answers before TensorFlow loads.
+"""
 import importlib
 
 from tf_gp2bm.errors import InputError
 
-# Modules are imported when the registry is first read, which also defines each task's absl flags, so a
-# flagfile may name flags of any task.
 _TASK_MODULES = {
     "resnet": "tf_gp2bm.tasks.resnet.task",
     "bert": "tf_gp2bm.tasks.bert.task",
@@ -13,6 +15,7 @@ _TASK_MODULES = {
 
 def define_all_flags():
   for module in _TASK_MODULES.values():
+    module = module.rsplit(".", 1)[0] + ".config"
     try:
       importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -28,3 +31,15 @@ def get_task_class(name):
 
 def names():
   return sorted(_TASK_MODULES)
+
+
+def config_from_flags(name, flag_values):
+  """The task's validated config; raises InputError naming the first bad flag."""
+  config = get_task_class(name).Config.from_flags(flag_values)
+  config.validate(closed=config.closed)
+  return config
+
+
+def create(name, runtime, flag_values):
+  """from_flags + validate + construct: the one way train.py and bench.py build a task."""
+  return get_task_class(name)(runtime, config_from_flags(name, flag_values))

@@ -1,11 +1,88 @@
-"""What a task (resnet, bert) provides to the generic trainer (tf_gp2bm.trainer).
+"""What a task (resnet, bert) provides to the generic trainer (tf_gp2bm.trainer), and the flags they share.
 
-A task is small: config (its absl flags), data (tf.data builders), model builder, loss/eval math, optimizer and
-the MLPerf hyperparameter keys. It never checks ranks or devices: the Runtime it is given does that.
+A task is small: a frozen config (tasks/<name>/config.py, built from absl flags and validated once), data
+(tf.data builders), model builder, loss/eval math, optimizer and the MLPerf hyperparameter keys. It never reads
+global flags and never checks ranks or devices: the Runtime it is given does that.
 """
 import abc
 import dataclasses
-from typing import Any, Dict, List
+import math
+from typing import Any, Dict, List, Optional
+
+from absl import flags
+
+from tf_gp2bm.errors import InputError
+
+# --- flags every task reads the same way (one definition; each task's config.py adds its own) -------------------
+flags.DEFINE_integer("global_batch_size", None, "Samples per optimizer update, summed over all replicas and "
+                     "accumulated micro-batches (the MLPerf global_batch_size).")
+flags.DEFINE_integer("accumulation_steps", 1, "Micro-batches each replica accumulates into one optimizer update.")
+flags.DEFINE_integer("eval_batch_size", None, "Per-replica evaluation batch (default: the per-replica training "
+                     "micro-batch).")
+flags.DEFINE_float("base_learning_rate", None, "Peak learning rate of the optimizer's schedule (reached at the end "
+                   "of warm-up).")
+flags.DEFINE_float("weight_decay", None, "Weight-decay coefficient the optimizer applies to the variables it adapts "
+                   "(not to biases and normalization parameters).")
+
+
+def check(ok, flag, value, expected):
+  """Raises InputError naming the flag unless `ok`: every numeric flag is bounded before anything is built."""
+  if not ok:
+    raise InputError(f"--{flag}={value}: expected {expected}")
+
+
+def finite(x):
+  return x is not None and math.isfinite(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  """The flags every task shares. Field names are flag names, so `from_flags` is a plain copy."""
+  global_batch_size: Optional[int]
+  base_learning_rate: Optional[float]
+  weight_decay: Optional[float]
+  accumulation_steps: int = 1
+  eval_batch_size: Optional[int] = None
+  data_dir: Optional[str] = None
+  closed: bool = True
+
+  @classmethod
+  def from_flags(cls, flag_values):
+    return cls(**{f.name: getattr(flag_values, f.name) for f in dataclasses.fields(cls)})
+
+  @classmethod
+  def defaults(cls, **overrides):
+    """The config a command line without flags gives (each field's flag default), with `overrides` applied."""
+    values = {}
+    for f in dataclasses.fields(cls):
+      if f.name in flags.FLAGS:
+        values[f.name] = flags.FLAGS[f.name].default
+      else:  # a flag another module defines (data_dir, closed) when that module is not loaded
+        values[f.name] = None if f.default is dataclasses.MISSING else f.default
+    values.update(overrides)
+    return cls(**values)
+
+  def validate(self, closed):
+    """Raises InputError for a value no run can use (or, when `closed`, one the closed division forbids)."""
+    for name in ("global_batch_size", "base_learning_rate", "weight_decay"):
+      if getattr(self, name) is None:
+        raise InputError(f"--{name} is required (set it in the flagfile)")
+    check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, "an integer >= 1")
+    check(self.accumulation_steps >= 1, "accumulation_steps", self.accumulation_steps, "an integer >= 1")
+    check(self.global_batch_size % self.accumulation_steps == 0, "global_batch_size", self.global_batch_size,
+          f"a multiple of --accumulation_steps={self.accumulation_steps}")
+    check(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
+          "an integer >= 1")
+    check(finite(self.base_learning_rate) and self.base_learning_rate > 0, "base_learning_rate",
+          self.base_learning_rate, "a finite number > 0")
+    check(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
+          "a finite number >= 0")
+
+  def check_replicas(self, num_replicas):
+    """Every replica gets the same whole number of micro-batches per update."""
+    if self.global_batch_size % (num_replicas * self.accumulation_steps):
+      raise InputError(f"--global_batch_size={self.global_batch_size} must be divisible by replicas "
+                       f"({num_replicas}) x --accumulation_steps ({self.accumulation_steps})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,26 +105,29 @@ class Task(abc.ABC):
 
   benchmark: str          # mllog submission_benchmark: 'resnet' | 'bert'
   target_accuracy: float  # the closed-division quality target
+  progress_unit: str      # what EvalPoint.epoch_num counts: 'epochs' | 'samples'
+  Config = TaskConfig     # each task's frozen config class
 
-  def __init__(self, runtime, flags):
+  def __init__(self, runtime, config):
+    config.check_replicas(runtime.num_replicas)
     self.runtime = runtime
-    self.flags = flags
+    self.config = config
+    self.seed = 0  # the trainer sets the run's seed before building datasets
 
   # --- configuration -----------------------------------------------------------------------------------------
-  # The shared flags --global_batch_size, --accumulation_steps and --eval_batch_size size every task.
   @property
   def global_batch_size(self) -> int:
     """Samples per optimizer update over all replicas and accumulation steps."""
-    return self.flags.global_batch_size
+    return self.config.global_batch_size
 
   @property
   def accumulation_steps(self) -> int:
-    return self.flags.accumulation_steps
+    return self.config.accumulation_steps
 
   @property
   def eval_batch_size(self) -> int:
     """Per-replica eval batch (default: the train micro-batch)."""
-    return self.flags.eval_batch_size or self.micro_batch_size
+    return self.config.eval_batch_size or self.micro_batch_size
 
   @property
   def per_replica_batch_size(self) -> int:
@@ -74,6 +154,15 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def plan(self) -> Plan:
     """Eval points and the step cap."""
+
+  @abc.abstractmethod
+  def learning_rate_schedule(self):
+    """Callable: 0-based update number -> learning rate (the reference's schedule)."""
+
+  @property
+  @abc.abstractmethod
+  def schedule_end_step(self) -> int:
+    """The update at which the learning-rate schedule ends (decays to its end value)."""
 
   def run_end_events(self, samples_trained) -> Dict[str, Any]:
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""

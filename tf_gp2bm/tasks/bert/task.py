@@ -1,56 +1,21 @@
-"""The BERT-large pretraining task: closed-division hyperparameters, their MLPerf log keys, the eval plan, loss and
-eval math.
+"""The BERT-large pretraining task: its MLPerf log keys, the eval plan, the LR schedule, data, loss and eval math.
 
-Rules source for every constant: ../shared/mlperf_spec.md section 4 (reference retired_benchmarks/bert, ruleset
-4.0.0 closed_bert.yaml). Tunable hyperparameters are flags (defaults: the kept 4.0.0 RCP row, GBS 448); the
-model, loss, LAMB, poly power 1, sequence length 512 / 76 predictions and the eval cadence are fixed.
+Built from a validated `Config` (tasks/bert/config.py, which also holds the rules' constants).
 """
 import math
 
 import tensorflow as tf
-from absl import flags
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, pretraining_input as data
-
-# --- fixed by the rules -----------------------------------------------------------------------------------------
-TARGET_ACCURACY = 0.720
-CLOSED_SEQ_LENGTH, CLOSED_PREDICTIONS = 512, 76
-CLOSED_EVAL_EXAMPLES = 10_000
-POLY_POWER, END_LR = 1.0, 0.0
-CLIP_NORM = 1.0
-INITIAL_CHECKPOINT_ACCURACY = 0.34085  # the reference README's load sanity check
-
-# --- BERT flags (shared ones -- global_batch_size, accumulation_steps, base_learning_rate, weight_decay,
-# eval_batch_size, closed, data_dir -- are defined by tasks/resnet/task.py and train.py) ---------------------------
-flags.DEFINE_string("eval_dir", None, "BERT: the eval set (the 10,000-example eval_10k records: file or directory).")
-flags.DEFINE_string("init_checkpoint", None, "BERT: phase-1 checkpoint (reference TF1 model.ckpt-28252 prefix, or "
-                    "the directory written by `python -m data_prep.bert_checkpoint convert`).")
-flags.DEFINE_string("bert_config", "large", "BERT: 'large', 'tiny' (smoke) or a bert_config.json path.")
-flags.DEFINE_integer("max_seq_length", CLOSED_SEQ_LENGTH, "BERT: tokens per example (closed: 512).")
-flags.DEFINE_integer("max_predictions_per_seq", CLOSED_PREDICTIONS, "BERT: masked positions per example (closed: 76).")
-flags.DEFINE_integer("train_steps", None, "BERT: opt_learning_rate_training_steps (LR decays to 0 over these).")
-flags.DEFINE_integer("warmup_steps", 0, "BERT: linear LR warm-up steps (opt_learning_rate_warmup_steps).")
-flags.DEFINE_integer("start_warmup_step", 0, "BERT: start_warmup_step (may be negative).")
-flags.DEFINE_float("lamb_beta_1", 0.9, "BERT: LAMB beta1.")
-flags.DEFINE_float("lamb_beta_2", 0.999, "BERT: LAMB beta2.")
-flags.DEFINE_float("lamb_epsilon", 1e-6, "BERT: LAMB epsilon.")
-flags.DEFINE_integer("max_samples", None, "BERT: termination cap in training samples (run ends as aborted); default "
-                     "train_steps x global_batch_size, where the LR reaches 0.")
-flags.DEFINE_bool("eval_at_start", False, "BERT: evaluate the loaded checkpoint during init and print it (about "
-                  f"{INITIAL_CHECKPOINT_ACCURACY} for the reference checkpoint; not logged as eval_accuracy).")
-# --- demo only ---------------------------------------------------------------------------------------------------
-flags.DEFINE_integer("eval_interval_samples", None, "BERT demo only (--noclosed): eval every N samples instead of the "
-                     "rules' formula.")
-
-
-def eval_interval_samples(global_batch_size):
-  """The rules' interval: FLOOR(0.05 * (230.23 * GBS + 3,000,000), 25,000)."""
-  return int(math.floor(0.05 * (230.23 * global_batch_size + 3_000_000) / 25_000)) * 25_000
+from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config,
+                                        eval_interval_samples)
+from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC
 
 
 def eval_every_steps(global_batch_size, interval=None):
@@ -59,43 +24,15 @@ def eval_every_steps(global_batch_size, interval=None):
 
 class BertTask(Task):
   benchmark = C.BERT
-  target_accuracy = TARGET_ACCURACY
+  target_accuracy = SPEC.target_accuracy
+  progress_unit = SPEC.progress_unit
+  Config = Config
 
-  def __init__(self, runtime, flags_):
-    super().__init__(runtime, flags_)
-    f = flags_
-    for name in ("global_batch_size", "base_learning_rate", "weight_decay", "train_steps"):
-      if getattr(f, name) is None:
-        raise InputError(f"--{name} is required for --task=bert (set it in the flagfile)")
-    self.config = bert_model.load_config(f.bert_config)
-    replicas = runtime.num_replicas
-    if f.global_batch_size % (replicas * f.accumulation_steps):
-      raise InputError(f"--global_batch_size={f.global_batch_size} must be divisible by replicas ({replicas}) x "
-                       f"--accumulation_steps ({f.accumulation_steps})")
-    if f.train_steps <= 0 or f.warmup_steps < 0:
-      raise InputError(f"--train_steps={f.train_steps} must be > 0 and --warmup_steps={f.warmup_steps} >= 0")
-    if f.max_seq_length > self.config.max_position_embeddings:
-      raise InputError(f"--max_seq_length={f.max_seq_length} exceeds the model's "
-                       f"{self.config.max_position_embeddings} positions (--bert_config={f.bert_config})")
-    if not 0 < f.max_predictions_per_seq <= f.max_seq_length:
-      raise InputError(f"--max_predictions_per_seq={f.max_predictions_per_seq} must be in 1..--max_seq_length")
-    if f.max_samples is not None and f.max_samples <= 0:
-      raise InputError(f"--max_samples={f.max_samples} must be > 0")
-    if f.closed:
-      self._check_closed(f)
+  def __init__(self, runtime, config):
+    super().__init__(runtime, config)
+    self.model_config = config.model_config
     self.train_files = self.eval_files = None
     self.eval_records, self.eval_weight = None, None
-
-  def _check_closed(self, f):
-    if self.config != bert_model.LARGE:
-      raise InputError(f"--bert_config={f.bert_config}: the closed division trains BERT-large (24x1024, 16 heads, "
-                       "vocab 30522, type vocab 2); use --noclosed only for the demo")
-    for name, value in (("max_seq_length", CLOSED_SEQ_LENGTH), ("max_predictions_per_seq", CLOSED_PREDICTIONS)):
-      if getattr(f, name) != value:
-        raise InputError(f"--{name}={getattr(f, name)}: the closed division requires {value}")
-    if f.eval_interval_samples is not None:
-      raise InputError("--eval_interval_samples is for the demo only; the closed division evaluates every "
-                       f"{eval_interval_samples(f.global_batch_size):,} samples at this batch size")
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
@@ -107,30 +44,37 @@ class BertTask(Task):
 
   @property
   def eval_steps(self):
-    return eval_every_steps(self.global_batch_size, self.flags.eval_interval_samples)
+    return eval_every_steps(self.global_batch_size, self.config.eval_interval_samples)
 
   @property
   def max_samples(self):
-    return self.flags.max_samples or self.flags.train_steps * self.global_batch_size
+    """Where the run gives up: the learning-rate schedule's end, or the earlier --max_samples."""
+    return self.config.max_samples or self.config.schedule_end_samples
 
   def plan(self):
+    """Evals every eval_steps updates up to the first one at or past max_samples (never further than one eval
+    interval beyond the schedule's end, where the learning rate is 0)."""
     every, gbs = self.eval_steps, self.global_batch_size
     count = max(1, math.ceil(self.max_samples / (every * gbs)))
     points = [EvalPoint(step=k * every, epoch_num=k * every * gbs, samples=k * every * gbs)
               for k in range(1, count + 1)]
     return Plan(eval_points=points, max_steps=points[-1].step)
 
+  @property
+  def schedule_end_step(self):
+    return self.config.train_steps
+
   def learning_rate_schedule(self):
-    f = self.flags
+    f = self.config
     return PolynomialDecayWarmup(f.base_learning_rate, f.train_steps, warmup_steps=f.warmup_steps,
                                  start_warmup_step=f.start_warmup_step, end_lr=END_LR, power=POLY_POWER)
 
   def hyperparameters(self):
-    f = self.flags
+    f = self.config
     return {
         C.GLOBAL_BATCH_SIZE: self.global_batch_size,
         C.GRADIENT_ACCUMULATION_STEPS: self.accumulation_steps,
-        C.EVAL_SAMPLES: self.eval_records,
+        C.EVAL_SAMPLES: self.eval_records or CLOSED_EVAL_EXAMPLES,
         C.MAX_SEQUENCE_LENGTH: f.max_seq_length,
         "max_predictions_per_seq": f.max_predictions_per_seq,
         C.OPT_NAME: C.LAMB,
@@ -152,48 +96,52 @@ class BertTask(Task):
 
   # --- inputs -----------------------------------------------------------------------------------------------
   def check_inputs(self):
-    f = self.flags
-    seq, preds = f.max_seq_length, f.max_predictions_per_seq
-    vocab = checkpoint.checkpoint_vocab_size(f.init_checkpoint)
-    if vocab != self.config.vocab_size:
-      raise InputError(f"--init_checkpoint={f.init_checkpoint}: word embeddings for {vocab} tokens, but the model "
-                       f"(--bert_config={f.bert_config}) has vocab_size {self.config.vocab_size}")
-    self.train_files = data.list_files(f.data_dir, "data_dir")
+    """Metadata only: the record manifests (data_prep wrote them after reading every record), the checkpoint's
+    index and, closed, its verification manifest. The rules start the clock before any record is read."""
+    c, model = self.config, self.model_config
+    vocab = checkpoint.checkpoint_vocab_size(c.init_checkpoint)
+    if vocab != model.vocab_size:
+      raise InputError(f"--init_checkpoint={c.init_checkpoint}: word embeddings for {vocab} tokens, but the model "
+                       f"(--bert_config={c.bert_config}) has vocab_size {model.vocab_size}")
+    train = self._records(c.data_dir, "data_dir", "train", "the training records")
+    self.train_files = train.paths
     if len(self.train_files) < self.runtime.size:
-      raise InputError(f"--data_dir={f.data_dir}: {len(self.train_files)} training files cannot be split over "
+      raise InputError(f"--data_dir={c.data_dir}: {len(self.train_files)} training files cannot be split over "
                        f"{self.runtime.size} ranks")
-    for path in self.train_files[self.runtime.rank::self.runtime.size][:4]:
-      record = data.first_record(path)
-      if record is not None:
-        data.check_record_layout(path, record, seq, preds, "data_dir")
-        top = data.max_token_id(record)
-        if top >= self.config.vocab_size:
-          raise InputError(f"--data_dir: {path}: token id {top} is outside the model vocab of "
-                           f"{self.config.vocab_size} (records made with another vocab.txt?)")
-    if f.eval_dir is None:
-      raise InputError("--eval_dir is required: the eval set (eval_10k records) the MLM accuracy is measured on")
-    self.eval_files = data.list_files(f.eval_dir, "eval_dir")
-    self.eval_records, self.eval_weight = data.scan_eval_set(self.eval_files, seq, preds, self.config.vocab_size)
-    if f.closed and self.eval_records != CLOSED_EVAL_EXAMPLES:
-      raise InputError(f"--eval_dir={f.eval_dir}: {self.eval_records:,} eval examples, the closed division "
+    evals = self._records(c.eval_dir, "eval_dir", "eval", "the eval set (eval_10k records) the MLM accuracy is "
+                          "measured on")
+    self.eval_files = evals.paths
+    self.eval_records, self.eval_weight = evals.records, evals.masked_lm_weight_sum
+    if c.closed and self.eval_records != CLOSED_EVAL_EXAMPLES:
+      raise InputError(f"--eval_dir={c.eval_dir}: {self.eval_records:,} eval examples, the closed division "
                        f"evaluates on exactly {CLOSED_EVAL_EXAMPLES:,} (eval_10k)")
     if self.eval_weight <= 0:
-      raise InputError(f"--eval_dir={f.eval_dir}: the eval set has no masked positions (all masked_lm_weights 0)")
+      raise InputError(f"--eval_dir={c.eval_dir}: the eval set has no masked positions (all masked_lm_weights 0)")
+    if c.closed:  # the files and config were hashed against the published ones once, offline
+      checkpoint.require_verified(c.init_checkpoint)
+
+  def _records(self, path, flag, split, what):
+    if not path:
+      raise InputError(f"--{flag} is required: {what}")
+    manifest = bert_pretraining.read_manifest(path)
+    manifest.check_model(self.config.max_seq_length, self.config.max_predictions_per_seq,
+                         self.model_config.vocab_size)
+    return manifest.split(split, flag)
 
   def train_dataset(self, ctx):
-    f = self.flags
+    f = self.config
     return data.train_dataset(self.train_files, ctx, self.per_replica_batch_size, f.max_seq_length,
                               f.max_predictions_per_seq, seed=self.seed + ctx.input_pipeline_id)
 
   def eval_dataset(self, ctx):
-    f = self.flags
+    f = self.config
     return data.eval_dataset(self.eval_files, self.eval_records, ctx, self.eval_batch_size, f.max_seq_length,
                              f.max_predictions_per_seq)
 
   def synthetic_batch(self, training):
-    f = self.flags
+    f = self.config
     b = self.per_replica_batch_size if training else self.eval_batch_size
-    seq, preds, vocab = f.max_seq_length, f.max_predictions_per_seq, self.config.vocab_size
+    seq, preds, vocab = f.max_seq_length, f.max_predictions_per_seq, self.model_config.vocab_size
     ints = lambda shape, hi: tf.random.uniform(shape, 0, hi, dtype=tf.int32)  # noqa: E731
     return {"input_word_ids": ints([b, seq], vocab), "input_mask": tf.ones([b, seq], tf.int32),
             "input_type_ids": ints([b, seq], 2), "masked_lm_positions": ints([b, preds], seq),
@@ -203,7 +151,7 @@ class BertTask(Task):
   def pipeline_benchmark(self, batches):
     """Lines for `python -m tf_gp2bm.bench --pipeline_only`: our input pipeline (batch, then one vectorized
     parse) vs the reference's record-at-a-time parse (map_and_batch of parse_single_example)."""
-    f, b = self.flags, self.per_replica_batch_size
+    f, b = self.config, self.per_replica_batch_size
     ctx = tf.distribute.InputContext(self.runtime.size, self.runtime.rank)
     ours = data.train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
     ref = data.reference_style_train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
@@ -218,30 +166,30 @@ class BertTask(Task):
         "serialized Example" in message or "Key: " in message or "corrupted record" in message)
     if isinstance(error, tf.errors.DataLossError) or parse_error:
       message = message.splitlines()[0]
-      return (f"unreadable BERT records under --data_dir={self.flags.data_dir} or --eval_dir={self.flags.eval_dir} "
+      return (f"unreadable BERT records under --data_dir={self.config.data_dir} or --eval_dir={self.config.eval_dir} "
               f"({message}); expected records from data_prep.bert_records with max_seq_length="
-              f"{self.flags.max_seq_length}, max_predictions_per_seq={self.flags.max_predictions_per_seq}")
+              f"{self.config.max_seq_length}, max_predictions_per_seq={self.config.max_predictions_per_seq}")
     return None
 
   # --- model and optimizer ----------------------------------------------------------------------------------
   def build_model(self):
-    return bert_model.build_bert(self.config, seq_length=self.flags.max_seq_length,
-                                 predictions=self.flags.max_predictions_per_seq)
+    return bert_model.build_bert(self.model_config, seq_length=self.config.max_seq_length,
+                                 predictions=self.config.max_predictions_per_seq)
 
   def build_optimizer(self, model):
-    f = self.flags
+    f = self.config
     opt = LAMB(self.learning_rate_schedule(), beta_1=f.lamb_beta_1, beta_2=f.lamb_beta_2, epsilon=f.lamb_epsilon,
                weight_decay=f.weight_decay)
     return opt.build(model.trainable_variables)
 
   def initialize(self, model):
-    if self.train_files is None and not self.flags.init_checkpoint:
+    if self.train_files is None and not self.config.init_checkpoint:
       # Only tf_gp2bm.bench gets here (train.py always runs check_inputs, which requires the checkpoint).
       self._print("no --init_checkpoint and no inputs checked: random initial weights (step benchmark only)")
       return
-    message = checkpoint.load_initial_checkpoint(model, self.flags.init_checkpoint)
+    message = checkpoint.load_initial_checkpoint(model, self.config.init_checkpoint)
     self._print(message)
-    if self.flags.eval_at_start:
+    if self.config.eval_at_start:
       accuracy = self.evaluate_now(model)
       self._print(f"MLM accuracy of the initial checkpoint: {accuracy:.5f} (reference checkpoint: about "
                   f"{INITIAL_CHECKPOINT_ACCURACY}; not logged as eval_accuracy)")
@@ -253,7 +201,7 @@ class BertTask(Task):
   def evaluate_now(self, model):
     """One full evaluation outside the trainer (init-time load check): this process's share, summed over ranks."""
     ctx = tf.distribute.InputContext(num_input_pipelines=self.runtime.size, input_pipeline_id=self.runtime.rank)
-    f = self.flags
+    f = self.config
     ds = data.eval_dataset(self.eval_files, self.eval_records, ctx, self.eval_batch_size, f.max_seq_length,
                            f.max_predictions_per_seq)
     step = tf.function(lambda batch: self.eval_counts(model, batch))
@@ -267,7 +215,7 @@ class BertTask(Task):
   # --- math (inside the compiled step) ----------------------------------------------------------------------
   def _mlm(self, model, batch, training):
     out = model(batch, training=training)
-    vocab = self.config.vocab_size
+    vocab = self.model_config.vocab_size
     logits = tf.reshape(out["mlm_logits"], [-1, vocab])
     labels = tf.reshape(batch["masked_lm_ids"], [-1])
     weights = tf.reshape(batch["masked_lm_weights"], [-1])

@@ -1,0 +1,100 @@
+"""`python -m tf_gp2bm.train --task=T --flagfile=F --dry_run [--dry_run_replicas=N]`: review a configuration in a
+second, with no data and no devices.
+
+The trainer runs its real init path up to the hyperparameters (so the MLLOG lines are the ones a real run writes),
+skips every input check, prints the plan (each eval point with the learning rate in force there, the schedule's
+end and the step cap) and exits 0. `parse_config` gives the same validated config in-process (tests, tools).
+"""
+import copy
+import shutil
+import sys
+import tempfile
+
+from absl import flags
+from mlperf_logging.mllog import constants as C
+
+from tf_gp2bm import cli_flags  # noqa: F401  (the common flags parse_config copies)
+from tf_gp2bm import errors, tasks
+from tf_gp2bm.errors import InputError
+
+flags.DEFINE_bool("dry_run", False, "Print the init-phase MLPerf log lines and the plan (eval points, the learning "
+                  "rate at each, the step cap) without reading data or using devices, then exit 0.")
+flags.DEFINE_integer("dry_run_replicas", 1, "Replicas the dry run plans for (the GPUs the flagfile is written "
+                     "for, e.g. 8 for flags/*/8xgpu.flags); they size the per-replica batch it logs.")
+
+
+class PlanningRuntime:
+  """What a task reads from a runtime (replica count, rank) for N replicas, without starting any."""
+
+  def __init__(self, num_replicas):
+    if num_replicas < 1:
+      raise InputError(f"--dry_run_replicas={num_replicas}: expected an integer >= 1")
+    self.num_replicas = self.size = num_replicas
+    self.rank, self.local_rank, self.is_chief = 0, 0, True
+    self.strategy = None
+
+  def describe(self):
+    return f"dry run: planning for {self.num_replicas} replica(s); no data is read and no device is used"
+
+
+def plan_lines(task):
+  """The plan as a person reads it: one line per eval point, then the schedule's end and the step cap."""
+  plan = task.plan()
+  schedule = task.learning_rate_schedule()
+  gbs = task.global_batch_size
+  unit = task.progress_unit
+  lines = [f"plan: {len(plan.eval_points)} eval(s), global batch {gbs:,} = {task.micro_batch_size} x "
+           f"{task.accumulation_steps} accumulation x {task.runtime.num_replicas} replica(s)"]
+  for i, point in enumerate(plan.eval_points, 1):
+    lr = float(schedule(point.step))
+    where = f"{point.samples:,} samples"
+    if unit != "samples":
+      where = f"{unit} {point.epoch_num:,}, {where}"
+    lines.append(f"  eval {i:3d} at step {point.step:7,d} ({where}): learning rate {lr:.6g}")
+  end = task.schedule_end_step
+  lines.append(f"learning-rate schedule ends at step {end:,} ({end * gbs:,} samples)")
+  lines.append(f"step cap: {plan.max_steps:,} steps ({plan.max_steps * gbs:,} samples); the run stops at the first "
+               f"eval that reaches {task.target_accuracy}")
+  return lines
+
+
+def parse_config(task_name, argv):
+  """The validated config that `--task=TASK_NAME` with `argv` (e.g. ["--flagfile=F"]) gives, parsed on a private
+  copy of the registered flags so the process's own flags stay untouched."""
+  private = flags.FlagValues()
+  for name, flag in flags.FLAGS._flags().items():  # noqa: SLF001  (absl has no public copy of a registry)
+    if name == flag.name:  # short-name aliases come along with their flag
+      private[name] = copy.deepcopy(flag)
+  try:
+    private(["parse_config", *map(str, argv)])
+  except flags.Error as e:
+    raise InputError(str(e)) from None
+  return tasks.config_from_flags(task_name, private)
+
+
+def finish(task, mllogger, cache_clear, log):
+  """Ends the init phase as a real run does (cache_clear, init_stop), then prints the plan. Returns exit code 0."""
+  mllogger.event(C.CACHE_CLEAR, cache_clear)
+  mllogger.end(C.INIT_STOP)
+  for line in plan_lines(task):
+    log(line)
+  return errors.EXIT_SUCCESS
+
+
+def main(run_training, flag_values):
+  """Runs the trainer's init path (`run_training`) with its MLPerf log in a scratch folder that is removed after;
+  the lines also go to the terminal. Returns the exit code."""
+  if not flag_values.task:
+    print("error: --task is required", file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
+  scratch = tempfile.mkdtemp(prefix="tf_gp2bm_dry_run_")
+  flag_values.output_dir = scratch
+  try:
+    code, reason, *_ = run_training()
+  except InputError as e:
+    code, reason = errors.EXIT_BAD_INPUT, str(e)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  if code != errors.EXIT_SUCCESS:
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+  return code

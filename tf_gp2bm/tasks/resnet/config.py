@@ -1,0 +1,89 @@
+"""ResNet-50 v1.5 configuration: its flags, the frozen Config built from them, and the bounds and closed rules.
+TensorFlow-free, so --help and flag errors answer before TensorFlow loads.
+
+Rules source: the reference resnet-tf2 and the 4.0.0 closed_resnet ruleset. What a closed submission may tune is a
+flag (defaults: the 4.0.0 RCP row for global batch 3264); what the rules fix is a constant here.
+"""
+import dataclasses
+import math
+from typing import Optional
+
+from absl import flags
+
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.base import TaskConfig, check, finite
+
+# --- fixed by the rules ---------------------------------------------------------------------------------------
+EVAL_PERIOD_EPOCHS = 4                     # evaluate every 4 epochs after the first eval at the offset
+LARS_END_LR, LARS_POLY_POWER, LARS_EPSILON, LARS_EETA = 1e-4, 2, 0.0, 0.001
+CLOSED_DEPTH, CLOSED_IMAGE_SIZE, CLOSED_WIDTH = 50, 224, 1.0
+CLOSED_LABEL_SMOOTHING = (0.0, 0.1)
+CLOSED_NUM_CLASSES = (1000, 1001)          # 1001 = the reference records' background class kept in the head
+GARDEN_DEPTHS = (10, 18, 26, 34, 50, 101, 152, 200, 270, 350, 420)  # the model garden's RESNET_SPECS (tested)
+
+# --- tunable in the closed division ---------------------------------------------------------------------------
+flags.DEFINE_float("lars_momentum", 0.9, "LARS momentum.")
+flags.DEFINE_float("warmup_epochs", 2.0, "Epochs of linear learning-rate warm-up before the polynomial decay.")
+flags.DEFINE_integer("train_epochs", 37, "Epochs the learning-rate schedule spans (the reference's train_epochs); "
+                     "the run's last eval is this rounded up onto the eval grid.")
+flags.DEFINE_integer("eval_offset_epochs", 2, "Epoch of the first eval (1..4); then one every 4 epochs.")
+flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy (closed: 0 or 0.1).")
+flags.DEFINE_integer("num_classes", 1000, "Classifier outputs (1000, or 1001 with a background class).")
+# --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
+flags.DEFINE_integer("image_size", CLOSED_IMAGE_SIZE, "Input resolution in pixels (closed: 224).")
+flags.DEFINE_integer("resnet_depth", CLOSED_DEPTH, "ResNet depth (closed: 50).")
+flags.DEFINE_float("width_multiplier", CLOSED_WIDTH, "Channel width multiplier (closed: 1.0).")
+flags.DEFINE_integer("train_examples", None, "Train-set size that defines an epoch (demo data only; closed runs "
+                     "use the full ImageNet train set).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TaskConfig):
+  lars_momentum: float = 0.9
+  warmup_epochs: float = 2.0
+  train_epochs: int = 37
+  eval_offset_epochs: int = 2
+  label_smoothing: float = 0.1
+  num_classes: int = 1000
+  image_size: int = CLOSED_IMAGE_SIZE
+  resnet_depth: int = CLOSED_DEPTH
+  width_multiplier: float = CLOSED_WIDTH
+  train_examples: Optional[int] = None
+
+  def validate(self, closed):
+    super().validate(closed)
+    check(finite(self.lars_momentum) and 0 <= self.lars_momentum < 1, "lars_momentum", self.lars_momentum,
+          "a number in [0, 1)")
+    check(self.train_epochs >= 1, "train_epochs", self.train_epochs, "an integer >= 1")
+    check(finite(self.warmup_epochs) and 0 <= self.warmup_epochs < self.train_epochs, "warmup_epochs",
+          self.warmup_epochs, f"a number in [0, --train_epochs={self.train_epochs})")
+    check(1 <= self.eval_offset_epochs <= EVAL_PERIOD_EPOCHS, "eval_offset_epochs", self.eval_offset_epochs,
+          "1, 2, 3 or 4 (the rules' first-eval offset)")
+    check(finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+          "a number in [0, 1)")
+    check(self.num_classes >= 2, "num_classes", self.num_classes, "an integer >= 2")
+    check(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32 (the network downsamples 32x)")
+    check(self.resnet_depth in GARDEN_DEPTHS, "resnet_depth", self.resnet_depth,
+          f"one of {', '.join(map(str, GARDEN_DEPTHS))}")
+    check(finite(self.width_multiplier) and self.width_multiplier > 0, "width_multiplier", self.width_multiplier,
+          "a number > 0")
+    check(self.train_examples is None or self.train_examples >= 1, "train_examples", self.train_examples,
+          "an integer >= 1")
+    if closed:
+      self._validate_closed()
+
+  def _validate_closed(self):
+    fixed = {"image_size": CLOSED_IMAGE_SIZE, "resnet_depth": CLOSED_DEPTH, "width_multiplier": CLOSED_WIDTH}
+    for name, value in fixed.items():
+      if getattr(self, name) != value:
+        raise InputError(f"--{name}={getattr(self, name)}: the closed division requires {value} (use --noclosed "
+                         "only for the demo)")
+    if self.label_smoothing not in CLOSED_LABEL_SMOOTHING:
+      raise InputError(f"--label_smoothing={self.label_smoothing}: the closed division allows 0 or 0.1")
+    if self.num_classes not in CLOSED_NUM_CLASSES:
+      raise InputError(f"--num_classes={self.num_classes}: the closed division uses 1000 or 1001")
+    n = math.log2(self.weight_decay / 1e-4) if self.weight_decay > 0 else 0.5
+    if abs(n - round(n)) > 1e-5:
+      raise InputError(f"--weight_decay={self.weight_decay}: the closed division allows 1e-4 * 2^N")
+    if self.train_examples is not None:
+      raise InputError("--train_examples is for demo data only; closed runs use the full ImageNet train set")
