@@ -197,3 +197,55 @@ def test_loaded_model_computes_what_the_reference_computes(tmp_path):
                                positions)
   np.testing.assert_allclose(out["mlm_logits"].numpy(), mlm, rtol=2e-4, atol=2e-4)
   np.testing.assert_allclose(out["nsp_logits"].numpy(), nsp, rtol=2e-4, atol=2e-4)
+
+
+def _expected_table(folder, prefix_name):
+  """The identity table of a generated checkpoint, computed here as a downloader's md5sum would."""
+  import hashlib
+  import os
+  table = {}
+  for name in ("bert_config.json", f"{prefix_name}.data-00000-of-00001"):
+    data = (folder / name).read_bytes()
+    table[name] = {"bytes": len(data), "md5": hashlib.md5(data).hexdigest()}
+  table[f"{prefix_name}.index"] = {"bytes": None, "md5": None}
+  assert os.path.exists(folder / f"{prefix_name}.index")
+  return table
+
+
+def test_verify_writes_the_manifest_closed_runs_require(one_layer_model, tmp_path):
+  """verify against a table given by --expected (the published one is for the 4 GB checkpoint), then
+  require_verified: metadata only, refusing another table, a changed size, an unverified or converted-unverified
+  checkpoint."""
+  import json
+  from data_prep.bert_checkpoint import cli
+  folder = tmp_path / "phase1"
+  prefix, _ = write_reference(folder / "model.ckpt-7", ONE_LAYER)
+  (folder / "bert_config.json").write_text(json.dumps(ONE_LAYER.to_json()))
+  table = _expected_table(folder, "model.ckpt-7")
+  expected = tmp_path / "expected.json"
+  expected.write_text(json.dumps(table))
+  with pytest.raises(InputError, match="not verified .*checkpoint_manifest.json not found"):
+    checkpoint.require_verified(prefix, expected=table)
+  assert cli.main(["verify", f"--checkpoint_dir={folder}"]) == 2  # the published names and sizes: no match
+  assert cli.main(["verify", f"--checkpoint_dir={folder}", f"--expected={expected}"]) == 0
+  manifest = json.loads((folder / "checkpoint_manifest.json").read_text())
+  assert manifest["passed"] and manifest["expected"] == table
+  assert manifest["files"]["bert_config.json"]["md5"] == table["bert_config.json"]["md5"]
+  assert checkpoint.require_verified(prefix, expected=table).endswith("checkpoint_manifest.json")
+  with pytest.raises(InputError, match="checked against another table"):
+    checkpoint.require_verified(prefix)  # a closed run wants the published table
+  # Converted from the verified source: the conversion carries the source's manifest and its own sizes.
+  assert cli.main(["convert", f"--tf1_checkpoint={prefix}", f"--bert_config={folder / 'bert_config.json'}",
+                   f"--out={tmp_path / 'tf2'}"]) == 0
+  assert checkpoint.require_verified(str(tmp_path / "tf2"), expected=table)
+  data = next((tmp_path / "tf2").glob("model.data-*"))
+  data.write_bytes(data.read_bytes()[:-1])
+  with pytest.raises(InputError, match=r"model.data-.* is [\d,]+ bytes, .*conversion.json recorded"):
+    checkpoint.require_verified(str(tmp_path / "tf2"), expected=table)
+  # A changed byte in the source: verify fails, names the file, and removes the old manifest.
+  config = folder / "bert_config.json"
+  config.write_text(config.read_text().replace("96", "97"))
+  assert cli.main(["verify", f"--checkpoint_dir={folder}", f"--expected={expected}"]) == 2
+  assert not (folder / "checkpoint_manifest.json").exists()
+  with pytest.raises(InputError, match="not verified"):
+    checkpoint.require_verified(prefix, expected=table)

@@ -8,12 +8,20 @@ Bad input exits 2 with a message naming the file.
 import argparse
 import sys
 
+from data_prep.bert_checkpoint import verify
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 
 
 def _convert(args):
-  from data_prep.bert_checkpoint import convert  # TensorFlow: kept out of --help
+  from data_prep.bert_checkpoint import convert  # loads TensorFlow: kept out of --help and verify
   convert.convert(args.tf1_checkpoint, args.bert_config, args.out)
+
+
+def _verify(args):
+  if args.expected:
+    verify.verify(args.checkpoint_dir, verify.load_table(args.expected), table_source=args.expected)
+  else:
+    verify.verify(args.checkpoint_dir)
 
 
 def build_parser():
@@ -25,6 +33,12 @@ def build_parser():
   p.add_argument("--bert_config", default="large", help="bert_config.json, or 'large' / 'tiny'")
   p.add_argument("--out", required=True)
   p.set_defaults(func=_convert)
+  p = sub.add_parser("verify", help="checkpoint files + bert_config.json vs the published sizes and md5 -> "
+                     "checkpoint_manifest.json (what closed runs require)")
+  p.add_argument("--checkpoint_dir", required=True, help="folder with model.ckpt-28252.* and bert_config.json")
+  p.add_argument("--expected", default=None, help="JSON {file: {bytes, md5}} to check against instead of the "
+                 "published table (for other checkpoints; closed runs accept only the published one)")
+  p.set_defaults(func=_verify)
   return parser
 
 

@@ -13,14 +13,33 @@ The result is read back into a fresh model and compared value by value before th
 import json
 import os
 
+import numpy as np
+import tensorflow as tf
+
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.files import read_json, write_json_atomic
+from tf_gp2bm.formats import bert_checkpoint as identity
+from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+
+
+def source_manifest(prefix, log=print):
+  """The source's checkpoint_manifest.json when it still vouches for the files (else None, said aloud), so a
+  closed run can trust the converted copy without the source."""
+  path = os.path.join(os.path.dirname(os.path.abspath(prefix)), identity.CHECKPOINT_MANIFEST)
+  if not os.path.exists(path):
+    log(f"note: {prefix} is not verified ({path} not found): closed runs will refuse the conversion; run "
+        "`python -m data_prep.bert_checkpoint verify` on the source first, then convert again")
+    return None
+  try:
+    manifest = read_json(path)
+    identity.require_verified(prefix, expected=manifest.get("expected"))
+  except (InputError, ValueError) as e:
+    log(f"note: {path} does not vouch for the source ({e}); closed runs will refuse the conversion")
+    return None
+  return manifest
+
 
 def convert(tf1_checkpoint, bert_config, out, log=print):
-  import tf_gp2bm  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-  import numpy as np
-  import tensorflow as tf
-  from tf_gp2bm.errors import InputError
-  from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
-
   config = bert_model.load_config(bert_config)
   kind, prefix = checkpoint.resolve(tf1_checkpoint)
   if kind != "tf1":
@@ -35,16 +54,21 @@ def convert(tf1_checkpoint, bert_config, out, log=print):
     mapping[name] = {"variable": checkpoint.model_key(var), "reference_shape": list(shape),
                      "shape": var.shape.as_list()}
   os.makedirs(out, exist_ok=True)
+  conversion = os.path.join(out, identity.CONVERSION)
+  if os.path.exists(conversion):
+    os.remove(conversion)  # it vouches for the files below only once they are read back
   path = tf.train.Checkpoint(model=model).write(os.path.join(out, checkpoint.TF2_PREFIX))
   with open(os.path.join(out, "bert_config.json"), "w") as f:
     json.dump(config.to_json(), f, indent=2)
-  with open(os.path.join(out, "conversion.json"), "w") as f:
-    json.dump({"source": os.path.abspath(prefix), "variables": mapping}, f, indent=1, sort_keys=True)
   # Read back into a fresh model: the converted checkpoint must reproduce every value exactly.
   check = bert_model.build_bert(config)
   checkpoint.load_initial_checkpoint(check, out)
   for a, b in zip(model.variables, check.variables):
     if not np.array_equal(a.numpy(), b.numpy()):
       raise RuntimeError(f"{out}: read-back differs at {a.name}")
+  outputs = {n: os.path.getsize(os.path.join(out, n)) for n in sorted(os.listdir(out))
+             if n.startswith((checkpoint.TF2_PREFIX + ".", "bert_config.json"))}
+  write_json_atomic(conversion, {"source": os.path.abspath(prefix), "variables": mapping, "output_files": outputs,
+                                 "source_manifest": source_manifest(prefix, log)})
   log(f"converted {len(mapping)} variables from {prefix} to {path} (read back and verified)")
   return path

@@ -8,6 +8,9 @@ Every model variable must be restored with its shape; a missing variable, a shap
 the checkpoint that the model does not use (e.g. more layers) raises InputError naming each offender. Optimizer
 state in the TF1 checkpoint (adam_m/adam_v slots, global_step, ...) is ignored; other entries outside the
 bert/ and cls/ scopes are ignored and listed.
+
+Identity (tf_gp2bm.formats.bert_checkpoint, re-exported here): `python -m data_prep.bert_checkpoint verify`
+hashes the files once, offline; `require_verified` (metadata only) is what a closed run calls during init.
 """
 import os
 import re
@@ -16,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats.bert_checkpoint import require_verified  # noqa: F401  (the task's entry point to it)
 
 TF2_PREFIX = "model"        # data_prep.bert_checkpoint writes DIR/model.{index,data-*}
 WORD_EMBEDDINGS = "bert/embeddings/word_embeddings"
@@ -112,8 +116,8 @@ def resolve(path):
     raise InputError(f"--init_checkpoint={path}: {prefix}.index not found (give the prefix, e.g. .../model.ckpt-28252)")
   try:
     names = dict(tf.train.list_variables(prefix))
-  except (tf.errors.OpError, ValueError) as e:
-    raise InputError(f"--init_checkpoint={path}: unreadable checkpoint ({e})") from None
+  except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
+    raise InputError(f"--init_checkpoint={path}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
   return ("tf1" if WORD_EMBEDDINGS in names else "tf2"), prefix
 
 
@@ -126,9 +130,21 @@ def checkpoint_vocab_size(path):
   raise InputError(f"--init_checkpoint={path}: no word-embedding table in the checkpoint")
 
 
+def _read_tensor(reader, prefix, name):
+  try:
+    return reader.get_tensor(name)
+  except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:  # a cut data file: IndexError
+    raise InputError(f"checkpoint {prefix}: cannot read {name} ({str(e).splitlines()[0]}); the "
+                     "checkpoint's data file is cut or corrupt (compare its size with the published one, or run "
+                     "`python -m data_prep.bert_checkpoint verify`)") from None
+
+
 def read_tf1(model, prefix):
   """{variable: value} for every model variable from a reference TF1 checkpoint; strict (see module doc)."""
-  reader = tf.train.load_checkpoint(prefix)
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
+    raise InputError(f"checkpoint {prefix}: unreadable ({str(e).splitlines()[0]})") from None
   shapes = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()}
   values, missing, wrong, used = {}, [], [], set()
   for var in model.variables:
@@ -143,7 +159,7 @@ def read_tf1(model, prefix):
     elif shapes[name] != shape:
       wrong.append(f"{name}: checkpoint {list(shapes[name])}, model needs {list(shape)}")
     else:
-      values[var.ref()] = to_model_value(var, reader.get_tensor(name))
+      values[var.ref()] = to_model_value(var, _read_tensor(reader, prefix, name))
   # Left-over weights of the model scopes (e.g. more layers than the config) make the restore partial; anything
   # else that is not optimizer state (an unknown bookkeeping variable) is only reported.
   leftover = sorted(n for n in shapes if n not in used and not is_optimizer_state(n))
@@ -178,6 +194,9 @@ def load_initial_checkpoint(model, path):
     status.assert_consumed()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise InputError(f"--init_checkpoint={prefix}: partial restore refused: {e}") from None
+  except (IndexError, RuntimeError) as e:  # a cut data file
+    raise InputError(f"checkpoint {prefix}: unreadable ({str(e).splitlines()[0]}); its data file is cut or "
+                     "corrupt") from None
   return f"restored {len(model.variables)} variables from the converted checkpoint {prefix}"
 
 
