@@ -148,9 +148,9 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
   the same command. It must keep run 0, move the interrupted run 1 aside, redo it, and end with 2 results."""
   flags_dir = tmp_path / "flags" / "resnet"
   flags_dir.mkdir(parents=True)
-  # The repository's smoke config, cut to one epoch without XLA so the test stays short; convergence is not
+  # The repository's smoke config, cut to two epochs (one eval) without XLA so the test stays short; convergence is not
   # the point here (a non-converged run is still a finished run).
-  (flags_dir / "smoke.flags").write_text(open(SMOKE_FLAGS).read() + "\n--train_epochs=1\n--xla=false\n")
+  (flags_dir / "smoke.flags").write_text(open(SMOKE_FLAGS).read() + "\n--train_epochs=2\n--xla=false\n")
   # The demo's own data cache (gitignored), generated once if absent.
   demo_data = os.path.join(REPO, "results", "demo_data")
   cmd = [os.path.join(REPO, "run_benchmark.sh"), "demo", "--tasks", "resnet", "--runs_resnet=2",

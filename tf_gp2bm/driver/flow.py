@@ -12,7 +12,7 @@ from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, summary, system_desc
-from .config import RESUME_KEYS, with_data
+from .config import DEMO_SYSTEM, RESUME_KEYS, with_data
 
 EXIT_STOPPED, EXIT_NOT_SUBMITTABLE = 1, 3
 DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a half-written folder is redone
@@ -53,7 +53,7 @@ def prepare_demo_data(config, ui):
       ui.say(f"generating demo data: python -m {spec.demo_module} --out={out}  (output in {log_path})")
       with open(log_path, "ab") as log:
         rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=runs.REPO,
-                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+                             stdout=log, stderr=subprocess.STDOUT)
       if rc != 0:
         raise InputError(f"python -m {spec.demo_module} --out={out} failed with exit {rc}; see {log_path}")
       open(os.path.join(out, DEMO_DONE), "w").close()
@@ -104,6 +104,13 @@ def checks_for(config, run_launch, sysdesc, ui):
 
 
 def preflight_only(config, ui):
+  if config.system == DEMO_SYSTEM:  # the demo's checks: CPU is fine, the demo data where it was generated
+    config = dataclasses.replace(config, command="demo")
+    root = config.demo_data_dir or os.path.join(config.results_root, "demo_data")
+    for name in config.tasks:
+      out = os.path.join(root, name)
+      if os.path.exists(os.path.join(out, DEMO_DONE)):
+        config = with_data(config, name, task_spec.get(name).demo_data(out))
   config = dataclasses.replace(config, org=config.org or "unset", status=config.status or system_desc.STATUSES[0])
   run_launch = make_launch(config)
   rows = checks_for(config, run_launch, build_sysdesc(config, default_system_name(config, run_launch)), ui)

@@ -259,7 +259,7 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   xla_cache: a persistent XLA compilation cache shared by the set's runs, so later runs skip compiling in their
   untimed init (the timed region is unchanged; the cache holds compiled programs, never data).
   """
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONUNBUFFERED="1")
+  env = dict(os.environ, PYTHONUNBUFFERED="1")  # tf_gp2bm itself sets the Keras and log-level variables
   if xla_cache:
     env["TF_XLA_FLAGS"] = f"{env.get('TF_XLA_FLAGS', '')} --tf_xla_persistent_cache_directory={xla_cache}".strip()
   mllog_path = os.path.join(run_dir, MLLOG)

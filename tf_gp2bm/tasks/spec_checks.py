@@ -14,8 +14,7 @@ _NOISE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:|[IWEF]\d{4} |WARNING: All log mess
 def run_tool(args, timeout=600):
   """(exit code or None, combined output) of a child process started in the repository root."""
   try:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                         env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2"))
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
   except FileNotFoundError:
     return None, f"{args[0]} not found"
   except subprocess.TimeoutExpired:
