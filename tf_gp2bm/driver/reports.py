@@ -92,6 +92,8 @@ def write_csv(path, summary):
 def write_markdown(path, summary):
   s, v, score = summary, summary["verdict"], summary["score"]
   out = [f"# GP2BM benchmark set {s['set_folder']}", "", f"**{v['headline']}**", ""]
+  if v["reasons"] and v["kind"] == "DEMO":
+    out += ["What would keep a real set from being submittable (for information):", ""]
   out += [f"- {r}" for r in v["reasons"]] + ([""] if v["reasons"] else [])
   out += ["## System", "", "| field | value |", "|---|---|"]
   out += [f"| {k} | {val} |" for k, val in s["system"].items()]

@@ -257,7 +257,9 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   collective or a dead data loader never exits on its own). Returns (exit_code, killed_by_watchdog).
 
   xla_cache: a persistent XLA compilation cache shared by the set's runs, so later runs skip compiling in their
-  untimed init (the timed region is unchanged; the cache holds compiled programs, never data).
+  untimed init (the timed region is unchanged; the cache holds compiled programs, never data). TensorFlow reads
+  each entry by trying the text format before the binary one it wrote, so every cache hit puts one harmless
+  "Error parsing text-format tensorflow.XlaSerializedCacheEntry" line into console.log; the digest never shows it.
   """
   env = dict(os.environ, PYTHONUNBUFFERED="1")  # tf_gp2bm itself sets the Keras and log-level variables
   if xla_cache:
