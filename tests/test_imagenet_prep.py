@@ -223,7 +223,7 @@ def test_truncated_jpeg_stops_the_run_or_is_skipped(tmp_path, capsys):
   out = tmp_path / "out"
   # One image per shard, and a seed that puts the bad image in shard 10: shards 0..9 finish and are reused below.
   one_per_shard = ["--train_shards=13", "--seed=3"]
-  assert convert(inputs, out, *one_per_shard) == 1
+  assert convert(inputs, out, *one_per_shard) == 2
   err = capsys.readouterr().err
   assert "unreadable image" in err and "n01000002_9.JPEG" in err and "--skip_bad" in err
   assert not (out / imagenet_records.MANIFEST).exists()
@@ -248,18 +248,18 @@ def test_verify_passes_then_catches_flipped_byte_and_missing_shard(converted, tm
   data[len(data) // 2] ^= 0x40
   shard.write_bytes(bytes(data))
   capsys.readouterr()
-  assert imagenet.main(["verify", str(out), "--workers=1"]) == 1
+  assert imagenet.main(["verify", str(out), "--workers=1"]) == 2
   report = capsys.readouterr().out
   assert "checksum differs" in report and "train-00001-of-00003" in report
   shard.write_bytes(original)
   manifest = files.read_json(out / imagenet_records.MANIFEST)
   files.write_json_atomic(str(out / imagenet_records.MANIFEST), dict(manifest, num_classes=2))
-  assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 1
+  assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 2
   report = capsys.readouterr().out
   assert "3 synsets but num_classes 2" in report
   files.write_json_atomic(str(out / imagenet_records.MANIFEST), manifest)
   os.remove(out / "validation-00001-of-00002")
-  assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 1
+  assert imagenet.main(["verify", str(out), "--quick", "--workers=1"]) == 2
   assert "missing shard" in capsys.readouterr().out
 
 
@@ -269,14 +269,14 @@ def test_index_describes_records_made_elsewhere(converted, tmp_path):
   for name in os.listdir(converted):
     if imagenet_convert.SHARD_RE.match(name):
       shutil.copy(converted / name, out / name)
-  assert imagenet.main(["index", str(out), "--num_classes=3", "--workers=1"]) == 1  # not the full set
+  assert imagenet.main(["index", str(out), "--num_classes=3", "--workers=1"]) == 2  # not the full set
   assert imagenet.main(["index", str(out), "--num_classes=3", "--allow_partial", "--workers=1"]) == 0
   indexed = files.read_json(out / imagenet_records.MANIFEST)
   original = files.read_json(converted / imagenet_records.MANIFEST)
   for key in ("splits", "class_counts", "synsets", "label_offset", "num_classes", "format"):
     assert indexed[key] == original[key], key
   assert imagenet.main(["verify", str(out), "--workers=1"]) == 0
-  assert imagenet.main(["index", str(out), "--num_classes=2", "--allow_partial", "--workers=1"]) == 1  # labels 1..3
+  assert imagenet.main(["index", str(out), "--num_classes=2", "--allow_partial", "--workers=1"]) == 2  # labels 1..3
 
 
 def _label_files(root, labels_csv):
@@ -335,43 +335,43 @@ def test_bad_inputs_give_clear_errors(folders, tmp_path, capsys):
           "--workers=1"]
   run = lambda out, *extra: imagenet.main(["convert", f"--out={tmp_path / out}", *full, *extra])  # noqa: E731
 
-  assert imagenet.main(["convert", "--train=/no/such.tar", f"--val={inputs['val']}", f"--out={tmp_path / 'x'}"]) == 1
+  assert imagenet.main(["convert", "--train=/no/such.tar", f"--val={inputs['val']}", f"--out={tmp_path / 'x'}"]) == 2
   _expect_error(capsys, "--train=/no/such.tar", "no such file")
   assert not (tmp_path / "x").exists()  # nothing created for a run that cannot start
-  assert run("a") == 1  # a 3-class subset without --allow_partial
+  assert run("a") == 2  # a 3-class subset without --allow_partial
   _expect_error(capsys, "found 3 classes", "1,000", "--allow_partial")
 
   labels = open(inputs["labels"]).read()
   (src / "LOC_val_solution.csv").write_text(labels.replace("ILSVRC2012_val_00000004,", "ILSVRC2012_val_00000099,"))
-  assert run("b", "--allow_partial") == 1
+  assert run("b", "--allow_partial") == 2
   _expect_error(capsys, "ILSVRC2012_val_00000004.JPEG", "no label")
   (src / "LOC_val_solution.csv").write_text(labels + "ILSVRC2012_val_00000099,n01000001 1 2 3 4\n")
-  assert run("b") == 1
+  assert run("b") == 2
   _expect_error(capsys, "ILSVRC2012_val_00000099", "missing from --val")
   (src / "LOC_val_solution.csv").write_text(labels.replace(",n01000002 ", ",n09999999 ", 1))
-  assert run("c") == 1
+  assert run("c") == 2
   _expect_error(capsys, "has class n09999999", "not one of the 3 classes")
   (src / "LOC_val_solution.csv").write_text(labels)
 
   os.makedirs(src / "train" / "n01000009")
-  assert run("empty", "--allow_partial") == 1
+  assert run("empty", "--allow_partial") == 2
   _expect_error(capsys, "class n01000009 has no images", str(src / "train" / "n01000009"))
   os.rmdir(src / "train" / "n01000009")
 
   (tmp_path / "map.txt").write_text("".join(f"{s}\n" for s in sorted(SYNSETS) + ["n01000004"]))
-  assert run("d", f"--synset_map={tmp_path / 'map.txt'}") == 1
+  assert run("d", f"--synset_map={tmp_path / 'map.txt'}") == 2
   _expect_error(capsys, "lacks classes", "n01000004")
 
   os.makedirs(tmp_path / "e")
   (tmp_path / "e" / "train-00000-of-00099").write_bytes(b"")
-  assert run("e", "--allow_partial") == 1
+  assert run("e", "--allow_partial") == 2
   _expect_error(capsys, "train-00000-of-00099", "--train_shards=3")
   os.makedirs(tmp_path / "f")
   files.write_json_atomic(str(tmp_path / "f" / imagenet_records.MANIFEST), {"format": "other/7"})
-  assert run("f", "--allow_partial") == 1
+  assert run("f", "--allow_partial") == 2
   _expect_error(capsys, "'other/7'", "empty --out")
   assert run("g", "--allow_partial") == 0
-  assert run("g", "--allow_partial", "--seed=5") == 1  # same dir, other shuffle
+  assert run("g", "--allow_partial", "--seed=5") == 2  # same dir, other shuffle
   _expect_error(capsys, "other inputs or flags")
 
 
@@ -381,7 +381,7 @@ def test_disk_full_names_the_shard_and_leaves_no_partial_file(folders, tmp_path,
 
   monkeypatch.setattr(imagenet_convert.files, "write_json_atomic", full)  # the shard summary, before the rename
   out = tmp_path / "out"
-  assert convert(folders, out) == 1
+  assert convert(folders, out) == 2
   _expect_error(capsys, "disk full", str(out / "train-00000-of-00003"))
   assert not [n for n in os.listdir(out) if re.match(r"(train|validation)-", n)]
 

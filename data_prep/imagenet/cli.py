@@ -6,15 +6,16 @@
   python -m data_prep.imagenet index /data/imagenet --label_offset=1 --num_classes=1000
   python -m data_prep.imagenet bench
 
-Exits non-zero with a message naming the file or flag at fault.
+Bad input (a missing, cut or unreadable file, a wrong flag, an --out that cannot be written, records that do not
+match their manifest) exits 2 with a message naming the file or flag at fault.
 """
 import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads, here and in spawned workers
-
-from tf_gp2bm.formats import imagenet as imagenet_records  # noqa: E402
+from data_prep.imagenet import bench, convert, labels, plan, sources, verify
+from tf_gp2bm.errors import EXIT_BAD_INPUT
+from tf_gp2bm.formats import imagenet as imagenet_records
 
 
 def _add_convert(sub):
@@ -65,7 +66,6 @@ def parse_args(argv):
 
 
 def _convert(args):
-  from data_prep.imagenet import convert, plan
   if args.seed is None:
     args.seed = plan.DEFAULT_SEED
   manifest = convert.convert(args)
@@ -77,16 +77,14 @@ def _convert(args):
 
 
 def _verify(args):
-  from data_prep.imagenet import verify
   problems = verify.verify(args.dir, quick=args.quick, workers=args.workers)
   for problem in problems:
     print(f"FAIL {problem}")
   print(f"verify {args.dir}: " + (f"{len(problems)} problem(s)" if problems else "OK"))
-  return 1 if problems else 0
+  return EXIT_BAD_INPUT if problems else 0
 
 
 def _index(args):
-  from data_prep.imagenet import verify
   manifest = verify.index(args.dir, args.label_offset, args.num_classes, args.allow_partial, args.workers)
   for split, info in manifest["splits"].items():
     print(f"{split}: {info['num_examples']:,} records in {info['num_shards']} shards")
@@ -95,21 +93,19 @@ def _index(args):
 
 
 def _bench(args):
-  from data_prep.imagenet import bench
   bench.run(args.images, args.workers, args.dir)
   return 0
 
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from data_prep.imagenet import convert, labels, plan, sources, verify
   user_errors = (convert.ConvertError, plan.PlanError, sources.SourceError,
                  labels.LabelError, verify.VerifyError, FileNotFoundError, ValueError)
   try:
     return {"convert": _convert, "verify": _verify, "index": _index, "bench": _bench}[args.command](args)
   except user_errors as e:
     print(f"error: {e}", file=sys.stderr)
-    return 1
+    return EXIT_BAD_INPUT
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
     return 130

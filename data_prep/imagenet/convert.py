@@ -10,6 +10,7 @@ import errno
 import multiprocessing
 import os
 import re
+import tempfile
 
 from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
@@ -29,11 +30,24 @@ class ConvertError(Exception):
 # -- output directory ---------------------------------------------------------------------------------------------
 
 def check_out_dir(out, train_shards, val_shards):
-  """Refuses a dir holding another layout (read-only, so it can run before the slow listing of the inputs)."""
-  if not os.path.exists(out):
-    return
-  if not os.path.isdir(out):
-    raise ConvertError(f"--out={out} is not a directory")
+  """Refuses an --out that cannot be written or holds another layout, before the slow listing of the inputs."""
+  if os.path.exists(out):
+    if not os.path.isdir(out):
+      raise ConvertError(f"--out={out} is not a directory")
+    _check_layout(out, train_shards, val_shards)
+  existing = os.path.abspath(out)  # out itself, or the folder it would be created in (nothing is created here)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConvertError(f"--out={out}: cannot write there ({existing} is a file)")
+  try:
+    with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    raise ConvertError(f"--out={out}: cannot write there ({e.strerror or e} in {existing})") from None
+
+
+def _check_layout(out, train_shards, val_shards):
   manifest_path = os.path.join(out, imagenet_records.MANIFEST)
   if os.path.exists(manifest_path):
     fmt = files.read_json(manifest_path).get("format")
@@ -91,7 +105,7 @@ def init_worker(out, skip_bad, counter):
 
 
 def _disk_full(e):
-  import tensorflow as tf  # already loaded by imagenet_records
+  import tensorflow as tf  # already loaded by write_shard
   if isinstance(e, OSError):
     return e.errno == errno.ENOSPC
   return isinstance(e, tf.errors.OpError) and "No space left" in str(e)

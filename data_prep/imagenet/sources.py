@@ -64,12 +64,34 @@ def _open_tar(path, flag, fileobj=None):
     raise SourceError(f"{flag}: {path} is not a readable uncompressed tar archive ({e})") from None
 
 
+def _members(tar, source, flag, read_at):
+  """The members of an open tar, then a check that it ends with its end-of-archive block: a cut archive (an
+  interrupted download) is a SourceError naming the archive and the member it ends in or after, not a tarfile
+  traceback or, when the cut falls in a header, a silently shorter listing. read_at(offset, n) reads the tar."""
+  last = None
+  try:
+    for member in tar:
+      last = member
+      yield member
+  except tarfile.TarError as e:
+    where = f"inside member {last.name}" if last else "in its first header"
+    raise SourceError(f"{flag}: {source} ends {where} ({e}): a cut or damaged archive; download it again") from None
+  end_block = read_at(tar.offset, tarfile.BLOCKSIZE)
+  if end_block != tarfile.NUL * tarfile.BLOCKSIZE:
+    where = f"after member {last.name}" if last else "before its first member"
+    raise SourceError(f"{flag}: {source} is cut {where} (no end-of-archive block at byte {tar.offset:,}); "
+                      "download it again")
+
+
 def _tar_images(tar_path, flag, synset, fileobj=None, base=0, source=None):
   """Images inside one tar; `base` is where that tar starts inside `tar_path` (for a nested tar)."""
   source = source or tar_path
   images = []
-  with _open_tar(source, flag, fileobj) as tar:
-    for member in tar:
+  with _open_tar(source, flag, fileobj) as tar, open(tar_path, "rb") as raw:
+    limit = fileobj.size if fileobj is not None else None
+    read_at = lambda offset, n: os.pread(raw.fileno(), max(0, min(n, (limit or offset + n) - offset)),  # noqa: E731
+                                         base + offset)
+    for member in _members(tar, source, flag, read_at):
       if member.isfile() and not os.path.basename(member.name).startswith("."):
         name = os.path.basename(member.name)
         images.append(SourceImage(name, synset, tar_path, base + member.offset_data, member.size, source))
@@ -133,7 +155,7 @@ def list_train(path, flag="--train", on_class=None):
         raise SourceError(f"{flag}: unexpected file {entry.path}; expected <synset>/ folders or <synset>.tar")
   else:
     with _open_tar(path, flag) as outer, open(path, "rb") as raw:
-      for member in outer:
+      for member in _members(outer, path, flag, lambda offset, n: os.pread(raw.fileno(), n, offset)):
         if not member.isfile() or os.path.basename(member.name).startswith("."):
           continue
         where = f"{path}:{member.name}"

@@ -85,7 +85,8 @@ def cmd_verify(args):
       raise StageError(f"{len(problems)} file(s) in {args.out} do not match their manifest")
     print(f"[verify] {args.out}: every file matches its stage manifest")
   manifest = verify_records(args.out, args.vocab, args.workers, args.max_seq_length, args.max_predictions_per_seq)
-  counts = ", ".join(f"{v['records']:,} {k} records in {v['files']} files" for k, v in sorted(manifest["splits"].items()))
+  counts = ", ".join(f"{v['records']:,} {split} records in {v['files']} files"
+                     for split, v in sorted(manifest["splits"].items()))
   print(f"[verify] {args.out}: {counts}; token ids < {manifest['vocab_size']:,}; wrote "
         f"{os.path.join(args.out, 'manifest.json')}")
 

@@ -1,0 +1,254 @@
+"""Faults in the data and checkpoint inputs, each driven through the data_prep CLI (in process: the same main() that
+`python -m` runs) on a small input generated here. Every case must end with exit 2 and a message naming the file
+(and member) at fault, before any slow work; nothing already written is lost. Named after the case they cover."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import PYTHON, ROOT
+from data_prep import bert_records
+from data_prep.bert_checkpoint import cli as checkpoint_cli
+from data_prep.demo import imagenet as demo_imagenet
+from data_prep.imagenet import cli as imagenet_cli
+from data_prep.wikipedia import cli as wikipedia_cli
+from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
+from tf_gp2bm.formats import bert_pretraining, imagenet as imagenet_format
+
+SEQ, PREDS = ["--max_seq_length=16", "--max_predictions_per_seq=4"], (16, 4)
+
+
+def _jpeg(seed):
+  out = io.BytesIO()
+  Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(out, "JPEG")
+  return out.getvalue()
+
+
+def _add(tar, name, data):
+  info = tarfile.TarInfo(name)
+  info.size = len(data)
+  tar.addfile(info, io.BytesIO(data))
+
+
+def _imagenet_tars(root, bad=None):
+  """A train tar of two per-class tars (3 images each) and a val tar of 4, with labels; `bad`: a member name whose
+  bytes are not an image."""
+  root.mkdir(parents=True, exist_ok=True)
+  with tarfile.open(root / "train.tar", "w") as outer:
+    for synset in ("n01000001", "n01000002"):
+      inner = io.BytesIO()
+      with tarfile.open(fileobj=inner, mode="w") as tar:
+        for i in range(3):
+          name = f"{synset}_{i}.JPEG"
+          _add(tar, name, b"this is a text file" if name == bad else _jpeg(i))
+      _add(outer, f"{synset}.tar", inner.getvalue())
+  with tarfile.open(root / "val.tar", "w") as tar:
+    for i in range(1, 5):
+      _add(tar, f"ILSVRC2012_val_{i:08d}.JPEG", _jpeg(100 + i))
+  (root / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{1 + i % 2}\n" for i in range(1, 5)))
+  return root
+
+
+def _convert(src, out, train=None):
+  return imagenet_cli.main(["convert", f"--train={train or src / 'train.tar'}", f"--val={src / 'val.tar'}",
+                            f"--val_labels={src / 'labels.txt'}", f"--out={out}", "--allow_partial",
+                            "--train_shards=1", "--val_shards=1", "--workers=1"])
+
+
+def _bert_records(folder, name, examples):
+  folder.mkdir(parents=True, exist_ok=True)
+  bert_records.write_examples(str(folder / name), examples, *PREDS)
+
+
+def _example(top_id):
+  return {"input_ids": [2, 7, top_id, 3, 9, 3], "segment_ids": [0, 0, 0, 0, 1, 1], "masked_lm_positions": [2],
+          "masked_lm_ids": [top_id], "next_sentence_labels": 0}
+
+
+def _vocab(path, size):
+  path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(size - 5)]) + "\n")
+  return path
+
+
+# ------------------------------------------------------------------------------------------------ empty input
+def test_empty_text_part_is_refused(tmp_path, capsys):
+  text = tmp_path / "text"
+  text.mkdir()
+  (text / "part-00000-of-00002").write_text("A first sentence here.\nAnother one follows.\n\nNext article.\n")
+  (text / "part-00001-of-00002").write_text("")
+  vocab = _vocab(tmp_path / "vocab.txt", 200)
+  rc = wikipedia_cli.main(["tfrecords", f"--input={text}", f"--vocab={vocab}", f"--out={tmp_path / 'out'}",
+                           *SEQ, "--workers=1"])
+  assert rc == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"{text / 'part-00001-of-00002'} is empty (0 bytes)" in err
+  assert not (tmp_path / "out" / "part-00001-of-00002").exists()
+
+
+def test_record_file_without_records_is_refused(tmp_path, capsys):
+  """Records made elsewhere: verify refuses a part of no records (a rank given only such parts would wait for data
+  forever after run_start), and the trainer's manifest check refuses a manifest that lists one."""
+  records = tmp_path / "records"
+  _bert_records(records, "part-00000-of-00002", [_example(50)] * 3)
+  _bert_records(records, "part-00001-of-00002", [])
+  vocab = _vocab(tmp_path / "vocab.txt", 100)
+  assert wikipedia_cli.main(["verify", f"--out={records}", f"--vocab={vocab}", *SEQ]) == EXIT_BAD_INPUT
+  assert f"{records / 'part-00001-of-00002'}: holds no records" in capsys.readouterr().err
+  assert not (records / bert_pretraining.MANIFEST).exists()
+  # A manifest written by other means that lists an empty file is refused at init, naming the file.
+  os.remove(records / "part-00001-of-00002")
+  assert wikipedia_cli.main(["verify", f"--out={records}", f"--vocab={vocab}", *SEQ]) == 0
+  manifest = json.loads((records / bert_pretraining.MANIFEST).read_text())
+  _bert_records(records, "part-00001-of-00002", [])
+  manifest["files"]["part-00001-of-00002"] = dict(manifest["files"]["part-00000-of-00002"], records=0,
+                                                  bytes=os.path.getsize(records / "part-00001-of-00002"))
+  manifest["splits"]["train"].update(files=2)
+  (records / bert_pretraining.MANIFEST).write_text(json.dumps(manifest))
+  with pytest.raises(InputError, match="part-00001-of-00002: holds no records"):
+    bert_pretraining.read_manifest(str(records))
+
+
+# ------------------------------------------------------------------------------------------- out-of-vocab ids
+def test_out_of_vocab_token_ids_are_named_by_verify(tmp_path, capsys):
+  records = tmp_path / "records"
+  _bert_records(records, "part-00000-of-00002", [_example(40)] * 4)
+  _bert_records(records, "part-00001-of-00002", [_example(40), _example(250)])
+  vocab = _vocab(tmp_path / "vocab.txt", 100)
+  assert wikipedia_cli.main(["verify", f"--out={records}", f"--vocab={vocab}", *SEQ]) == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"{records / 'part-00001-of-00002'}: token id 250 is outside the vocab of 100 entries" in err
+  # With the vocab the records were made for, the manifest records the range; a smaller model vocab is refused
+  # from the manifest alone.
+  assert wikipedia_cli.main(["verify", f"--out={records}", f"--vocab={_vocab(tmp_path / 'big.txt', 300)}",
+                             *SEQ]) == 0
+  described = bert_pretraining.read_manifest(str(records))
+  assert described.split("train").max_token_id == 250 and described.split("train").records == 6
+  with pytest.raises(InputError, match=r"part-00001-of-00002: token id 250 is outside the model vocab of 128"):
+    described.check_model(*PREDS, vocab_size=128)
+
+
+def test_cut_record_file_fails_the_manifest_check(tmp_path):
+  records = tmp_path / "records"
+  _bert_records(records, "part-00000-of-00001", [_example(40)] * 5)
+  assert wikipedia_cli.main(["verify", f"--out={records}", f"--vocab={_vocab(tmp_path / 'v.txt', 100)}", *SEQ]) == 0
+  part = records / "part-00000-of-00001"
+  part.write_bytes(part.read_bytes()[:-7])
+  with pytest.raises(InputError, match=r"part-00000-of-00001: [\d,]+ bytes, .*manifest.json records"):
+    bert_pretraining.read_manifest(str(records))
+
+
+# ------------------------------------------------------------------------------------------------ ImageNet tars
+@pytest.mark.parametrize("cut", [15000, 16500, 11000])
+def test_tar_cut_mid_member_names_tar_and_member(tmp_path, capsys, cut):
+  """15000: inside an image of the second class tar; 16500: inside a header of that class tar; 11000: inside
+  the outer tar's second member header."""
+  src = _imagenet_tars(tmp_path / "src")
+  data = (src / "train.tar").read_bytes()
+  cut_tar = tmp_path / "ILSVRC2012_img_train.tar"
+  cut_tar.write_bytes(data[:cut])
+  assert _convert(src, tmp_path / "out", train=cut_tar) == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  expected = {15000: f"{cut_tar}:n01000002.tar ends inside member n01000002_1.JPEG",
+              16500: f"{cut_tar}:n01000002.tar is cut after member n01000002_1.JPEG",
+              11000: f"{cut_tar} is cut after member n01000001.tar"}[cut]
+  assert expected in err and "download it again" in err and "Traceback" not in err
+
+
+def test_val_tar_cut_in_a_header_is_not_a_shorter_listing(tmp_path, capsys):
+  src = _imagenet_tars(tmp_path / "src")
+  data = (src / "val.tar").read_bytes()
+  (src / "val.tar").write_bytes(data[:3000])  # inside the second member's header
+  assert _convert(src, tmp_path / "out") == EXIT_BAD_INPUT
+  assert f"{src / 'val.tar'} is cut after member ILSVRC2012_val_00000001.JPEG" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_refused_before_listing(tmp_path, capsys):
+  src = _imagenet_tars(tmp_path / "src")
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  assert _convert(src, blocker / "imagenet") == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"--out={blocker / 'imagenet'}: cannot write there" in err
+  assert "[list train]" not in err  # refused before the (slow, on the real tar) input listing
+  vocab = _vocab(tmp_path / "vocab.txt", 100)
+  (tmp_path / "part-00000-of-00001").write_text("One sentence.\nTwo sentences.\n")
+  assert wikipedia_cli.main(["tfrecords", f"--input={tmp_path / 'part-00000-of-00001'}", f"--vocab={vocab}",
+                             f"--out={blocker / 'records'}", *SEQ]) == EXIT_BAD_INPUT
+  assert f"--out={blocker / 'records'}: cannot write there" in capsys.readouterr().err
+
+
+def test_unreadable_image_message_names_the_image(tmp_path, capsys):
+  src = _imagenet_tars(tmp_path / "src", bad="n01000002_2.JPEG")
+  assert _convert(src, tmp_path / "out") == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"unreadable image {src / 'train.tar'}:n01000002.tar/n01000002_2.JPEG: not an image format" in err
+  assert "BytesIO" not in err and "--skip_bad" in err
+
+
+def test_short_validation_shard_fails_the_manifest_check(tmp_path):
+  demo_imagenet.generate(str(tmp_path), num_classes=2, train_per_class=4, val_per_class=3, train_shards=2,
+                         val_shards=2)
+  shard = tmp_path / imagenet_format.shard_name("validation", 1, 2)
+  assert imagenet_format.read_manifest(str(tmp_path)).num_examples("validation") == 6
+  shard.write_bytes(shard.read_bytes()[:-100])
+  with pytest.raises(InputError, match=rf"{shard}: [\d,]+ bytes, .*manifest.json records"):
+    imagenet_format.read_manifest(str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+  from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+  folder = tmp_path_factory.mktemp("phase1")
+  prefix = checkpoint.write_tf1_checkpoint(str(folder / "model.ckpt-5"),
+                                           checkpoint.reference_tensors(bert_model.build_bert(bert_model.TINY)))
+  (folder / "bert_config.json").write_text(json.dumps(bert_model.TINY.to_json()))
+  return folder, prefix
+
+
+def test_truncated_checkpoint_names_the_checkpoint(tiny_checkpoint, tmp_path, capsys):
+  folder, prefix = tiny_checkpoint
+  cut = tmp_path / "cut"
+  cut.mkdir()
+  table = {}
+  for name in os.listdir(folder):
+    data = (folder / name).read_bytes()
+    table[name] = {"bytes": len(data), "md5": hashlib.md5(data).hexdigest()}
+    (cut / name).write_bytes(data[:len(data) // 2] if name.endswith(".data-00000-of-00001") else data)
+  expected = tmp_path / "expected.json"
+  expected.write_text(json.dumps(table))
+  cut_prefix = str(cut / os.path.basename(prefix))
+  assert checkpoint_cli.main(["convert", f"--tf1_checkpoint={cut_prefix}", "--bert_config=tiny",
+                              f"--out={tmp_path / 'tf2'}"]) == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"checkpoint {cut_prefix}: cannot read" in err and "cut or corrupt" in err and "Traceback" not in err
+  assert checkpoint_cli.main(["verify", f"--checkpoint_dir={cut}", f"--expected={expected}"]) == EXIT_BAD_INPUT
+  data_file = cut / "model.ckpt-5.data-00000-of-00001"
+  assert f"{data_file}: {os.path.getsize(data_file):,} bytes, expected" in capsys.readouterr().err
+  assert checkpoint_cli.main(["verify", f"--checkpoint_dir={folder}", f"--expected={expected}"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- slow --help
+@pytest.mark.parametrize("module", ["data_prep.imagenet", "data_prep.wikipedia", "data_prep.bert_checkpoint",
+                                    "data_prep.demo.imagenet", "data_prep.demo.bert"])
+def test_help_answers_fast_without_tensorflow(module):
+  probe = ("import runpy, sys\n"
+           f"sys.argv = [{module!r}, '--help']\n"
+           "try:\n"
+           f"  runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+           "except SystemExit as e:\n"
+           "  code = e.code\n"
+           "print('EXIT', code, 'TF', 'tensorflow' in sys.modules)\n")
+  start = time.monotonic()
+  r = subprocess.run([PYTHON, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                     env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  seconds = time.monotonic() - start
+  assert r.stdout.strip().endswith("EXIT 0 TF False"), r.stdout[-500:] + r.stderr[-2000:]
+  assert "usage:" in r.stdout and seconds < 3.0, seconds
