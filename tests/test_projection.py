@@ -1,4 +1,8 @@
 """The projection command: convergence points from the pinned RCPs and the score formula."""
+import subprocess
+import sys
+import time
+
 import pytest
 
 from tf_gp2bm import projection
@@ -15,3 +19,18 @@ def test_projection_uses_rcp_grid_and_score_formula(capsys):
   assert bert["converge_at"].startswith("2,551,360 samples (17 evals)")
   assert score == pytest.approx(7.19 / resnet["minutes"] + 9.05 / bert["minutes"])
   assert "projected score" in capsys.readouterr().out
+
+
+def test_projection_batch_defaults_come_from_the_system_flagfiles(capsys):
+  rows, _ = projection.main(["--resnet_rate=5000", "--bert_rate=200"])
+  explicit, _ = projection.main(["--resnet_rate=5000", "--bert_rate=200", "--resnet_gbs=3264", "--bert_gbs=448"])
+  assert rows == explicit  # flags/<task>/8xgpu.flags hold 3264 and 448
+  assert "a projection" in capsys.readouterr().out
+
+
+def test_projection_help_is_fast_and_imports_no_tensorflow():
+  t0 = time.monotonic()
+  out = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['p', '--help']\n"
+                        "import tf_gp2bm.projection as p\ntry:\n  p.main()\nexcept SystemExit as e:\n"
+                        "  assert e.code == 0\nassert 'tensorflow' not in sys.modules"], capture_output=True, text=True)
+  assert out.returncode == 0 and "--resnet_rate" in out.stdout and time.monotonic() - t0 < 3, out.stderr

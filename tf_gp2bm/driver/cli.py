@@ -1,8 +1,8 @@
 """run_benchmark.sh COMMAND [options]: runs, scores and packages a GP2BM set of MLPerf Training runs.
 
 commands:
-  all          the official set: every task (5 ResNet + 10 BERT runs at least) with the --system flagfiles
-  resnet, bert an official set of one task (no GP2BM score: the score needs every task)
+  all          the official set: every task ({counts} runs at least) with the --system flagfiles
+  {names:<12} an official set of one task (no GP2BM score: the score needs every task)
   demo         the same flow on CPU: smoke flagfiles, generated demo data, a score marked DEMO
   preflight    only the checks, printed as a table
   report       re-scores a finished set folder, re-checks changed logs and rewrites its reports
@@ -35,7 +35,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def build_parser():
   specs = task_spec.specs()
   names = [s.name for s in specs]
-  p = argparse.ArgumentParser(prog="run_benchmark.sh", description=__doc__, formatter_class=_Formatter)
+  description = __doc__.format(counts=" + ".join(f"{s.min_runs} {s.name}" for s in specs), names=", ".join(names))
+  p = argparse.ArgumentParser(prog="run_benchmark.sh", description=description, formatter_class=_Formatter)
   p.add_argument("command", choices=list(cfg.RUN_COMMANDS) + names + list(cfg.TOOL_COMMANDS),
                  help="what to do (see above)")
   p.add_argument("--system", default="8xgpu",

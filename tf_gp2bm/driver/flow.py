@@ -61,8 +61,9 @@ def prepare_demo_data(config, ui):
   return config
 
 
-def build_sysdesc(config, system_name):
-  overrides = read_json(config.system_json, "system description") if config.system_json else {}
+def build_sysdesc(config, system_name, run_launch):
+  overrides = {"number_of_nodes": str(run_launch.num_hosts)}  # the driver's host may not be one of the nodes
+  overrides.update(read_json(config.system_json, "system description") if config.system_json else {})
   try:
     overrides.update(system_desc.parse_field_flags(config.system_fields))
   except ValueError as e:
@@ -113,7 +114,8 @@ def preflight_only(config, ui):
         config = with_data(config, name, task_spec.get(name).demo_data(out))
   config = dataclasses.replace(config, org=config.org or "unset", status=config.status or system_desc.STATUSES[0])
   run_launch = make_launch(config)
-  rows = checks_for(config, run_launch, build_sysdesc(config, default_system_name(config, run_launch)), ui)
+  sysdesc = build_sysdesc(config, default_system_name(config, run_launch), run_launch)
+  rows = checks_for(config, run_launch, sysdesc, ui)
   if preflight.bad_flagfiles(rows):
     return EXIT_BAD_INPUT
   return 1 if preflight.failures(rows) else 0
@@ -136,7 +138,7 @@ def run_set(config, ui):
       ui.say(f"set {rs.path} is complete (see its summary.md); pass --new to start another set")
       return 0
     return finalize(rs, ui)  # every run finished but the driver stopped before scoring
-  sysdesc = build_sysdesc(config, record["system_name"])
+  sysdesc = build_sysdesc(config, record["system_name"], run_launch)
   rows = checks_for(config, run_launch, sysdesc, ui)
   bad = preflight.bad_flagfiles(rows)
   if bad:

@@ -108,7 +108,8 @@ def write_markdown(path, summary):
   if score.get("why_none"):
     out.append(f"- no score: {score['why_none']}")
   if score.get("with_mlperf_rcp_scaling") is not None:
-    out.append(f"- with the MLPerf RCP scaling the package checker applied: {_fmt(score['with_mlperf_rcp_scaling'], 4)}")
+    scaled = _fmt(score["with_mlperf_rcp_scaling"], 4)
+    out.append(f"- with the MLPerf RCP scaling the package checker applied: {scaled}")
   out.append("")
   for task, t in s["tasks"].items():
     window = f"runs {t['window'][0]}..{t['window'][1] - 1}" if t["window"] else "no scored window"
