@@ -107,6 +107,8 @@ def _group_title(module):
     return f"flags of the {module.split('.')[2]} task"
   if module == "tf_gp2bm.tasks.base":
     return "flags every task reads"
+  if module == __name__:
+    return "more trainer flags"
   return f"flags of {module}"
 
 
@@ -142,7 +144,8 @@ def flags_parser(doc, main_flags=MAIN_FLAGS):
     try:
       return flags.FLAGS(argv)
     except flags.Error as e:
-      print(f"error: {e}\n(--help lists every flag with its default)", file=sys.stderr)
+      message = str(e).removeprefix("ERROR:: ")  # absl's flagfile error carries its own prefix
+      print(f"error: {message}\n(--help lists every flag with its default)", file=sys.stderr)
       sys.exit(errors.EXIT_BAD_INPUT)
 
   return parse

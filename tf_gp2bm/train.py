@@ -14,7 +14,7 @@ import time
 import tf_gp2bm  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from absl import app, flags
 
-from tf_gp2bm import cli_flags, dry_run, errors, mlperf_log
+from tf_gp2bm import cli_flags, dry_run, errors, mlperf_log, native_log
 from tf_gp2bm.errors import InputError, Outcome, Terminated
 from tf_gp2bm.files import write_json_atomic
 from tf_gp2bm.runtime import launcher_rank
@@ -88,6 +88,7 @@ def main(argv):
     return errors.EXIT_BAD_INPUT
   seed = FLAGS.seed if FLAGS.seed is not None else _draw_seed()
   if FLAGS.dry_run:
+    native_log.route_stderr(os.devnull)  # a review on the terminal: TensorFlow's C++ chatter is not part of it
     return dry_run.main(lambda: _train(seed), FLAGS)
   rank = launcher_rank() or 0
   try:
@@ -98,6 +99,7 @@ def main(argv):
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_BAD_INPUT
+  native_log.route_stderr(native_log.log_path(FLAGS.output_dir, rank))
   t0 = time.time()
   signal.signal(signal.SIGTERM, _raise_terminated)
   signal.signal(signal.SIGINT, _raise_terminated)

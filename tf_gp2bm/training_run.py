@@ -5,14 +5,16 @@ the log with `run_stop aborted` (once the clock runs) and come back as an Outcom
 tf_gp2bm.train is the command line around it (flags, --help, run.json) and stays free of TensorFlow.
 """
 import hashlib
+import logging
 import os
+import sys
 import traceback
 
 import tensorflow as tf
 import tf_keras
 from mlperf_logging.mllog import constants as C
 
-from tf_gp2bm import dry_run, errors, kernels, mlperf_log, tasks
+from tf_gp2bm import dry_run, errors, kernels, mlperf_log, native_log, tasks
 from tf_gp2bm.cli_flags import parse_profile_steps
 from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
 from tf_gp2bm.runtime import launcher_rank
@@ -49,6 +51,18 @@ def diagnose_data_error(error, task):
   return None
 
 
+def _route_tensorflow_python_log(path):
+  """TensorFlow's Python warnings (AutoGraph, retracing, deprecations) go to the run's tensorflow.log; its errors
+  still reach the terminal. Not propagated, or absl's root handler would print each one a second time."""
+  logger = tf.get_logger()
+  to_file = logging.FileHandler(path)
+  to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+  to_terminal = logging.StreamHandler(sys.stderr)
+  to_terminal.setLevel(logging.ERROR)
+  logger.handlers = [to_file, to_terminal]
+  logger.propagate = False
+
+
 def _create_runtime(flag_values):
   if flag_values.dry_run:
     return dry_run.PlanningRuntime(flag_values.dry_run_replicas)
@@ -58,6 +72,7 @@ def _create_runtime(flag_values):
 def run(flag_values, seed, log):
   """Everything between init_start and run_stop. Returns an Outcome."""
   runtime = ml = summaries = task = trainer = None
+  _route_tensorflow_python_log(native_log.log_path(flag_values.output_dir, launcher_rank() or 0))
   try:
     tasks.config_from_flags(flag_values.task, flag_values)  # flag errors end the run before its log exists
     runtime = _create_runtime(flag_values)

@@ -1,0 +1,93 @@
+"""The trainer's command line: a fast --help without TensorFlow, every flag documented, what the run logs."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import PYTHON, ROOT, run_train
+
+MAIN_FLAGS = ["task", "flagfile", "data_dir", "output_dir", "global_batch_size", "precision", "distribution",
+              "kernels", "seed"]
+
+# Runs the CLI's --help as users do, then says which heavy packages that process had imported.
+_HELP_PROBE = """
+import runpy, sys
+sys.argv = ["tf_gp2bm.train", "--help"]
+try:
+  runpy.run_module("tf_gp2bm.train", run_name="__main__")
+except SystemExit as e:
+  code = e.code
+heavy = sorted(m for m in ("tensorflow", "tf_keras", "official", "keras", "horovod") if m in sys.modules)
+print("PROBE", code, ",".join(heavy), file=sys.stderr)
+"""
+
+
+def _env():
+  return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+
+
+def test_help_is_fast_exits_0_and_loads_no_tensorflow():
+  t0 = time.monotonic()
+  r = run_train("--help", timeout=60)
+  elapsed = time.monotonic() - t0
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert elapsed < 3.0, f"--help took {elapsed:.1f}s"
+  probe = subprocess.run([PYTHON, "-c", _HELP_PROBE], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=60)
+  assert "PROBE 0 \n" in probe.stderr, probe.stderr[-2000:]  # exit 0 and none of the heavy packages
+
+
+def _help_entries(text):
+  """flag name -> its help paragraph, from the `  --name...` / indented text layout of --help."""
+  entries, name = {}, None
+  for line in text.splitlines():
+    m = re.match(r"  --(?:\[no\])?([a-z0-9_]+)", line)
+    if m:
+      name = m.group(1)
+      entries[name] = ""
+    elif name and line.startswith("    "):
+      entries[name] += " " + line.strip()
+    else:
+      name = None
+  return entries
+
+
+def test_help_shows_the_main_flags_first():
+  r = run_train("--help", timeout=60)
+  main_section = r.stdout.split("main flags:", 1)[1].split("\n\n", 1)[0]
+  assert list(_help_entries(main_section)) == MAIN_FLAGS
+
+
+def test_every_flag_has_help_text_and_shows_its_default():
+  r = run_train("--help", timeout=60)
+  entries = _help_entries(r.stdout)
+  # Every flag this project defines (the trainer's, the shared task flags and each task's own).
+  probe = subprocess.run(
+      [PYTHON, "-c", "from absl import flags; import tf_gp2bm.train; "
+       "print(' '.join(f.name for m, fs in flags.FLAGS.flags_by_module_dict().items() "
+       "if not m.startswith('absl.') for f in fs))"],
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+  ours = set(probe.stdout.split())
+  assert {"task", "global_batch_size", "lars_momentum", "max_seq_length", "profile_steps"} <= ours
+  missing = sorted(ours - set(entries))
+  assert not missing, f"flags missing from --help: {missing}"
+  for name in ours:
+    text = entries[name]
+    assert re.search(r"\(default: [^)]+\)$", text), f"--{name}: no default shown: {text!r}"
+    assert len(text.split("(default:")[0].strip()) > 10, f"--{name}: no help text"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", [False, True])
+def test_submission_division_follows_closed(closed, tmp_path):
+  args = ["--task=resnet", "--dry_run", "--seed=1"]
+  args += ["--flagfile=flags/resnet/8xgpu.flags", "--dry_run_replicas=8"] if closed else [
+      "--flagfile=flags/resnet/smoke.flags"]
+  r = run_train(*args, timeout=600)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  divisions = [json.loads(line.split(":::MLLOG ", 1)[1])["value"] for line in r.stdout.splitlines()
+               if '"key": "submission_division"' in line]
+  assert divisions == ["closed" if closed else "open"]
