@@ -67,6 +67,20 @@ def test_schedule_decays_linearly_to_zero_and_stays():
   assert float(s(6700)) == 0.0 and float(s(9000)) == 0.0
 
 
-def test_lamb_update_is_a_kernel_hot_spot():
-  assert "lamb_update" in kernels.names()
-  assert "step" in kernels.get("lamb_update").__doc__
+def test_lamb_step_is_one_multi_tensor_hot_spot_call():
+  calls = []
+  default = kernels.get("lamb_apply")
+
+  def counting(variables, grads, m_slots, v_slots, lr, step, beta_1, beta_2, epsilon, weight_decay, adapt):
+    calls.append([v.name for v in variables])
+    default(variables, grads, m_slots, v_slots, lr, step, beta_1, beta_2, epsilon, weight_decay, adapt)
+
+  kernels.register("lamb_apply", counting)
+  try:
+    variables = [tf.Variable(tf.ones([2]), name="dense/kernel"), tf.Variable(tf.ones([2]), name="dense/bias")]
+    opt = LAMB(lambda s: 0.1).build(variables)
+    opt.apply([tf.ones([2]), None])  # a variable without a gradient is left out of the call
+  finally:
+    kernels.reset()
+  assert calls == [["dense/kernel:0"]]
+  assert variables[1].numpy().tolist() == [1.0, 1.0]

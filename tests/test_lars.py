@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
+from tf_gp2bm.optimizers.lars import KERAS_EPSILON, LARS, PolynomialWarmup
 
 
 def numpy_lars_step(w, g, m, lr, momentum, wd, eeta, eps, adapt):
@@ -32,11 +32,19 @@ def test_lars_updates_equal_numpy():
     opt.apply([tf.constant(grads[v.name.split(":")[0]]) for v in variables])
     for n in shapes:
       adapt = not any(k in n for k in ("batch_normalization", "bias"))
-      ref_w[n], ref_m[n] = numpy_lars_step(ref_w[n], grads[n], ref_m[n], 0.5 + 0.1 * step, 0.9, 5e-5, 0.001, 0.0,
-                                           adapt)
+      ref_w[n], ref_m[n] = numpy_lars_step(ref_w[n], grads[n], ref_m[n], 0.5 + 0.1 * step, 0.9, 5e-5, 0.001,
+                                           KERAS_EPSILON, adapt)
   for v in variables:
     np.testing.assert_allclose(v.numpy(), ref_w[v.name.split(":")[0]], rtol=1e-5, atol=1e-6)
   assert int(opt.iterations.numpy()) == 3
+
+
+def test_epsilon_zero_means_the_keras_epsilon_as_in_the_reference():
+  # |w| = 1e-6, |g| = 1e-7, no weight decay: trust = eeta |w| / (|g| + 1e-7) = 0.001 * 1e-6 / 2e-7 = 5e-3
+  w = tf.Variable(np.full((1,), 1e-6, np.float32), name="dense/kernel")
+  opt = LARS(lambda s: 1.0, momentum=0.0, weight_decay=0.0, eeta=0.001, epsilon=0.0).build([w])
+  opt.apply([tf.constant([1e-7])])
+  np.testing.assert_allclose(w.numpy(), [1e-6 - 5e-3 * 1e-7], rtol=1e-6)
 
 
 def test_lars_trust_ratio_is_one_for_zero_weights():

@@ -14,6 +14,7 @@ import time
 import tensorflow as tf
 from mlperf_logging.mllog import constants as C
 
+from tf_gp2bm import kernels
 from tf_gp2bm.errors import NonFiniteLoss
 from tf_gp2bm.progress import format_seconds
 from tf_gp2bm.summaries import RunSummaries
@@ -54,7 +55,7 @@ class Trainer:
     with tf.GradientTape() as tape:
       loss = self.task.loss(self.model, batch)
       scaled = self.precision.scale_loss(loss)
-    grads = self.precision.unscale(tape.gradient(scaled, tvars))
+    grads = self.precision.unscale(kernels.check_gradients(tvars, tape.gradient(scaled, tvars)))
     grads = [tf.cast(g, tf.float32) for g in grads]
     return loss, self.task.process_micro_gradients(grads)
 

@@ -1,4 +1,4 @@
-"""A plugin that visibly changes numerics: each hot spot's output (or update) is halved."""
+"""A plugin that visibly changes numerics: each hot spot's output (or learning rate) is halved."""
 import tensorflow as tf
 
 from tf_gp2bm import kernels
@@ -14,16 +14,15 @@ def _halve_output(name):
 
 
 def _halve_lr(name):
-  def replacement(var, grad, *rest):
-    slots_and_lr = list(rest)
-    # signature: (var, grad, slot(s)..., lr, ...): the lr is the first float tensor/number after the slots
-    for i, a in enumerate(slots_and_lr):
-      if not isinstance(a, tf.Variable):
-        slots_and_lr[i] = a * 0.5
-        break
-    return _defaults[name](var, grad, *slots_and_lr)
+  def replacement(*args, **kwargs):
+    args = list(args)
+    # (var(s), grad(s), slot(s)..., lr, ...): the lr is the first argument after the gradients that is neither a
+    # variable nor a list of them
+    i = next(i for i in range(2, len(args)) if not isinstance(args[i], (tf.Variable, list)))
+    args[i] = args[i] * 0.5
+    return _defaults[name](*args, **kwargs)
   return replacement
 
 
 for _name in kernels.names():
-  kernels.register(_name, _halve_lr(_name) if _name.endswith("_update") else _halve_output(_name))
+  kernels.register(_name, _halve_lr(_name) if _name.startswith(("lars_", "lamb_")) else _halve_output(_name))

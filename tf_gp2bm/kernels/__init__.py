@@ -34,6 +34,9 @@ def get(name):
   return registry.get(name)
 
 
+get.autograph_info__ = registry.get.autograph_info__  # not converted by autograph (see registry)
+
+
 def register(name, fn):
   """Replaces hot spot `name` with `fn`, which must take the default's parameters (see `contract(name)`)."""
   _declare_defaults()

@@ -5,8 +5,13 @@ and `official.nlp.modeling.layers.TransformerEncoderBlock`, looked up when a mod
 replaces those names while a model is built with subclasses that read their variables and call
 `kernels.get(NAME)` with tensors, so the garden's models, variable names and checkpoints stay as they are and a
 vendor kernel lands in the compiled step. Configurations the tasks never use fall back to the garden's own code.
+
+Dropout (the hot spots' and the garden's Dropout layers) is TensorFlow's stateless dropout with seeds drawn from
+one tf.random.Generator per model build, seeded from Python's RNG (which tf_keras.utils.set_random_seed seeds):
+unlike Keras' legacy stateful random ops, that stream is the same on every run under XLA.
 """
 import contextlib
+import random
 
 import tensorflow as tf
 import tf_keras
@@ -16,12 +21,13 @@ from tf_keras.src import backend
 from tf_keras.src.engine import base_layer_utils
 from tf_keras.src.layers.attention.multi_head_attention import MultiHeadAttention
 from tf_keras.src.layers.normalization.batch_normalization import BatchNormalization
+from tf_keras.src.layers.regularization.dropout import Dropout
 from tf_keras.src.layers.normalization.layer_normalization import LayerNormalization
 from tf_keras.src.mixed_precision import autocast_variable
 
 from tf_gp2bm import kernels
 
-_SEED_RANGE = 2 ** 30
+_streams = []  # the seed stream of the model being built (innermost swappable block last)
 
 
 def gelu(x):
@@ -53,12 +59,37 @@ def _built(layer, example):
   return layer
 
 
-def _dropout_seed(dropout_layer, rate, training):
-  """An int32 [2] seed for a stateless dropout, drawn from the garden layer's seeded RNG (None: no dropout)."""
-  if not training or not rate:
-    return None
-  draw = dropout_layer._random_generator.random_uniform([2], 0, _SEED_RANGE, dtype=tf.float32)
-  return tf.cast(draw, tf.int32)
+class SeedStream:
+  """Draws int32 [2] seeds for stateless dropout. Held by layers as a plain object, so Keras does not count its
+  generator's state among the model's variables (checkpoints and the trainer's state stay as they were)."""
+
+  def __init__(self):
+    self.generator = tf.random.Generator.from_seed(random.getrandbits(62))
+
+  def seed(self, rate, training):
+    """None when no dropout happens (not training or rate 0), else a fresh seed."""
+    if not training or not rate:
+      return None
+    return self.generator.uniform_full_int([2], tf.int32)
+
+
+def _seed_stream():
+  if not _streams:
+    _streams.append(SeedStream())
+  return _streams[-1]
+
+
+class SwappableDropout(Dropout):
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._seeds = _seed_stream()
+
+  def call(self, inputs, training=None):
+    training = _static_training(training)
+    if training is None or self.noise_shape is not None:
+      return super().call(inputs, training=training)
+    seed = self._seeds.seed(self.rate, training)
+    return inputs if seed is None else tf.nn.experimental.stateless_dropout(inputs, self.rate, seed)
 
 
 class SwappableBatchNormalization(BatchNormalization):
@@ -94,6 +125,10 @@ class SwappableLayerNormalization(LayerNormalization):
 class SwappableMultiHeadAttention(MultiHeadAttention):
   """Self-attention goes through `self_attention` (packed QKV); other uses through `attention_core`."""
 
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._seeds = _seed_stream()
+
   def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
            use_causal_mask=False):
     if not self._built_from_signature:
@@ -114,7 +149,7 @@ class SwappableMultiHeadAttention(MultiHeadAttention):
     qkv_kernel = tf.concat([tf.reshape(d.kernel, [hidden, -1]) for d in (q, k, v)], axis=1)
     qkv_bias = tf.concat([tf.reshape(d.bias, [-1]) for d in (q, k, v)], axis=0)
     output_kernel = tf.reshape(out.kernel, [-1, out.kernel.shape[-1]])
-    seed = _dropout_seed(self._dropout_layer, self._dropout, training)
+    seed = self._seeds.seed(self._dropout, training)
     return kernels.get("self_attention")(query, qkv_kernel, qkv_bias, output_kernel, out.bias, mask,
                                          self._num_heads, self._dropout, seed, training)
 
@@ -124,13 +159,17 @@ class SwappableMultiHeadAttention(MultiHeadAttention):
       return super()._compute_attention(query, key, value, attention_mask, training)
     if attention_mask is not None:
       attention_mask = tf.cast(attention_mask, query.dtype)
-    seed = _dropout_seed(self._dropout_layer, self._dropout, training)
+    seed = self._seeds.seed(self._dropout, training)
     return kernels.get("attention_core")(query, key, value, attention_mask, self._dropout, seed, training), None
 
 
 class SwappableTransformerEncoderBlock(TransformerEncoderBlock):
   """BERT's post-norm encoder layer: self_attention, residual_dropout_layer_norm, bias_gelu, the output dense,
   residual_dropout_layer_norm."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._seeds = _seed_stream()
 
   def _plain(self, inputs, output_range):
     return (isinstance(inputs, (list, tuple)) and len(inputs) == 2 and not output_range and not self._output_range
@@ -149,7 +188,7 @@ class SwappableTransformerEncoderBlock(TransformerEncoderBlock):
     gamma, beta = _own_dtype(norm.gamma, norm.beta)
     rate = self._output_dropout_rate
     attention = residual_ln(attention, tf.cast(x, attention.dtype), gamma, beta, norm.epsilon, rate,
-                            _dropout_seed(self._attention_dropout, rate, training), training)
+                            self._seeds.seed(rate, training), training)
 
     dense = self._intermediate_dense
     act_dtype = self._intermediate_activation_layer.compute_dtype  # float32 under bf16, as the garden
@@ -163,10 +202,11 @@ class SwappableTransformerEncoderBlock(TransformerEncoderBlock):
     norm = _built(self._output_layer_norm, output)
     gamma, beta = _own_dtype(norm.gamma, norm.beta)
     return residual_ln(output, attention, gamma, beta, norm.epsilon, rate,
-                       _dropout_seed(self._output_dropout, rate, training), training)
+                       self._seeds.seed(rate, training), training)
 
 
 _SWAPS = {"BatchNormalization": (tf_keras.layers, SwappableBatchNormalization),
+          "Dropout": (tf_keras.layers, SwappableDropout),
           "LayerNormalization": (tf_keras.layers, SwappableLayerNormalization),
           "MultiHeadAttention": (tf_keras.layers, SwappableMultiHeadAttention),
           "TransformerEncoderBlock": (nlp_layers, SwappableTransformerEncoderBlock)}
@@ -181,8 +221,10 @@ def swappable(*names):
   saved = {n: getattr(_SWAPS[n][0], n) for n in names}
   for n in names:
     setattr(_SWAPS[n][0], n, _SWAPS[n][1])
+  _streams.append(SeedStream())
   try:
     yield
   finally:
+    _streams.pop()
     for n, cls in saved.items():
       setattr(_SWAPS[n][0], n, cls)

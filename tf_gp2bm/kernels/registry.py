@@ -9,8 +9,9 @@ import inspect
 from typing import Any, Callable, Optional
 
 
-class KernelError(ValueError):
-  """A replacement breaks its hot spot's contract (signature, output shape or dtype)."""
+class KernelError(Exception):
+  """A replacement breaks its hot spot's contract (signature, output shape or dtype). A plain Exception subclass so
+  that autograph re-raises it as itself (with the trace location) from inside tf.function."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,13 @@ def _checked(spot, fn, source):
     if problem:
       raise KernelError(f"{spot.name} from {source} returned {problem[0]}; expected {problem[1]}")
     return out
+  call.autograph_info__ = frozenset()
   return call
+
+
+# The marker tf.autograph.experimental.do_not_convert sets (this module does not import TensorFlow): the lookup and
+# the output check stay plain Python inside tf.function, so a contract error reaches the caller as a KernelError.
+get.autograph_info__ = frozenset()
 
 
 def describe(t):

@@ -109,7 +109,7 @@ def build_bert(config: BertConfig, seq_length=None, predictions=20):
   Built with the garden's encoder layers, attention and layer norms routed through the kernel hot spots
   (tf_gp2bm.kernels.model_garden); names, variables and default numerics are the garden's.
   """
-  with swappable("LayerNormalization", "MultiHeadAttention", "TransformerEncoderBlock"):
+  with swappable("LayerNormalization", "MultiHeadAttention", "TransformerEncoderBlock", "Dropout"):
     model = BertPretrainingModel(config)
     model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
   return model

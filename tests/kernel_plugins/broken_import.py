@@ -1,0 +1,2 @@
+"""A kernel module whose own dependency is missing."""
+import acme_fused_kernels  # noqa: F401
