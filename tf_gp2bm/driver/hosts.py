@@ -14,6 +14,7 @@ import threading
 import time
 
 from . import host_probe, srun
+from . import launch as launch_mod
 
 GIB = 2 ** 30
 CLOCK_WARN_S, CLOCK_FAIL_S = 0.5, 2.0  # run times come from rank 0, but the watchdog compares file times
@@ -45,10 +46,10 @@ def probe_command(launch, probe_args):
   return [sys.executable, *probe]
 
 
-def run_on_every_host(launch, probe_args, timeout=PROBE_TIMEOUT_S):
+def run_on_every_host(launch, probe_args, timeout=PROBE_TIMEOUT_S, cmd=None):
   """{host: (report dict, arrival time)} and the launcher's output (for the error message)."""
-  cmd = probe_command(launch, probe_args)
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+  cmd = cmd or probe_command(launch, probe_args)
+  env = launch_mod.tool_env(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1"))
   try:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=host_probe.REPO, start_new_session=True)
@@ -227,7 +228,13 @@ def drop_caches_detail(launch):
   if launch.kind == "local":
     result = host_probe.drop_caches()
     return result["dropped"], result["detail"]
-  reports, output = run_on_every_host(launch, ["drop_caches"], timeout=300)
+  cmd = None
+  if launch.kind == "slurm":
+    # On the node itself, never inside a container: only the host's root can drop its page cache.
+    n = launch.num_hosts
+    cmd = ["srun", f"--nodes={n}", f"--ntasks={n}", "--ntasks-per-node=1", sys.executable, "-m",
+           "tf_gp2bm.driver.host_probe", "drop_caches"]
+  reports, output = run_on_every_host(launch, ["drop_caches"], timeout=300, cmd=cmd)
   failed = [f"{h}: {reports[h][0]['detail']}" if h in reports else f"{h}: no answer ({_last_lines(output, 2)})"
             for h in launch.host_names if h not in reports or not reports[h][0]["dropped"]]
   if failed:

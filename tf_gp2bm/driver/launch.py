@@ -198,6 +198,14 @@ def _checked_np(np, total, source):
   return total
 
 
+def tool_env(env=None):
+  """env with this interpreter's bin folder first on PATH: horovodrun lives in the venv, which the driver runs
+  from without it being activated."""
+  env = dict(os.environ if env is None else env)
+  env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+  return env
+
+
 def command(launch, trainer_argv):
   """The argv of one training run (trainer_argv starts with the interpreter: python -m tf_gp2bm.train ...)."""
   trainer_argv = list(trainer_argv)

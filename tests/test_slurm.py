@@ -1,0 +1,112 @@
+"""The Slurm path against a real one-node Slurm (tests/slurm_cluster.py installs and starts it privately):
+the allocation is detected, preflight and the cache drop go through srun, scripts/slurm/run.sub trains a smoke run
+with Horovod ranks from Slurm, and the driver runs a set under salloc. If Slurm cannot start, these tests fail
+with the reason."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PYTHON, ROOT, check_compliance
+from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
+SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
+
+
+@pytest.fixture(scope="module")
+def slurm():
+  cluster = SlurmCluster()
+  try:
+    cluster.up()
+  except SlurmUnavailable as e:
+    pytest.fail(f"the test Slurm cluster did not start: {e}")
+  return cluster
+
+
+def _env(cluster, **extra):
+  return dict(cluster.env, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+              PATH=f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}", **extra)
+
+
+def _in_allocation(cluster, code, tasks=2, timeout=900):
+  """Runs python code under `salloc -n tasks` (one node) and returns the CompletedProcess."""
+  return subprocess.run(["salloc", f"--ntasks={tasks}", f"--ntasks-per-node={tasks}", "--nodes=1", PYTHON, "-c", code],
+                        env=_env(cluster), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_allocation_is_detected(slurm):
+  r = _in_allocation(slurm, "from tf_gp2bm.driver import launch\n"
+                            "print('LAUNCH', launch.from_args(launcher='slurm'))\n"
+                            "try:\n  launch.from_args(np=3, launcher='slurm')\n"
+                            "except Exception as e:\n  print('ERROR', e)\n")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert f"LAUNCH Launch(kind='slurm', np=2, hosts=(('{slurm.node}', 2),), hvd_args=())" in r.stdout
+  assert "ERROR --np=3 but the Slurm allocation (2 tasks)" in r.stdout
+
+
+def test_preflight_and_cache_drop_through_srun(slurm, tmp_path):
+  data = tmp_path / "imagenet"
+  data.mkdir()
+  (data / "manifest.json").write_text("{}")
+  config = {"tasks": ["resnet"], "data": {"resnet": {"data_dir": str(data)}}}
+  r = _in_allocation(slurm, "import json\nfrom tf_gp2bm.driver import hosts, launch\n"
+                            "run = launch.from_args(launcher='slurm')\n"
+                            f"print('ROWS', json.dumps(hosts.preflight(run, {config!r})))\n"
+                            "print('DROP', json.dumps(hosts.drop_caches_detail(run)))\n")
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+  rows = {name: (status, detail) for name, status, detail in
+          json.loads(r.stdout.split("ROWS ", 1)[1].splitlines()[0])}
+  assert rows["hosts answer"] == ("PASS", f"1: {slurm.node}")
+  for name in ("same versions on every host", "same source on every host", f"data {data}"):
+    assert rows[name][0] == "PASS", rows[name]
+  dropped, detail = json.loads(r.stdout.split("DROP ", 1)[1].splitlines()[0])
+  assert (dropped, detail) == (True, "page cache dropped on 1 hosts") or not dropped and slurm.node in detail
+
+
+def test_run_sub_trains_a_smoke_run_with_horovod_ranks_from_slurm(slurm, demo_imagenet, tmp_path):
+  out = tmp_path / "run"
+  r = subprocess.run(["sbatch", "--wait", "--nodes=1", "--ntasks=2", "--ntasks-per-node=2",
+                      f"--output={tmp_path / 'job-%j.out'}", os.path.join(ROOT, "scripts", "slurm", "run.sub"),
+                      "train", *SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--weights_digest",
+                      "--seed=17"], env=_env(slurm), capture_output=True, text=True, timeout=2400, cwd=ROOT)
+  (job_out,) = tmp_path.glob("job-*.out")
+  text = job_out.read_text()
+  assert r.returncode == 0, r.stdout + r.stderr + text[-4000:]
+  assert "horovod: rank 0/2" in (out / "console.log").read_text()
+  assert "run.sub: training step exit 0" in text
+  assert f"{os.uname().nodename} " in (out / "cache_drop.log").read_text()
+  digests = {(out / f"weights_digest.rank{i}").read_text() for i in range(2)}
+  assert len(digests) == 1
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+
+
+def test_run_sub_refuses_without_an_output_dir(slurm, tmp_path):
+  r = subprocess.run(["sbatch", "--wait", "--ntasks=1", f"--output={tmp_path / 'job.out'}",
+                      os.path.join(ROOT, "scripts", "slurm", "run.sub"), "train", *SMOKE],
+                     env=_env(slurm), capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert r.returncode != 0
+  assert "--output_dir=DIR is required" in (tmp_path / "job.out").read_text()
+
+
+def test_driver_runs_a_set_inside_an_allocation(slurm, tmp_path):
+  flags = tmp_path / "flags" / "resnet"
+  flags.mkdir(parents=True)
+  # The smoke config cut to two epochs (one eval): the launch path is under test, not convergence.
+  (flags / "smoke.flags").write_text((ROOT / "flags" / "resnet" / "smoke.flags").read_text() + "\n--train_epochs=2\n")
+  demo_data = os.path.join(ROOT, "results", "demo_data")
+  r = subprocess.run(["salloc", "--nodes=1", "--ntasks=2", "--ntasks-per-node=2",
+                      os.path.join(ROOT, "run_benchmark.sh"), "demo", "--tasks", "resnet", "--runs_resnet=1",
+                      "--launcher=slurm", f"--results_root={tmp_path / 'results'}", f"--demo_data_dir={demo_data}",
+                      f"--flags_dir={tmp_path / 'flags'}", "--force"],
+                     env=_env(slurm, PYTHON=sys.executable), capture_output=True, text=True, timeout=2400, cwd=ROOT)
+  assert r.returncode in (0, 3), r.stdout[-4000:] + r.stderr[-3000:]
+  (set_dir,) = (tmp_path / "results").glob("*-demo")
+  record = json.loads((set_dir / "runs" / "resnet" / "run_0" / "driver.json").read_text())
+  assert record["command"][1:4] == ["-m", "tf_gp2bm.driver.srun", "--np=2"], record["command"]
+  assert record["exit_code"] in (0, 3) and record["compliance_passed"], record
+  console = (set_dir / "runs" / "resnet" / "run_0" / "console.log").read_text()
+  assert "horovod: rank 0/2" in console
