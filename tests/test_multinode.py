@@ -244,3 +244,18 @@ def test_driver_runs_a_one_run_smoke_set_on_two_loopback_hosts(tmp_path):
     assert rows[name]["status"] == "PASS", rows[name]
   ok, report = check_compliance(set_dir / "runs" / "resnet" / "run_0" / "mlperf.log", tmp_path)
   assert ok, report
+
+
+def test_gpu_host_without_nccl_horovod_fails_preflight(local_facts):
+  facts, _ = local_facts
+  gpu_host = dict(facts, gpus=8, tf_gpus=8, nccl=False, error=None)
+  cpu_tf = dict(facts, gpus=8, tf_gpus=0, nccl=True, error=None)
+  run = launch.from_args(hosts="node1:8,node2:8")
+  rows = dict((n, (s, d)) for n, s, d in hosts._gpus(run, [("node1", gpu_host, 0), ("node2", cpu_tf, 0)]))
+  status, detail = rows["TensorFlow GPUs + Horovod NCCL"]
+  assert status == "FAIL"
+  assert "node1: Horovod was built without NCCL" in detail and "scripts/setup.sh" in detail
+  assert "node2: nvidia-smi shows 8 GPU(s) but TensorFlow sees none" in detail
+  assert rows["GPUs per host"] == ("PASS", "node1: 8, node2: 8")
+  short = hosts._gpus(launch.from_args(hosts="node1:8"), [("node1", dict(gpu_host, gpus=4, nccl=True), 0)])
+  assert short[0] == ("GPUs per host", "FAIL", "node1 has 4 GPU(s) for 8 process(es)")
