@@ -93,6 +93,7 @@ def preflight(launch, set_config):
     fd, marker = tempfile.mkstemp(prefix=".gp2bm_shared_", dir=root)
     os.close(fd)
   args = ["facts"] + [f"--path={p}" for p in paths] + ([f"--shared_marker={marker}"] if marker else [])
+  here = host_probe.source_digest()  # taken as the probes start: the code the set's runs will use
   try:
     reports, output = run_on_every_host(launch, args)
   finally:
@@ -106,7 +107,7 @@ def preflight(launch, set_config):
   ordered = [(h, reports[h][0], reports[h][1]) for h in names]
   rows = [("hosts answer", "PASS", f"{len(names)}: {', '.join(names)}")]
   rows.append(_same(ordered, "versions", lambda r: dict(r["versions"], python=r["python"])))
-  rows.append(_same_source(ordered))
+  rows.append(_same_source(ordered, here))
   rows += _gpus(launch, ordered)
   rows += _data(ordered, paths)
   rows.append(_clock(ordered))
@@ -140,9 +141,8 @@ def _brief(value):
   return str(value)
 
 
-def _same_source(ordered):
+def _same_source(ordered, here):
   name = "same source on every host"
-  here = host_probe.source_digest()
   diffs = [f"{h} runs source {r['source']}" for h, r, _ in ordered if r["source"] != here]
   if diffs:
     return (name, "FAIL", f"{'; '.join(diffs)}, the driver's is {here}: copy the same commit (tf_gp2bm/, flags/) "
