@@ -138,6 +138,9 @@ def _terminate(signum, frame):
 def main(argv=None):
   config = parse_args(sys.argv[1:] if argv is None else argv)
   signal.signal(signal.SIGTERM, _terminate)
+  # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also
+  # when the venv is not activated.
+  os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
   # The set machinery imports the checkers, matplotlib and openpyxl: only after the command line is valid, so
   # --help and flag errors answer at once.
   from . import flow

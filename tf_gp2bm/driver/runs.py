@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 
+from tf_gp2bm.errors import EXIT_BAD_INPUT
 from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
 
 from . import checks, digest, scoring
+from .launch import tool_env
 from .system_desc import MLLOG_STATUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -261,14 +263,18 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   each entry by trying the text format before the binary one it wrote, so every cache hit puts one harmless
   "Error parsing text-format tensorflow.XlaSerializedCacheEntry" line into console.log; the digest never shows it.
   """
-  env = dict(os.environ, PYTHONUNBUFFERED="1")  # tf_gp2bm itself sets the Keras and log-level variables
+  env = tool_env(dict(os.environ, PYTHONUNBUFFERED="1"))  # tf_gp2bm sets the Keras/log-level variables
   if xla_cache:
     env["TF_XLA_FLAGS"] = f"{env.get('TF_XLA_FLAGS', '')} --tf_xla_persistent_cache_directory={xla_cache}".strip()
   mllog_path = os.path.join(run_dir, MLLOG)
   last_output = [time.monotonic()]
   with open(os.path.join(run_dir, CONSOLE), "ab") as console:
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    try:
+      proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    except OSError as e:  # a launcher that is not installed fails every run the same way: bad input
+      console.write(f"error: cannot start {cmd[0]}: {e.strerror or e} (is it installed and on PATH?)\n".encode())
+      return EXIT_BAD_INPUT, False
     if on_start:
       on_start(proc.pid)
 
