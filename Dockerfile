@@ -11,7 +11,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /workspace/tf_gp2bm
 COPY requirements.txt scripts/setup.sh scripts/
-RUN mv scripts/requirements.txt . && PYTHON=python3.11 bash scripts/setup.sh \
+RUN mv scripts/requirements.txt . && GP2BM_GPU=1 PYTHON=python3.11 bash scripts/setup.sh \
     && .venv/bin/python -c "import horovod.tensorflow as h; assert h.nccl_built(), 'horovod built without NCCL'"
 COPY . .
 ENV PATH=/workspace/tf_gp2bm/.venv/bin:$PATH
