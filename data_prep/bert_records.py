@@ -8,12 +8,17 @@ Examples are encoded by hand (in data_prep/_native.c, or in Python without a com
 tf.train.Example: the bytes equal `tf.train.Example(...).SerializeToString(deterministic=True)` (map keys
 sorted), which a test checks, and it is many times faster than building protobuf objects.
 """
+import ctypes
 import hashlib
 import os
 import struct
 
-from tf_gp2bm.files import atomic_output
+import numpy as np
+
+from data_prep import native
+from tf_gp2bm.files import atomic_output, sha256_file
 from tf_gp2bm.formats.bert_pretraining import FEATURES, FORMAT, feature_spec  # noqa: F401  (the format this writes)
+
 
 def _varint(value):
   if value < 0:
@@ -59,8 +64,6 @@ class _NativeEncoder:
   """encode_example of data_prep/_native.c with reusable buffers for one (max_seq_length, max_predictions)."""
 
   def __init__(self, lib, max_seq_length, max_predictions_per_seq):
-    import ctypes
-    import numpy as np
     self._lib, self._string_at = lib, ctypes.string_at
     self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
     self._ids = np.zeros(max_seq_length, np.int32)
@@ -88,7 +91,6 @@ _ENCODERS = {}
 def _native_encoder(max_seq_length, max_predictions_per_seq):
   key = (max_seq_length, max_predictions_per_seq)
   if key not in _ENCODERS:
-    from data_prep import native
     lib = native.load()
     _ENCODERS[key] = _NativeEncoder(lib, *key) if lib is not None else None
   return _ENCODERS[key]
@@ -149,13 +151,12 @@ class TFRecordFile:
   """
 
   def __init__(self, path):
-    from data_prep import native
     self.path = path
     self.count, self.bytes = 0, 0
     self._sha = hashlib.sha256()  # hashed as written, so the manifest costs no second read
     self._lib = native.load()
     if self._lib is None:
-      import tensorflow as tf
+      import tensorflow as tf  # only without a C compiler: the workers normally never load TensorFlow
       self._tf_writer = tf.io.TFRecordWriter(path)
     else:
       self._file = open(path, "wb")
@@ -176,7 +177,6 @@ class TFRecordFile:
   def stats(self):
     """count, bytes and sha256 of what was written (after close())."""
     if self._lib is None:  # TensorFlow wrote the file: hash it back
-      from tf_gp2bm.files import sha256_file
       return {"count": self.count, "bytes": os.path.getsize(self.path), "sha256": sha256_file(self.path)}
     return {"count": self.count, "bytes": self.bytes, "sha256": self._sha.hexdigest()}
 
@@ -217,7 +217,6 @@ def write_examples(path, examples, max_seq_length, max_predictions_per_seq, prog
 def read_records(path, check_crc=True):
   """Yields the records of a TFRecord file without TensorFlow; a truncated or corrupt file raises ValueError
   naming the file and byte offset."""
-  from data_prep import native
   lib = native.load() if check_crc else None
   with open(path, "rb") as f:
     offset = 0

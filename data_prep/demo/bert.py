@@ -16,6 +16,8 @@ import json
 import os
 import random
 
+import numpy as np
+
 from data_prep import bert_manifest, bert_records
 from data_prep.wikipedia.instances import create_pretraining_examples
 from tf_gp2bm.formats import bert_pretraining
@@ -92,7 +94,6 @@ def pretrain(train_dir, steps, seed, batch_size=32, learning_rate=0.03):
 
 def write_checkpoint(out, seed, pretrain_steps):
   """Tiny model -> TF1 names (with optimizer slots and global_step, as a reference checkpoint has)."""
-  import numpy as np
   import tf_keras
   from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
   tf_keras.utils.set_random_seed(seed)

@@ -54,7 +54,7 @@ def generate(root, num_images):
 
 def straightforward_convert(images, out, num_shards):
   """The simple converter this one must beat: decode and re-encode every image, one process."""
-  import tensorflow as tf
+  import tensorflow as tf  # only the baseline converter decodes with TensorFlow
   writers = [tf.io.TFRecordWriter(os.path.join(out, imagenet_records.shard_name("train", i, num_shards)))
              for i in range(num_shards)]
   for n, (image, label) in enumerate(images):

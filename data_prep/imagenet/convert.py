@@ -130,7 +130,7 @@ def _records(task, summary):
 
 def write_shard(task):
   """Writes one shard and its summary; returns the summary."""
-  import tensorflow as tf
+  import tensorflow as tf  # in the shard-writing workers only: --help and the listing need no TensorFlow
   out, counter = _worker["out"], _worker["counter"]
   name = imagenet_records.shard_name(task.split, task.index, task.num_shards)
   path = os.path.join(out, name)

@@ -23,7 +23,7 @@ def scan_shard(path, decode_every=1):
 
   decode_every: decode the JPEG of every n-th record (0: none) and compare it with image/height and width.
   """
-  import tensorflow as tf
+  import tensorflow as tf  # in the scanning workers only: --help and the listing need no TensorFlow
   result = {"path": path, "num_examples": 0, "bytes": os.path.getsize(path), "sha256": files.sha256_file(path),
             "class_counts": collections.Counter(), "labels": collections.defaultdict(set), "problems": []}
   problems = result["problems"]

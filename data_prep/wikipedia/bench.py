@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from data_prep.bert_records import read_records
 from data_prep.wikipedia import published
 from data_prep.wikipedia.manifest import StageError
 from data_prep.wikipedia.text import clean_file
@@ -69,7 +70,6 @@ def _timed(fn):
 
 def _features(path):
   import tensorflow as tf
-  from data_prep.bert_records import read_records
   for record in read_records(path):
     feature = tf.train.Example.FromString(record).features.feature
     yield {k: list(v.int64_list.value) or list(v.float_list.value) for k, v in feature.items()}

@@ -6,6 +6,7 @@ and md5 for the official file name (a truncated download fails the size check at
 and the bz2 stream's end-of-stream marker for any dump. WikiExtractor fills in {{CURRENTDAY}}-style templates
 from the clock, so its output differs from the published text: the published parts are the preferred input.
 """
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -84,5 +85,4 @@ def run_extract(dump, out_dir, workers=None, check_md5=True):
 
 
 def _version(package):
-  from importlib.metadata import version
-  return version(package)
+  return importlib.metadata.version(package)

@@ -13,11 +13,12 @@ Here the part boundaries are planned first from the raw sizes, so every part is 
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import random
 import sys
 
-from tf_gp2bm.files import atomic_output
+from tf_gp2bm.files import atomic_output, sha256_file
 from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from tf_gp2bm.progress import Progress
 
@@ -92,7 +93,6 @@ def _one_part(job):
 
 
 def _file_stats(path, count):
-  from tf_gp2bm.files import sha256_file
   stats = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
   if count is not None:
     stats["count"] = count
@@ -103,7 +103,6 @@ def run_split(segmented, raw_sizes, out_dir, workers=None, num_test_articles=10_
               num_outputs=500):
   """segmented: the sentence-per-line files in the reference's (sorted path) order; raw_sizes: the byte sizes
   of the WikiExtractor files they came from."""
-  import multiprocessing
   if len(segmented) != len(raw_sizes):
     raise StageError("split needs one raw WikiExtractor size per segmented file")
   settings = {"num_test_articles": num_test_articles, "seed": SEED, "block_mb": block_mb,

@@ -95,26 +95,18 @@ def _split_shards(directory, split, info, check_sizes):
   return tuple(shards)
 
 
-def _bytes(v):
-  import tensorflow as tf  # here, not at the top: the converter's --help and listing need no TensorFlow
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-
-
-def _int(v):
-  import tensorflow as tf
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-
-
 def make_example(encoded_jpeg, label, synset, height, width, filename):
   """One serialized tf.train.Example (deterministic bytes for the same inputs)."""
-  import tensorflow as tf
+  import tensorflow as tf  # here, not at the top: the converter's --help and listing need no TensorFlow
+  as_bytes = lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))  # noqa: E731
+  as_int = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))  # noqa: E731
   feature = {
-      "image/encoded": _bytes(encoded_jpeg),
-      "image/format": _bytes(b"JPEG"),
-      "image/class/label": _int(label),
-      "image/class/synset": _bytes(synset.encode()),
-      "image/height": _int(height),
-      "image/width": _int(width),
-      "image/filename": _bytes(filename.encode()),
+      "image/encoded": as_bytes(encoded_jpeg),
+      "image/format": as_bytes(b"JPEG"),
+      "image/class/label": as_int(label),
+      "image/class/synset": as_bytes(synset.encode()),
+      "image/height": as_int(height),
+      "image/width": as_int(width),
+      "image/filename": as_bytes(filename.encode()),
   }
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
