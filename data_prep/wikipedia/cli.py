@@ -8,7 +8,8 @@ Stages (each resumable through per-output done markers, each writing <out>/manif
   published  accept the MLCommons text parts (or ready TFRecords) after checking them, instead of the above
   tfrecords  text parts (one sentence per line, blank line between articles) -> one TFRecord file per part
   eval       eval.txt -> eval_intermediate -> eval_10k (the reference's evenly spaced pick)
-  all        the stages in order into --work: from --dump, or from --published_text
+  all        the stages in order into --work: from --dump, or from --published_text; training records in
+             WORK/tfrecords, the eval set in WORK/eval_10k
   verify     re-check every manifest in --out (bytes, sha256), read every record again (layout, counts, token ids
              against --vocab) and write manifest.json, which the trainer reads instead of the records
   bench      time `tfrecords` against the plain reference-style implementation on the same input
@@ -139,8 +140,9 @@ def cmd_all(args):
   check_complete_parts(parts)
   settings = _settings(args)
   run_tfrecords(parts, args.vocab, os.path.join(work, "tfrecords"), settings, args.workers, split="train")
-  run_eval(text, args.vocab, os.path.join(work, "tfrecords"), settings)
-  print(f"[all] done: {work}/tfrecords (run `verify --out={work}/tfrecords` to re-check it later)")
+  run_eval(text, args.vocab, os.path.join(work, "eval_10k"), settings)
+  print(f"[all] done: --data_dir={work}/tfrecords --eval_dir={work}/eval_10k (each with its manifest.json; "
+        f"`verify --out=DIR` re-checks either later)")
 
 
 def cmd_bench(args):
