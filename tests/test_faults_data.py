@@ -78,18 +78,21 @@ def _vocab(path, size):
 
 
 # ------------------------------------------------------------------------------------------------ empty input
-def test_empty_text_part_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("content,message", [("", "is empty (0 bytes)"),
+                                             ("\n\n\n", "no pretraining examples (a part of blank lines")])
+def test_empty_text_part_is_refused(tmp_path, capsys, content, message):
   text = tmp_path / "text"
   text.mkdir()
   (text / "part-00000-of-00002").write_text("A first sentence here.\nAnother one follows.\n\nNext article.\n")
-  (text / "part-00001-of-00002").write_text("")
+  (text / "part-00001-of-00002").write_text(content)
   vocab = _vocab(tmp_path / "vocab.txt", 200)
   rc = wikipedia_cli.main(["tfrecords", f"--input={text}", f"--vocab={vocab}", f"--out={tmp_path / 'out'}",
-                           *SEQ, "--workers=1"])
+                           *SEQ, "--workers=2"])
   assert rc == EXIT_BAD_INPUT
   err = capsys.readouterr().err
-  assert f"{text / 'part-00001-of-00002'} is empty (0 bytes)" in err
+  assert f"{text / 'part-00001-of-00002'}" in err and message in err and "Traceback" not in err
   assert not (tmp_path / "out" / "part-00001-of-00002").exists()
+  assert not (tmp_path / "out" / bert_pretraining.MANIFEST).exists()
 
 
 def test_record_file_without_records_is_refused(tmp_path, capsys):
