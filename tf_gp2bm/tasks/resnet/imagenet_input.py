@@ -1,13 +1,13 @@
 """tf.data over ImageNet TFRecords with the MLPerf reference preprocessing (resnet-tf2 imagenet_preprocessing.py).
 
-Train: shuffled file list, interleave, record shuffle, sample_distorted_bounding_box random crop fused with the
-JPEG decode, random flip, bilinear resize. Eval: decode, aspect-preserving resize of the short side to
-256/224 x size, central crop; every example exactly once over all ranks, padded to the same number of batches per
-rank (padding weight 0), never dropped.
+Train: shuffled file list, interleave, record shuffle, then repeat (each image once per pass);
+sample_distorted_bounding_box random crop fused with the JPEG decode, random flip, bilinear resize. Eval: decode,
+aspect-preserving resize of the short side to 256/224 x size (sizes truncated like the reference), central crop;
+every example exactly once over all ranks, padded to the same number of batches per rank (padding weight 0).
 
-Speed (issue 6): the host hands the device uint8 images (rounded after the resize) and the channel-mean
-subtraction runs inside the compiled step (`normalize`), so each CPU core decodes more images per second and moves
-a quarter of the bytes; only the two features we use are parsed.
+Speed: the host hands the device uint8 images (rounded after the resize) and the channel-mean subtraction runs
+inside the compiled step (`normalize`), so the host moves a quarter of the bytes; only the two features we use are
+parsed. Where the host time goes and what it costs per core: docs/performance.md.
 """
 import math
 import os
@@ -108,7 +108,7 @@ def _center_crop_decode(encoded, size):
   shape = tf.shape(image)
   h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
   scale = resize_min / tf.minimum(h, w)
-  nh, nw = tf.cast(tf.round(h * scale), tf.int32), tf.cast(tf.round(w * scale), tf.int32)
+  nh, nw = tf.cast(h * scale, tf.int32), tf.cast(w * scale, tf.int32)  # truncates, as the reference does
   image = tf.compat.v1.image.resize(image, [nh, nw], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
   top, left = (nh - size) // 2, (nw - size) // 2
   return tf.slice(image, [top, left, 0], [size, size, 3])
@@ -136,10 +136,12 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
     raise InputError(f"--data_dir={records.data_dir}: {len(files)} train files cannot be split over "
                      f"{input_context.num_input_pipelines} ranks")
   offset = records.label_mapping(head_classes)
-  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(FILE_SHUFFLE_BUFFER, seed=seed).repeat()
+  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(FILE_SHUFFLE_BUFFER, seed=seed)
   ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20).map(lambda r: (r, f)),
                      cycle_length=CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-  ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed)
+  # Repeat after the record shuffle, as the reference: the buffer never mixes two passes, so every image is
+  # seen once per pass (files and records are reshuffled on each pass).
+  ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
 
   @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing for AutoGraph to convert
   def preprocess(record, filename):
