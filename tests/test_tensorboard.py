@@ -3,6 +3,7 @@ import json
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from conftest import run_train
 
@@ -21,8 +22,7 @@ def test_fp16_run_writes_scalars_and_a_profile(demo_imagenet, tmp_path):
   events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "tensors": 0})
   events.Reload()
   # TF2 summaries are stored as tensors; one value per training loop, one per eval.
-  series = {tag: [(e.step, float(e.tensor_proto.float_val[0]) if e.tensor_proto.float_val else
-                   float(e.tensor_proto.double_val[0])) for e in events.Tensors(tag)]
+  series = {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
             for tag in events.Tags()["tensors"]}
   assert set(series) == {"train/loss", "train/learning_rate", "train/samples_per_second", "train/loss_scale",
                          "eval/accuracy"}

@@ -91,3 +91,32 @@ def test_submission_division_follows_closed(closed, tmp_path):
   divisions = [json.loads(line.split(":::MLLOG ", 1)[1])["value"] for line in r.stdout.splitlines()
                if '"key": "submission_division"' in line]
   assert divisions == ["closed" if closed else "open"]
+
+
+# A process that routes its stderr, writes TensorFlow-style C++ lines straight to fd 2, then aborts.
+_NOISY_PROCESS = """
+import os, sys
+from tf_gp2bm import native_log
+native_log.route_stderr(sys.argv[1])
+lines = [
+    "I0000 00:00:1795855169.161463    3952 device_compiler.h:196] Compiled cluster using XLA!",
+    "E0000 00:00:1795855012.615672     312 text_format.cc:430] Error parsing text-format "
+    "tensorflow.XlaSerializedCacheEntry: 2:1: Expected identifier, got: 6",
+    "E1128 08:17:23.096869 1391 cuda_executor.cc:1] a real error",
+    "the last words before the abort",
+]
+for line in lines:
+  os.write(2, (line + "\\n").encode())
+os.abort()
+"""
+
+
+def test_tensorflow_noise_goes_to_its_log_and_an_abort_loses_no_line(tmp_path):
+  noise = tmp_path / "tensorflow.log"
+  r = subprocess.run([PYTHON, "-c", _NOISY_PROCESS, str(noise)], cwd=tmp_path, env=_env(), capture_output=True,
+                     text=True, timeout=60)
+  assert r.returncode != 0  # aborted
+  assert r.stderr.splitlines() == ["E1128 08:17:23.096869 1391 cuda_executor.cc:1] a real error",
+                                   "the last words before the abort"]
+  kept = noise.read_text()
+  assert "Compiled cluster using XLA!" in kept and "XlaSerializedCacheEntry" in kept

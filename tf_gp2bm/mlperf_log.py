@@ -10,11 +10,18 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.spec import RULESET  # noqa: F401  (defined once there; re-exported for the log's readers)
 
-RULESET = "4.0.0"  # the last training ruleset that holds both resnet and bert (see README, "Rules")
 LOG_NAME = "mlperf.log"
 # Relative file names in the metadata keep the seed checker's (file, line) keys stable across machines.
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def check_new_log(path):
+  """Raises InputError when `path` already holds an MLPerf log: a finished run is never overwritten."""
+  if os.path.exists(path):
+    raise InputError(f"{path}: an MLPerf log already exists here; choose a new --output_dir "
+                     "(finished runs are never overwritten)")
 
 
 class MLPerfLogger:
@@ -27,9 +34,7 @@ class MLPerfLogger:
     self.run_started = self.run_stopped = False
     if not enabled:
       return
-    if os.path.exists(path):
-      raise InputError(f"{path}: an MLPerf log already exists here; choose a new --output_dir "
-                       "(finished runs are never overwritten)")
+    check_new_log(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     # stack offset 2: the file/lineno metadata names the caller of event(), not this wrapper.
     mllog.config(filename=path, default_stack_offset=2, root_dir=_REPO_ROOT)

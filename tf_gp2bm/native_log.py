@@ -53,10 +53,16 @@ def filter_stream(source, terminal, noise, no_gpu):
 def route_stderr(noise_path):
   """From now on this process's fd 2 goes through the filter; noise lines are appended to noise_path."""
   sys.stderr.flush()
-  real_stderr = os.dup(2)
+  try:
+    real_stderr = os.dup(2)
+  except OSError:  # no stderr at all (a detached process): nothing reaches a terminal anyway
+    return
+  # The package's parent on the path, so the filter starts whatever the trainer's working directory.
+  package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
   # Its own session: Ctrl-C or a scheduler's signal to the trainer's group must not kill the filter first.
   proc = subprocess.Popen([sys.executable, "-m", "tf_gp2bm.native_log", noise_path], stdin=subprocess.PIPE,
-                          stdout=real_stderr, stderr=real_stderr, start_new_session=True)
+                          stdout=real_stderr, stderr=real_stderr, env=env, start_new_session=True)
   os.dup2(proc.stdin.fileno(), 2)
   proc.stdin.close()  # fd 2 now holds the pipe's only write end in this process
 

@@ -49,9 +49,8 @@ def _check_output_dir(path, chief):
     raise InputError(f"--output_dir={path}: cannot create it ({e.strerror})") from None
   if not os.access(path, os.W_OK | os.X_OK):
     raise InputError(f"--output_dir={path}: not writable")
-  if chief and os.path.exists(os.path.join(path, mlperf_log.LOG_NAME)):
-    raise InputError(f"{os.path.join(path, mlperf_log.LOG_NAME)}: an MLPerf log already exists here; choose a new "
-                     "--output_dir (finished runs are never overwritten)")
+  if chief:  # the other ranks write no MLPerf log, and would race rank 0 creating it
+    mlperf_log.check_new_log(os.path.join(path, mlperf_log.LOG_NAME))
 
 
 def _train(seed):
