@@ -126,6 +126,7 @@ def converted(folders, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_tar_input_gives_the_same_bytes_as_folders(folders, converted, tmp_path):
   from conftest import run_module
   tars = write_tars(folders, tmp_path / "tars")
@@ -386,6 +387,7 @@ def test_disk_full_names_the_shard_and_leaves_no_partial_file(folders, tmp_path,
   assert not [n for n in os.listdir(out) if re.match(r"(train|validation)-", n)]
 
 
+@pytest.mark.slow
 def test_resnet_task_trains_on_converted_output(tmp_path):
   """10 classes x 8 images through convert, then a short run of the smoke config (10 classes) on them."""
   from conftest import ROOT, run_train
@@ -406,8 +408,8 @@ def test_resnet_task_trains_on_converted_output(tmp_path):
   out = tmp_path / "run"
   r = run_train("--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags", "--resnet_depth=10", "--noxla",
                 "--train_examples=80", "--global_batch_size=16", "--eval_batch_size=10", "--train_epochs=1",
-                "--eval_offset_epochs=1", "--steps_per_loop=5", f"--data_dir={data}", f"--output_dir={out}",
-                "--seed=1", timeout=600)
+                "--warmup_epochs=0", "--eval_offset_epochs=1", "--steps_per_loop=5", f"--data_dir={data}",
+                f"--output_dir={out}", "--seed=1", timeout=600)
   assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-3000:]  # 3: target not reached, as expected here
   summary = json.loads((out / "run.json").read_text())
   assert summary["samples_trained"] >= 80 and summary["evals"]
