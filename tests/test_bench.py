@@ -18,3 +18,25 @@ def test_bench_prints_rates_and_exports_hlo(demo_imagenet, tmp_path):
     import sys
     out = subprocess.run([sys.executable, str(prepare), str(pb)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "copies rewritten" in out.stdout, out.stderr[-2000:]
+
+
+def test_help_answers_fast_without_tensorflow():
+  import time
+  start = time.perf_counter()
+  r = run_module("tf_gp2bm.bench", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
+  elapsed = time.perf_counter() - start
+  assert r.returncode == 0 and "--reference_dir" in r.stdout and "--pipeline_cores" in r.stdout, r.stderr[-2000:]
+  imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
+  assert "absl.flags" in imported and not any(m.split(".")[0] == "tensorflow" for m in imported)
+  assert elapsed < 3.0, f"--help took {elapsed:.1f} s"
+
+
+def test_pipeline_bench_refuses_a_missing_or_wrong_reference(demo_imagenet, tmp_path):
+  r = run_module("tf_gp2bm.bench", "--task=resnet", "--pipeline_only", f"--data_dir={demo_imagenet}")
+  assert r.returncode == 2 and "--reference_dir is required" in r.stderr, r.stderr[-2000:]
+  r = run_module("tf_gp2bm.bench", "--task=resnet", "--pipeline_only", f"--data_dir={demo_imagenet}",
+                 f"--reference_dir={tmp_path}")
+  assert r.returncode == 2 and f"--reference_dir={tmp_path}: no imagenet_preprocessing.py" in r.stderr, r.stderr
+  r = run_module("tf_gp2bm.bench", "--task=resnet", "--pipeline_only", f"--data_dir={tmp_path}",
+                 f"--reference_dir={ROOT.parent / 'ref'}", "--pipeline_cores=0-99999")
+  assert r.returncode == 2 and "--pipeline_cores=" in r.stderr or "manifest" in r.stderr, r.stderr

@@ -2,7 +2,8 @@ r"""Throughput benchmark of a task's compiled train step (prints figures; not a 
 
     python -m tf_gp2bm.bench --task=resnet --flagfile=flags/resnet/8xgpu.flags [--data_dir=DIR]
         [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for gpu_step_bench
-    python -m tf_gp2bm.bench --task=resnet --data_dir=DIR --pipeline_only   # input pipeline vs the reference
+    python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=DIR --reference_dir=MLCOMMONS_TRAINING \
+        [--pipeline_cores=3] [--pipeline_repeats=3]   # input pipeline vs the real reference input_fn, same cores
 
 Figures: samples/s of the train step on device-resident synthetic data (the step alone), and through the real
 input pipeline when --data_dir is given. Per process: multiply by the number of GPUs for a node under Horovod.
@@ -22,7 +23,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("bench_steps", 30, "Timed steps per measurement.")
 flags.DEFINE_string("export_hlo", None, "Path prefix: write PREFIX.hlo.pb and PREFIX.hlo.txt of the train step.")
 flags.DEFINE_bool("pipeline_only", False, "Only time the input pipeline (ours vs the reference's).")
-flags.DEFINE_integer("pipeline_batches", 20, "Batches per input-pipeline measurement.")
+flags.DEFINE_integer("pipeline_batches", 40, "Batches per input-pipeline measurement.", lower_bound=1)
+flags.DEFINE_integer("pipeline_batch_size", 64, "ResNet --pipeline_only: images per batch.", lower_bound=1)
+flags.DEFINE_string("reference_dir", None, "ResNet --pipeline_only: a checkout of github.com/mlcommons/training; "
+                    "its resnet-tf2 imagenet_preprocessing.input_fn is what our pipeline is timed against.")
+flags.DEFINE_string("pipeline_cores", None, "ResNet --pipeline_only: CPU cores both pipelines are pinned to, "
+                    "taskset style (3 or 0-3); default: the last core this process may use.")
+flags.DEFINE_integer("pipeline_repeats", 3, "ResNet --pipeline_only: alternating reference/ours runs.",
+                     lower_bound=1)
 
 
 def _timed(fn, steps, samples_per_step):
@@ -44,6 +52,19 @@ def export_hlo(step_fn, batch, prefix):
   return prefix + ".hlo.pb"
 
 
+def run_resnet_pipeline_bench():
+  """Our pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
+  from tf_gp2bm.tasks.resnet import pipeline_bench
+  if not FLAGS.data_dir:
+    raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
+  pipeline_bench.find_reference(FLAGS.reference_dir)
+  cores = pipeline_bench.parse_cores(FLAGS.pipeline_cores or str(max(os.sched_getaffinity(0))))
+  from tf_gp2bm.tasks.resnet.imagenet_input import ImageNetRecords
+  ImageNetRecords(FLAGS.data_dir).shards("train")
+  pipeline_bench.compare(FLAGS.data_dir, FLAGS.reference_dir, cores, FLAGS.pipeline_batch_size,
+                         FLAGS.pipeline_batches, FLAGS.pipeline_repeats, out=lambda m: print(m, flush=True))
+
+
 def run_pipeline_bench(task):
   if not hasattr(task, "pipeline_benchmark"):
     raise InputError(f"--pipeline_only: task {FLAGS.task} has no input-pipeline benchmark")
@@ -53,6 +74,13 @@ def run_pipeline_bench(task):
 
 def main(argv):
   del argv
+  if FLAGS.pipeline_only and FLAGS.task == "resnet":
+    try:
+      run_resnet_pipeline_bench()
+    except InputError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    return 0
   import tensorflow as tf
   from tf_gp2bm.mlperf_log import MLPerfLogger
   from tf_gp2bm.runtime.factory import create_runtime
@@ -110,5 +138,8 @@ def main(argv):
   return 0
 
 
+MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "pipeline_only", "reference_dir",
+              "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size")
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_flags.flags_parser(__doc__, MAIN_FLAGS))

@@ -1,69 +1,161 @@
-"""Input-pipeline benchmark: our train preprocessing vs the reference's, per CPU core, on the same records.
+r"""Input-pipeline benchmark: our ResNet train preprocessing vs the real reference `imagenet_preprocessing.input_fn`.
 
-The reference side follows resnet-tf2 imagenet_preprocessing.py: it parses every feature including the bounding
-box lists, crops with the record's boxes, and does the float32 mean subtraction on the host. Both sides run with
-a one-thread private pool so the figure is images/s per core.
+    python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=RECORDS --reference_dir=MLCOMMONS_TRAINING
+
+The reference is imported from the user's checkout of mlcommons/training (nothing of it lives in this project).
+Each measurement is its own process pinned to the same CPU cores before TensorFlow starts, so TensorFlow sizes its
+thread pools to those cores and both pipelines get exactly the same CPU; the two sides alternate, repeated, so a
+change in the machine's load hits both. A worker prints one JSON line; `compare` runs the workers.
 """
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 
-import tensorflow as tf
+from tf_gp2bm.errors import InputError
 
-from tf_gp2bm.tasks.resnet import imagenet_input as ours
-
-
-def _reference_parse(record):
-  sparse_f32 = tf.io.VarLenFeature(tf.float32)
-  f = tf.io.parse_single_example(record, {
-      "image/encoded": tf.io.FixedLenFeature([], tf.string, ""),
-      "image/class/label": tf.io.FixedLenFeature([], tf.int64, -1),
-      "image/class/text": tf.io.FixedLenFeature([], tf.string, ""),
-      "image/object/bbox/xmin": sparse_f32, "image/object/bbox/ymin": sparse_f32,
-      "image/object/bbox/xmax": sparse_f32, "image/object/bbox/ymax": sparse_f32,
-  })
-  coords = [tf.expand_dims(f[f"image/object/bbox/{k}"].values, 0) for k in ("ymin", "xmin", "ymax", "xmax")]
-  bbox = tf.transpose(tf.expand_dims(tf.concat(coords, 0), 0), [0, 2, 1])
-  return f["image/encoded"], tf.cast(f["image/class/label"], tf.int32), bbox
+# Where imagenet_preprocessing.py sits in a checkout of mlcommons/training (the benchmark moved once).
+REFERENCE_SUBDIRS = ("retired_benchmarks/resnet-tf2/tensorflow2", "image_classification/tensorflow2", ".")
+SIDES = ("reference", "tf_gp2bm")
 
 
-def _reference_preprocess(record, size):
-  encoded, label, bbox = _reference_parse(record)
-  begin, crop, _ = tf.image.sample_distorted_bounding_box(
-      tf.image.extract_jpeg_shape(encoded), bounding_boxes=bbox, min_object_covered=0.1,
-      aspect_ratio_range=[0.75, 1.33], area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True)
-  offset_y, offset_x, _ = tf.unstack(begin)
-  h, w, _ = tf.unstack(crop)
-  image = tf.image.decode_and_crop_jpeg(encoded, tf.stack([offset_y, offset_x, h, w]), channels=3)
-  image = tf.image.random_flip_left_right(image)
-  image = tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
-  image = image - tf.constant(ours.CHANNEL_MEANS, shape=[1, 1, 3])
-  return tf.cast(image, tf.float32), label - 1
+def find_reference(reference_dir):
+  """The folder holding the reference imagenet_preprocessing.py, given the checkout (or that folder itself)."""
+  if not reference_dir:
+    raise InputError("--reference_dir is required: a checkout of github.com/mlcommons/training (the benchmark "
+                     "compares against its resnet-tf2 imagenet_preprocessing.input_fn)")
+  for sub in REFERENCE_SUBDIRS:
+    folder = os.path.normpath(os.path.join(reference_dir, sub))
+    if os.path.isfile(os.path.join(folder, "imagenet_preprocessing.py")):
+      return folder
+  raise InputError(f"--reference_dir={reference_dir}: no imagenet_preprocessing.py there or under "
+                   f"{' or '.join(REFERENCE_SUBDIRS[:-1])}; expected a checkout of mlcommons/training")
 
 
-def _one_core(ds):
-  options = tf.data.Options()
-  options.threading.private_threadpool_size = 1
-  options.threading.max_intra_op_parallelism = 1
-  return ds.with_options(options)
+def parse_cores(spec):
+  """'3' or '0-3,6' (taskset's list format) -> sorted core ids, checked against this process's CPUs."""
+  cores = set()
+  try:
+    for part in spec.split(","):
+      lo, _, hi = part.partition("-")
+      cores.update(range(int(lo), int(hi or lo) + 1))
+  except ValueError:
+    raise InputError(f"--pipeline_cores={spec!r}: expected core ids like 3 or 0-3,6") from None
+  allowed = os.sched_getaffinity(0)
+  if not cores or not cores <= allowed:
+    raise InputError(f"--pipeline_cores={spec!r}: this process may run on cores {sorted(allowed)} only")
+  return sorted(cores)
 
 
-def _rate(ds, batches, batch_size):
-  it = iter(ds)
-  next(it)  # open files, fill the pipeline
-  t0 = time.perf_counter()
+# --- worker side (its own process) --------------------------------------------------------------------------
+def _reference_dataset(folder, files, batch_size, num_classes):
+  sys.path.insert(0, folder)
+  from absl import flags
+  import imagenet_preprocessing  # the user's checkout
+  # The reference reads three absl flags that its main module defines; give them the reference defaults.
+  for name, define, default in (("num_classes", flags.DEFINE_integer, num_classes),
+                                ("label_smoothing", flags.DEFINE_float, 0.0),
+                                ("cache_decoded_image", flags.DEFINE_bool, False)):
+    if name not in flags.FLAGS:
+      define(name, default, "reference flag")
+  flags.FLAGS(["pipeline_bench"])
+  import tensorflow as tf
+  return imagenet_preprocessing.input_fn(is_training=True, data_dir=None, batch_size=batch_size, dtype=tf.float32,
+                                         filenames=files, drop_remainder=True)
+
+
+def _our_dataset(data_dir, batch_size, image_size):
+  import tensorflow as tf
+  from tf_gp2bm.tasks.resnet import imagenet_input
+  records = imagenet_input.ImageNetRecords(data_dir)
+  return imagenet_input.train_dataset(records, tf.distribute.InputContext(), batch_size, image_size,
+                                      records.num_classes, seed=0)
+
+
+def measure(dataset, warmup_batches, batches):
+  """(wall seconds, CPU seconds of every thread of this process) for `batches` batches after a warm-up."""
+  it = iter(dataset)
+  for _ in range(warmup_batches):  # opens the files and fills the shuffle buffer
+    next(it)
+  wall, cpu = time.perf_counter(), time.process_time()
   for _ in range(batches):
     next(it)
-  return batches * batch_size / (time.perf_counter() - t0)
+  return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compare(records, batches, batch_size, image_size, head_classes):
-  files = [f for f, _ in records.shards("train")]
-  ctx = tf.distribute.InputContext()
-  mine = _one_core(ours.train_dataset(records, ctx, batch_size, image_size, head_classes, seed=0))
-  ref = tf.data.Dataset.from_tensor_slices(files).repeat()
-  ref = ref.interleave(tf.data.TFRecordDataset, cycle_length=ours.CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE)
-  ref = ref.shuffle(ours.SHUFFLE_BUFFER, seed=0).map(lambda r: _reference_preprocess(r, image_size),
-                                                      num_parallel_calls=tf.data.AUTOTUNE)
-  ref = _one_core(ref.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-  r_ref = _rate(ref, batches, batch_size)
-  r_ours = _rate(mine, batches, batch_size)
-  return r_ours, r_ref
+def worker(argv):
+  p = argparse.ArgumentParser(prog="python -m tf_gp2bm.tasks.resnet.pipeline_bench")
+  p.add_argument("--side", choices=SIDES, required=True)
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--reference_folder")
+  p.add_argument("--cores", required=True)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--batches", type=int, default=40)
+  p.add_argument("--warmup_batches", type=int, default=10)
+  p.add_argument("--image_size", type=int, default=224)
+  a = p.parse_args(argv)
+  os.sched_setaffinity(0, parse_cores(a.cores))  # before TensorFlow sizes its thread pools
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tf_gp2bm  # noqa: F401
+  from tf_gp2bm.tasks.resnet import imagenet_input
+  records = imagenet_input.ImageNetRecords(a.data_dir)
+  if a.side == "reference":
+    files = [f for f, _ in records.shards("train")]
+    ds = _reference_dataset(a.reference_folder, files, a.batch_size, records.num_classes)
+  else:
+    ds = _our_dataset(a.data_dir, a.batch_size, a.image_size)
+  wall, cpu = measure(ds, a.warmup_batches, a.batches)
+  images = a.batches * a.batch_size
+  print(json.dumps({"side": a.side, "images_per_s": images / wall, "images_per_cpu_s": images / cpu}), flush=True)
+  return 0
+
+
+# --- driver side ------------------------------------------------------------------------------------------
+def _load():
+  with open("/proc/loadavg") as f:
+    return float(f.read().split()[0])
+
+
+def _run_worker(side, data_dir, folder, cores, batch_size, batches, image_size, timeout_s=600):
+  cmd = [sys.executable, "-m", "tf_gp2bm.tasks.resnet.pipeline_bench", f"--side={side}", f"--data_dir={data_dir}",
+         f"--cores={','.join(map(str, cores))}", f"--batch_size={batch_size}", f"--batches={batches}",
+         f"--image_size={image_size}"] + ([f"--reference_folder={folder}"] if folder else [])
+  r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+  lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+  if r.returncode != 0 or not lines:
+    raise RuntimeError(f"{side} pipeline worker failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+  return json.loads(lines[-1])
+
+
+def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_size=224, out=print):
+  """Alternates reference and tf_gp2bm workers on the same cores `repeats` times; returns {side: [results]}.
+
+  Two figures per run: images per wall second on the pinned cores, and images per CPU second (all threads of the
+  worker). On a machine other jobs share, the pinned cores are not all ours and the wall figure moves with the
+  load; the CPU-second figure is what one dedicated core would do and stays steady.
+  """
+  folder = find_reference(reference_dir)
+  out(f"input pipeline: {batches} batches of {batch_size} at {image_size}px after a warm-up, pinned to core(s) "
+      f"{','.join(map(str, cores))}, {repeats} alternating repeats")
+  out(f"reference: {folder}/imagenet_preprocessing.py input_fn (float32, mean subtracted on the host)")
+  out(f"machine: {os.cpu_count()} cores, load average {_load():.2f} at start")
+  results = {side: [] for side in SIDES}
+  for i in range(repeats):
+    for side in SIDES:
+      results[side].append(_run_worker(side, data_dir, folder, cores, batch_size, batches, image_size))
+    ref, ours = results["reference"][-1], results["tf_gp2bm"][-1]
+    out(f"  repeat {i + 1}: images/s reference {ref['images_per_s']:6.1f} tf_gp2bm {ours['images_per_s']:6.1f}"
+        f" | per CPU-s reference {ref['images_per_cpu_s']:6.1f} tf_gp2bm {ours['images_per_cpu_s']:6.1f}"
+        f" ({ours['images_per_cpu_s'] / ref['images_per_cpu_s']:.2f}x) | load {_load():.2f}")
+  for key, what in (("images_per_s", f"images/s on {len(cores)} pinned core(s)"),
+                    ("images_per_cpu_s", "images per CPU-second")):
+    ref, ours = (statistics.median(r[key] for r in results[side]) for side in SIDES)
+    out(f"median {what:28s}: reference {ref:7.1f}  tf_gp2bm {ours:7.1f}  ->  {ours / ref:.2f}x")
+  return results
+
+
+if __name__ == "__main__":
+  sys.exit(worker(sys.argv[1:]))

@@ -12,7 +12,7 @@ from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from tf_gp2bm.tasks.resnet import imagenet_input, pipeline_bench
+from tf_gp2bm.tasks.resnet import imagenet_input
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
                                           LARS_POLY_POWER, Config)
 from tf_gp2bm.tasks.resnet.model import build_resnet
@@ -121,14 +121,6 @@ class ResNetTask(Task):
     if not training:
       batch["weight"] = tf.ones([b])
     return batch
-
-  def pipeline_benchmark(self, batches):
-    """Lines for `python -m tf_gp2bm.bench --pipeline_only`: our preprocessing vs the reference's, per core."""
-    b = self.micro_batch_size
-    ours, ref = pipeline_bench.compare(self.records, batches, b, self.config.image_size, self.config.num_classes)
-    return [f"input pipeline, 1 CPU core, {batches} batches of {b} at {self.config.image_size}px:",
-            f"  reference preprocessing : {ref:8.1f} images/s",
-            f"  tf_gp2bm preprocessing  : {ours:8.1f} images/s  ({ours / ref:.2f}x)"]
 
   def diagnose_data_error(self, error):
     if isinstance(error, tf.errors.DataLossError):
