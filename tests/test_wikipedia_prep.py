@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pretraining_data as reference  # noqa: E402
+from conftest import skip_unless  # noqa: E402
 
 from data_prep import bert_records, native  # noqa: E402
 from tf_gp2bm.formats import bert_pretraining  # noqa: E402
@@ -27,7 +28,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = sorted((SHARED / "wiki_sample").glob("wiki_??"))
 VOCAB = SHARED / "bert_uncased_vocab.txt"
 
-pytestmark = pytest.mark.skipif(not (SAMPLE and VOCAB.exists()), reason=f"{SHARED} not available")
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_data():
+  skip_unless(SAMPLE and VOCAB.exists(), f"{SHARED} (the WikiExtractor sample and the vocab) is not available")
 
 
 @pytest.fixture(scope="module")
@@ -464,6 +468,9 @@ def test_trainer_manifest_through_the_cli(cleaned, tmp_path):
   assert described.split("eval").records == 50 and described.vocab_size == 30522
   assert 1000 < train.max_token_id < 30522 and described.max_seq_length == 128
   described.check_model(128, 20, 30522)
+  one = bert_pretraining.read_manifest(str(out / "part-00001-of-00002")).split("train")  # a file or a glob: a subset
+  assert one.records == len(list(bert_records.read_records(train.paths[1]))) < train.records
+  assert bert_pretraining.read_manifest(str(out / "part-*")).split("train").records == train.records
   before = (out / "manifest.json").read_text()
   (out / "manifest.json").unlink()
   assert main(["verify", f"--out={out}", f"--vocab={VOCAB}"]) == 0  # splits and sizes from the stage manifests

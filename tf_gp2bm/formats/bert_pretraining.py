@@ -12,6 +12,7 @@ clock starts. Written by data_prep after reading every record (conversion and `v
 One folder may hold both splits (the published TFRecords do); a file of no records is never listed as valid.
 """
 import dataclasses
+import fnmatch
 import json
 import os
 
@@ -97,10 +98,10 @@ class Manifest:
 def read_manifest(directory):
   """The manifest of a folder of BERT pretraining records, checked by metadata only: format, fields, every listed
   file present with its recorded size, no empty file, totals that add up, token ids inside the vocab it was
-  checked against. `directory` may also be one record file (its folder's manifest, that file only).
-  Raises InputError naming the manifest or the file at fault."""
+  checked against. `directory` may also be one record file or a glob of them (its folder's manifest, only the
+  files it names). Raises InputError naming the manifest or the file at fault."""
   only = None
-  if os.path.isfile(directory):
+  if os.path.isfile(directory) or any(c in os.path.basename(directory) for c in "*?["):
     directory, only = os.path.split(os.path.abspath(directory))
   path = os.path.join(directory, MANIFEST)
   try:
@@ -127,7 +128,7 @@ def _parse(path, directory, raw, only):
   vocab_size = int(raw["vocab_size"])
   by_split = {}
   for name, entry in sorted(raw["files"].items()):
-    if only is not None and name != only:
+    if only is not None and not fnmatch.fnmatchcase(name, only):
       continue
     missing = [k for k in FILE_FIELDS if k not in entry]
     if missing:
@@ -150,7 +151,7 @@ def _parse(path, directory, raw, only):
                        f"{vocab_size} it was checked against ({path})")
     by_split.setdefault(split, []).append(record_file)
   if only is not None and not by_split:
-    raise InputError(f"{os.path.join(directory, only)}: not listed in {path}")
+    raise InputError(f"{os.path.join(directory, only)}: no file of {path} matches")
   splits = {}
   for split, listed in by_split.items():
     totals = raw["splits"][split]
