@@ -16,10 +16,11 @@ def _halve_output(name):
 def _halve_lr(name):
   def replacement(*args, **kwargs):
     args = list(args)
-    # (var(s), grad(s), slot(s)..., lr, ...): the lr is the first argument after the gradients that is neither a
-    # variable nor a list of them
-    i = next(i for i in range(2, len(args)) if not isinstance(args[i], (tf.Variable, list)))
-    args[i] = args[i] * 0.5
+    if "lr" in kwargs:
+      kwargs["lr"] = kwargs["lr"] * 0.5
+    else:  # (var(s), grad(s), slot(s)..., lr, ...): the lr is the first argument after the slots
+      i = next(i for i in range(2, len(args)) if not isinstance(args[i], (tf.Variable, list)))
+      args[i] = args[i] * 0.5
     return _defaults[name](*args, **kwargs)
   return replacement
 

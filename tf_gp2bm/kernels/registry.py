@@ -3,6 +3,7 @@
 Plain bookkeeping with no TensorFlow and nothing from the rest of the project, so anything may import it without
 a cycle. tf_gp2bm.kernels fills it with the defaults (tf_gp2bm.kernels.defaults) and loads vendor modules.
 """
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -101,6 +102,17 @@ def sources():
 
 def reset():
   _REPLACED.clear()
+
+
+@contextlib.contextmanager
+def defaults_only():
+  """Within the block every hot spot is its default (the parity tool's reference side)."""
+  saved = dict(_REPLACED)
+  _REPLACED.clear()
+  try:
+    yield
+  finally:
+    _REPLACED.update(saved)
 
 
 def _checked(spot, fn, source):
