@@ -89,7 +89,19 @@ def test_seeds_are_unique_and_attempts_are_kept(tmp_path):
   os.makedirs(rs.run_dir("resnet", 1))
   assert rs.move_aside(rs.run_dir("resnet", 1)).endswith("run_1.attempt-2")
   seeds = {rs.new_seed() for _ in range(200)}
-  assert 5 not in seeds and all(0 <= s < 2 ** 31 for s in seeds)
+  assert all(0 <= s < 2 ** runs.SEED_BITS for s in seeds)
+
+
+def test_new_seed_never_repeats_a_used_seed(tmp_path, monkeypatch):
+  # A 2-bit seed space with 0, 1 and 2 used (2 by an interrupted attempt): only 3 is left, and a draw that
+  # ignored the used seeds would hit one of them 3 times in 4.
+  monkeypatch.setattr(runs, "SEED_BITS", 2)
+  rs = make_set(tmp_path)
+  for i, seed in enumerate((0, 1, 2)):
+    add_crafted_run(rs, "resnet", i, 20, seed=seed)
+  rs.move_aside(rs.run_dir("resnet", 2))
+  assert rs.used_seeds() == {0, 1, 2}
+  assert {rs.new_seed() for _ in range(50)} == {3}
 
 
 def test_set_folder_is_never_reused_and_resume_refuses_other_flags(tmp_path):
@@ -301,3 +313,10 @@ def test_set_progress_eta_comes_from_measured_run_times():
   assert p.eta_s() == pytest.approx(100 + 2 * 40)
   assert stream.getvalue().splitlines()[-1].startswith("[set] 2/5 runs done, elapsed 0:00:0")
   assert "runs/s" not in stream.getvalue()
+
+
+def test_verbose_streams_the_console_and_the_digest_does_not():
+  quiet, loud = io.StringIO(), io.StringIO()
+  digest.Terminal(stream=quiet).console(b":::MLLOG {}\n")
+  digest.Terminal(verbose=True, stream=loud).console(b":::MLLOG {}\n")
+  assert quiet.getvalue() == "" and loud.getvalue() == ":::MLLOG {}\n"

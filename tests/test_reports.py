@@ -14,6 +14,7 @@ from mlperf_logging.result_summarizer import result_summarizer
 from pycel import ExcelCompiler
 
 from tf_gp2bm.driver import checks, flow, package, reports, summary
+from tf_gp2bm.files import write_json_atomic
 
 from test_driver import QUIET, finish_crafted_set, make_set
 
@@ -153,11 +154,15 @@ def test_package_tarball(finished_set):
 def test_official_set_is_not_submittable_with_every_reason(tmp_path):
   rs = make_set(tmp_path, mode="all")
   finish_crafted_set(rs, bert_failed=(3, 5), cache_clear=False)
+  rec_path = os.path.join(rs.run_dir("resnet", 2), "driver.json")
+  rec = json.load(open(rec_path))
+  write_json_atomic(rec_path, dict(rec, seed=rec["seed"] + 1))  # what a second driver on the folder once did
   code = flow.finalize(rs, QUIET)
   s = load(rs)
   assert code == flow.EXIT_NOT_SUBMITTABLE and s["verdict"]["kind"] == summary.NOT_SUBMITTABLE
   reasons = "\n".join(s["verdict"]["reasons"])
   assert "bert: 2 non-converged runs" in reasons and "cache_clear false" in reasons
+  assert "resnet run 2: the log's seed [1002] is not the seed the driver drew (1003)" in reasons
   assert s["score"]["value"] is None and "2 non-converged" in s["score"]["why_none"]
   assert open(os.path.join(rs.path, "summary.md")).read().splitlines()[2].startswith("**NOT SUBMITTABLE")
   ws = openpyxl.load_workbook(os.path.join(rs.path, "gp2bm.xlsx"))["MLPerf"]

@@ -11,6 +11,8 @@ import time
 from tf_gp2bm.progress import format_seconds
 from tf_gp2bm.tasks import spec as task_spec
 
+from .scoring import CONVERGED
+
 MLLOG_PREFIX = ":::MLLOG "
 
 
@@ -80,7 +82,7 @@ class RunDigest:
   def result(self, rec):
     minutes = rec.get("minutes")
     time_s = f"{minutes:.2f} min" if minutes is not None else "no time logged"
-    state = "converged" if rec.get("converged") else f"NOT converged ({rec.get('reason') or 'see console.log'})"
+    state = CONVERGED if rec.get("converged") else f"NOT converged ({rec.get('reason') or 'see console.log'})"
     self.ui.say(f"{self.label} time to train {time_s}, {state}; compliance {rec.get('compliance', '-')[:100]}")
     for line in rec.get("error_lines") or []:
       self.ui.say(f"{self.label}   {line}")

@@ -17,6 +17,9 @@ from openpyxl.utils import get_column_letter  # noqa: E402
 
 from tf_gp2bm.files import atomic_output  # noqa: E402
 
+from .scoring import CONVERGED  # noqa: E402
+from .summary import DEMO  # noqa: E402
+
 RUN_COLUMNS = ["task", "run", "seed", "status", "time_to_train_min", "logged_min", "in_window", "dropped",
                "converged_at", "progress_unit", "samples_trained", "throughput", "best_accuracy", "exit_code",
                "compliance", "cache_clear", "attempts", "note"]
@@ -92,7 +95,7 @@ def write_csv(path, summary):
 def write_markdown(path, summary):
   s, v, score = summary, summary["verdict"], summary["score"]
   out = [f"# GP2BM benchmark set {s['set_folder']}", "", f"**{v['headline']}**", ""]
-  if v["reasons"] and v["kind"] == "DEMO":
+  if v["reasons"] and v["kind"] == DEMO:
     out += ["What would keep a real set from being submittable (for information):", ""]
   out += [f"- {r}" for r in v["reasons"]] + ([""] if v["reasons"] else [])
   out += ["## System", "", "| field | value |", "|---|---|"]
@@ -223,7 +226,7 @@ def plot_task(path, task, t, system_title):
   for r in t["runs"]:
     if r["evals"]:
       xs, ys = zip(*r["evals"])
-      label = f"run {r['run']}" + ("" if r["status"] == "converged" else " (not converged)")
+      label = f"run {r['run']}" + ("" if r["status"] == CONVERGED else " (not converged)")
       label += " (dropped)" if r["dropped"] else ""
       ax.plot(xs, ys, marker="o", linestyle="--" if r["dropped"] else "-", alpha=0.5 if r["dropped"] else 1.0,
               label=label)

@@ -29,7 +29,7 @@ def task_summary(rs, ts):
     trainer = rec.get("trainer") or {}
     samples = trainer.get("samples_trained") or None
     runs.append({
-        "run": i, "folder": rs.rel(rs.run_dir(ts.task, i)), "seed": rec.get("seed"),
+        "run": i, "folder": rs.rel(rs.run_dir(ts.task, i)), "seed": rec.get("seed"), "seeds_logged": r.seeds,
         "status": scoring.CONVERGED if r.converged else scoring.NOT_CONVERGED,
         "time_to_train_min": None if r.time_to_train == scoring.INF else r.time_to_train,
         "logged_min": r.minutes, "in_window": i in window, "dropped": i in ts.dropped,
@@ -102,6 +102,8 @@ def verdict(rs, tasks, pc, changed_logs):
         reasons.append(f"{where}: logged submission_division {r['division']!r} (a submission needs closed)")
       if not r["compliance_passed"]:
         reasons.append(f"{where}: compliance checker {r['compliance'] or 'not run'}")
+      if r["seeds_logged"] and r["seeds_logged"] != [r["seed"]]:
+        reasons.append(f"{where}: the log's seed {r['seeds_logged']} is not the seed the driver drew ({r['seed']})")
       if not r["cache_clear"]:
         reasons.append(f"{where}: page cache not dropped before the run (cache_clear false)")
   reasons += [f"{rel}: changed after the run was recorded" for rel in changed_logs]
