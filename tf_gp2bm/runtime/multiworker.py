@@ -8,6 +8,7 @@ all-reduce so every worker computes the same thing in the same order, as under H
 """
 import json
 import os
+import re
 import shutil
 
 import tensorflow as tf
@@ -40,9 +41,14 @@ def cluster_resolver(env=None):
   if "SLURM_PROCID" in env and "SLURM_STEP_NODELIST" in env:
     port = int(env.get("GP2BM_MULTIWORKER_PORT",
                        PORT_BASE + (int(env.get("SLURM_STEP_ID", "0")) % 1000) * PORTS_PER_STEP))
-    # No nvidia-smi means a CPU node: say so, or the resolver fails trying to count GPUs with it.
-    gpus = None if shutil.which("nvidia-smi") else 0
-    return tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port, gpus_per_node=gpus)
+    if shutil.which("nvidia-smi"):
+      return tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port)
+    # A CPU node: the resolver hands out one "GPU" per task and would count GPUs with nvidia-smi; give it one
+    # per task and keep it off CUDA_VISIBLE_DEVICES.
+    per_node = max(int(m.group(1)) for m in re.finditer(r"(\d+)(?:\(x\d+\))?",
+                                                         env.get("SLURM_STEP_TASKS_PER_NODE", "1")))
+    return tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port, gpus_per_node=per_node,
+                                                               gpus_per_task=1, auto_set_gpu=False)
   raise InputError("--distribution=multiworker needs TF_CONFIG (the cluster and this process's task) or a Slurm "
                    "step (srun); neither is set")
 
