@@ -1,7 +1,9 @@
-"""Shared fixtures: the repo root, the venv's python, demo data made once per session, a train runner."""
+"""Shared test helpers: the repo root, the venv's python, demo data made once per session, runners for the CLI
+(one process or Horovod ranks), the compliance checker, and an in-process trainer for the proofs of the step."""
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -9,13 +11,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PYTHON = sys.executable
+HOROVODRUN = os.path.join(os.path.dirname(PYTHON), "horovodrun")  # scripts/setup.sh builds Horovod into the venv
 
 
-def run_module(module, *args, cwd=None, timeout=900, env=None):
-  """Runs `python -m module args` in a fresh process (as users do) and returns the CompletedProcess."""
-  full_env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+def skip_unless(condition, reason):
+  """Skips a test whose prerequisite is missing -- except under CI=true, where a missing prerequisite would hide
+  coverage silently, so the test fails instead."""
+  if not condition:
+    if os.environ.get("CI") == "true":
+      pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def require_horovod():
+  skip_unless(os.path.exists(HOROVODRUN), "horovod is not installed (scripts/setup.sh builds it)")
+
+
+def run_module(module, *args, cwd=None, timeout=900, env=None, ranks=None):
+  """Runs `python -m module args` in a fresh process (as users do) and returns the CompletedProcess; with `ranks`,
+  as that many Horovod processes under horovodrun (gloo)."""
+  full_env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+                  PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
   full_env.update(env or {})
-  return subprocess.run([PYTHON, "-m", module, *map(str, args)], cwd=cwd or ROOT, env=full_env,
+  launcher = [HOROVODRUN, "--gloo", "-np", str(ranks)] if ranks else []
+  return subprocess.run([*launcher, PYTHON, "-m", module, *map(str, args)], cwd=cwd or ROOT, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -36,3 +55,81 @@ def demo_imagenet(tmp_path_factory):
   from data_prep.demo import imagenet as demo_imagenet
   demo_imagenet.generate(str(out))
   return out
+
+
+@pytest.fixture(scope="session")
+def demo_bert(tmp_path_factory):
+  """data_prep.demo.bert's records, manifests and TF1 checkpoint; .flags are the trainer flags that point at them."""
+  out = tmp_path_factory.mktemp("demo_bert")
+  from data_prep.demo import bert as gen
+  _, flags = gen.generate(str(out))
+  return types.SimpleNamespace(root=out, flags=flags, train=out / "train", eval=out / "eval",
+                               ckpt=[f.split("=", 1)[1] for f in flags if f.startswith("--init_checkpoint=")][0])
+
+
+# --- in-process trainer (the proofs of the training step) --------------------------------------------------------
+# TensorFlow is imported inside these helpers so that the TF-free tests (driver, scoring) start without it.
+
+def build_trainer(task_name, *flag_args, distribution="none", seed=1, build=True, mlperf_log_path=None):
+  """A tf_gp2bm Trainer for the task's smoke flagfile plus `flag_args`: the real runtime, task, precision and
+  optimizer, as train.py assembles them. Inputs are checked only when the flags name a --data_dir; nothing reads
+  a dataset until a test feeds a batch or runs the trainer. The MLPerf log is written only to `mlperf_log_path`."""
+  import tf_keras
+  from absl import flags
+  from tf_gp2bm import cli_flags, mlperf_log, tasks  # noqa: F401  (cli_flags defines the trainer's flags)
+  from tf_gp2bm.runtime.factory import create_runtime
+  from tf_gp2bm.runtime.precision import Precision
+  from tf_gp2bm.trainer import Trainer
+  fv = flags.FLAGS
+  fv.unparse_flags()
+  fv(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags", *flag_args])
+  runtime = create_runtime(distribution)
+  precision = Precision(fv.precision)
+  tf_keras.utils.set_random_seed(seed)
+  task = tasks.create(task_name, runtime, fv)
+  task.seed = seed
+  if fv.data_dir:
+    task.check_inputs()
+  ml = mlperf_log.MLPerfLogger(mlperf_log_path and str(mlperf_log_path), enabled=mlperf_log_path is not None)
+  trainer = Trainer(task, runtime, precision, ml, xla=fv.xla, steps_per_loop=fv.steps_per_loop, log=lambda *_: None)
+  if build:
+    trainer.build()
+  return trainer
+
+
+def fixed_batch(trainer, seed=0):
+  """A global batch (numpy) with the shapes and value ranges of the task's real one; the same for the same seed."""
+  import tensorflow as tf
+  tf.random.set_seed(seed)
+  batch = trainer.task.synthetic_batch(training=True)
+  return {k: v.numpy() for k, v in batch.items()}
+
+
+def train_on(trainer, global_batch, steps=1):
+  """Runs `steps` compiled training steps on one fixed global batch: replica r of n gets rows [r*b, (r+1)*b)."""
+  import numpy as np
+  import tensorflow as tf
+  runtime = trainer.runtime
+
+  def dataset_fn(ctx):
+    per_pipeline = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+    first = ctx.input_pipeline_id * per_pipeline
+    parts = {k: np.stack(np.split(v, runtime.num_replicas)[first:first + per_pipeline])
+             for k, v in global_batch.items()}
+    return tf.data.Dataset.from_tensor_slices(parts).repeat()
+
+  trainer.train_loop(iter(runtime.distribute_dataset(dataset_fn)), tf.constant(steps))
+
+
+def snapshot(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+@pytest.fixture
+def trainer_factory():
+  """build_trainer, then puts back the global state it sets (flags, Keras dtype policy) for the next test."""
+  yield build_trainer
+  import tf_keras
+  from absl import flags
+  tf_keras.mixed_precision.set_global_policy("float32")
+  flags.FLAGS.unparse_flags()

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import types
 
 import numpy as np
 import pytest
@@ -18,15 +17,6 @@ from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.tasks.bert import model as bert_model, pretraining_input, task as bert_task
 
 SMOKE = ["--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags"]
-
-
-@pytest.fixture(scope="session")
-def demo_bert(tmp_path_factory):
-  out = tmp_path_factory.mktemp("demo_bert")
-  from data_prep.demo import bert as gen
-  _, flags = gen.generate(str(out))
-  return types.SimpleNamespace(root=out, flags=flags, train=out / "train", eval=out / "eval",
-                               ckpt=[f.split("=", 1)[1] for f in flags if f.startswith("--init_checkpoint=")][0])
 
 
 def _events(path):
