@@ -213,6 +213,15 @@ def test_eval_set_of_the_wrong_size(demo_bert):
     task.check_inputs()
 
 
+def test_closed_run_refuses_an_unverified_checkpoint(demo_bert):
+  """The demo checkpoint was never verified against the published phase-1 files: a closed run stops in init."""
+  task = _tiny_task(demo_bert, closed=True)
+  with pytest.raises(InputError, match=r"--init_checkpoint=.*model.ckpt-150: not verified \(.*checkpoint_manifest"
+                                       r".json not found\); run `python -m data_prep.bert_checkpoint verify"):
+    task.check_inputs()
+  _tiny_task(demo_bert, closed=False).check_inputs()  # an open run may start from any checkpoint
+
+
 def test_records_with_the_wrong_sequence_length(demo_bert):
   with pytest.raises(InputError, match=r"records of max_seq_length=64, max_predictions_per_seq=10; the run expects "
                                        r"48 and 10"):

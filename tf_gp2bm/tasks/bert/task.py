@@ -112,13 +112,24 @@ class BertTask(Task):
                           "measured on")
     self.eval_files = evals.paths
     self.eval_records, self.eval_weight = evals.records, evals.masked_lm_weight_sum
-    if c.closed and self.eval_records != CLOSED_EVAL_EXAMPLES:
-      raise InputError(f"--eval_dir={c.eval_dir}: {self.eval_records:,} eval examples, the closed division "
-                       f"evaluates on exactly {CLOSED_EVAL_EXAMPLES:,} (eval_10k)")
     if self.eval_weight <= 0:
       raise InputError(f"--eval_dir={c.eval_dir}: the eval set has no masked positions (all masked_lm_weights 0)")
-    if c.closed:  # the files and config were hashed against the published ones once, offline
+    if c.closed:
+      self._check_closed_inputs()
+
+  def _check_closed_inputs(self):
+    """What the closed division adds, all reported at once: the full eval set, and a phase-1 checkpoint whose files
+    were hashed against the published ones once, offline."""
+    c, problems = self.config, []
+    if self.eval_records != CLOSED_EVAL_EXAMPLES:
+      problems.append(f"--eval_dir={c.eval_dir}: {self.eval_records:,} eval examples, the closed division "
+                      f"evaluates on exactly {CLOSED_EVAL_EXAMPLES:,} (eval_10k)")
+    try:
       checkpoint.require_verified(c.init_checkpoint)
+    except InputError as e:
+      problems.append(str(e))
+    if problems:
+      raise InputError("; and ".join(problems))
 
   def _records(self, path, flag, split, what):
     if not path:
