@@ -11,6 +11,7 @@ import pytest
 
 from conftest import PYTHON, ROOT, check_compliance
 from slurm_cluster import SlurmCluster, SlurmUnavailable
+from test_multinode import EXPECTED_COLLECTIVES, MULTIWORKER_COLLECTIVES, collective_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
@@ -64,6 +65,13 @@ def test_preflight_and_cache_drop_through_srun(slurm, tmp_path):
     assert rows[name][0] == "PASS", rows[name]
   dropped, detail = json.loads(r.stdout.split("DROP ", 1)[1].splitlines()[0])
   assert (dropped, detail) == (True, "page cache dropped on 1 hosts") or not dropped and slurm.node in detail
+
+
+def test_multiworker_cluster_from_the_slurm_step(slurm):
+  r = subprocess.run(["srun", "--ntasks=2", "--ntasks-per-node=2", PYTHON, "-c", MULTIWORKER_COLLECTIVES],
+                     env=_env(slurm), capture_output=True, text=True, timeout=900, cwd=ROOT)
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+  assert collective_results(r.stdout) == EXPECTED_COLLECTIVES, r.stdout[-2000:]
 
 
 def test_run_sub_trains_a_smoke_run_with_horovod_ranks_from_slurm(slurm, demo_imagenet, tmp_path):
