@@ -297,3 +297,19 @@ def test_gpu_host_without_nccl_horovod_fails_preflight(local_facts):
   assert rows["GPUs per host"] == ("PASS", "node1: 8, node2: 8")
   short = hosts._gpus(launch.from_args(hosts="node1:8"), [("node1", dict(gpu_host, gpus=4, nccl=True), 0)])
   assert short[0] == ("GPUs per host", "FAIL", "node1 has 4 GPU(s) for 8 process(es)")
+
+
+def test_slurm_step_argv_with_and_without_a_container():
+  from tf_gp2bm.driver import srun
+  trainer = [PYTHON, "-m", "tf_gp2bm.train", "--task=resnet"]
+  plain = launch.Launch("slurm", 4, (("n1", 2), ("n2", 2)), ("--label",))
+  assert launch.command(plain, trainer) == [PYTHON, "-m", "tf_gp2bm.driver.srun", "--np=4", "--ntasks_per_node=2",
+                                            "--label", "--", *trainer]
+  assert srun.step_command(plain, trainer, 2) == ["srun", "--nodes=2", "--ntasks=4", "--ntasks-per-node=2",
+                                                  "--distribution=block", "--kill-on-bad-exit=1", "--label", *trainer]
+  # In an image the image's python runs (this machine's interpreter path means nothing there).
+  pyxis = launch.Launch("slurm", 2, (("n1", 2),), ("--container-image=acme/tf",))
+  assert srun.step_command(pyxis, trainer, 2)[-5:] == ["--container-image=acme/tf", "python", *trainer[1:]]
+  sif = launch.Launch("slurm", 2, (("n1", 2),), ("--apptainer=/images/tf.sif",))
+  assert srun.step_command(sif, trainer, 2)[-8:] == ["apptainer", "exec", "--nv", "/images/tf.sif", "python",
+                                                     *trainer[1:]]

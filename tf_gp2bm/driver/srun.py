@@ -32,12 +32,13 @@ def _in_container(srun_args, apptainer):
   return bool(apptainer) or any(w.startswith("--container-image") for w in srun_args)
 
 
-def task_argv(argv, srun_args, apptainer):
-  """The per-task argv: inside a container the image's python replaces this machine's interpreter."""
+def task_argv(argv, srun_args, apptainer, wrap=True):
+  """The per-task argv: inside a container the image's python replaces this machine's interpreter; wrap adds
+  the apptainer command in front."""
   argv = list(argv)
   if _in_container(srun_args, apptainer) and argv and argv[0] == sys.executable:
     argv[0] = CONTAINER_PYTHON
-  if apptainer:
+  if apptainer and wrap:
     argv = ["apptainer", "exec", "--nv", apptainer, *argv]
   return argv
 
@@ -84,8 +85,8 @@ def launch_step(np, ntasks_per_node, launcher_args, argv):
              HOROVOD_GLOO_RENDEZVOUS_PORT=str(port), HOROVOD_CONTROLLER="gloo", HOROVOD_CPU_OPERATIONS="gloo",
              GP2BM_SRUN_TASKS_PER_NODE=str(ntasks_per_node), PYTHONUNBUFFERED="1")
   step = launch_mod.Launch("slurm", np, tuple(hosts), tuple(launcher_args))
-  _, srun_args = split_args(launcher_args)
-  trainer = task_argv(argv, srun_args, None)  # the image's interpreter inside a container, apptainer added below
+  apptainer, srun_args = split_args(launcher_args)
+  trainer = task_argv(argv, srun_args, apptainer, wrap=False)  # step_command wraps the task shim instead
   cmd = step_command(step, [sys.executable, "-m", "tf_gp2bm.driver.srun", "task", "--", *trainer], ntasks_per_node)
   print(f"[srun] {' '.join(cmd)}", flush=True)
   try:
