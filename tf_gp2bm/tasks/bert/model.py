@@ -17,6 +17,7 @@ import tf_keras
 from official.nlp.modeling import layers, networks
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.bert import packing
 from tf_gp2bm.kernels.model_garden import gelu, swappable
 
 
@@ -71,7 +72,10 @@ _gelu = gelu  # the gelu hot spot; encoder blocks built with it fuse bias + acti
 
 class BertPretrainingModel(tf_keras.Model):
   """inputs: dict(input_word_ids, input_mask, input_type_ids [b, seq] int32, masked_lm_positions [b, m] int32).
-  outputs: dict(mlm_logits [b, m, vocab], nsp_logits [b, 2])."""
+  outputs: dict(mlm_logits [b, m, vocab], nsp_logits [b, 2]).
+
+  Packed rows (tf_gp2bm.tasks.bert.packing) carry position_ids and sequence_ids [b, seq] instead of input_mask, and
+  cls_positions [b, k]: the same layers then attend within each sequence and nsp_logits is [b, k, 2]."""
 
   def __init__(self, config: BertConfig, **kwargs):
     super().__init__(name="bert_pretraining", **kwargs)
@@ -90,11 +94,29 @@ class BertPretrainingModel(tf_keras.Model):
     self.next_sentence = tf_keras.layers.Dense(2, kernel_initializer=init(), name="next_sentence")
 
   def call(self, inputs, training=None):
+    if "sequence_ids" in inputs:
+      return self._packed(inputs, training)
     outputs = self.encoder({"input_word_ids": inputs["input_word_ids"], "input_mask": inputs["input_mask"],
                             "input_type_ids": inputs["input_type_ids"]}, training=training)
     mlm_logits = self.masked_lm(outputs["sequence_output"], masked_positions=inputs["masked_lm_positions"])
     nsp_logits = self.next_sentence(outputs["pooled_output"])
     return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
+
+  def _packed(self, inputs, training):
+    """The encoder's own layers on packed rows: each token's position embedding is that of its position within
+    its sequence, attention is block-diagonal over sequences, and the pooler reads each sequence's [CLS]."""
+    enc = self.encoder
+    ids = inputs["input_word_ids"]
+    positions = tf.gather(enc._position_embedding_layer._position_embeddings, inputs["position_ids"])
+    x = enc._embedding_layer(ids) + tf.cast(positions, enc._embedding_layer.compute_dtype) \
+        + enc._type_embedding_layer(inputs["input_type_ids"])
+    x = enc._embedding_dropout(enc._embedding_norm_layer(x), training=training)
+    mask = packing.attention_mask(inputs["sequence_ids"], x.dtype)
+    for layer in enc._transformer_layers:
+      x = layer([x, mask], training=training)
+    pooled = enc._pooler_layer(tf.gather(x, inputs["cls_positions"], batch_dims=1))
+    return {"mlm_logits": self.masked_lm(x, masked_positions=inputs["masked_lm_positions"]),
+            "nsp_logits": self.next_sentence(pooled)}
 
 
 def dummy_inputs(batch, seq_length, predictions):

@@ -12,7 +12,7 @@ from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, pretraining_input as data
+from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
 from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config,
                                         eval_interval_samples)
 from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC
@@ -234,10 +234,8 @@ class BertTask(Task):
 
   def loss(self, model, batch):
     out, (mlm_loss, _, _) = self._mlm(model, batch, training=True)
-    log_probs = tf.nn.log_softmax(tf.cast(out["nsp_logits"], tf.float32), axis=-1)
-    labels = tf.one_hot(tf.reshape(batch["next_sentence_labels"], [-1]), 2, dtype=tf.float32)
-    nsp_loss = tf.reduce_mean(-tf.reduce_sum(labels * log_probs, axis=-1))
-    return mlm_loss + nsp_loss
+    return mlm_loss + packing.next_sentence_loss(out["nsp_logits"], batch["next_sentence_labels"],
+                                                 batch.get("next_sentence_weights"))
 
   def process_micro_gradients(self, grads):
     clipped, _ = tf.clip_by_global_norm(grads, CLIP_NORM)  # the reference clips before the all-reduce

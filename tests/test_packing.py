@@ -1,0 +1,115 @@
+"""BERT sequence packing: first-fit-decreasing rows, conservation, and packed = unpacked for losses and gradients."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT
+from tf_gp2bm import kernels
+from tf_gp2bm.runtime.factory import create_runtime
+from tf_gp2bm.tasks.bert import model as bert_model, packing
+from tf_gp2bm.tasks.bert.config import Config
+from tf_gp2bm.tasks.bert.task import BertTask
+
+SEQ, PREDS = 64, 10
+
+
+def test_first_fit_decreasing_places_longest_first_in_the_first_row_with_room():
+  rows = packing.first_fit_decreasing([300, 200, 512, 100, 250, 12, 212], 512, max_sequences=3)
+  assert rows == [[2], [0, 6], [4, 1, 5], [3]]  # 250 opens row 2; 212 fills row 1; 12 joins the first row with room
+  lengths = np.random.default_rng(0).integers(1, 513, 5000)
+  rows = packing.first_fit_decreasing(lengths, 512, max_sequences=3)
+  assert sorted(i for row in rows for i in row) == list(range(5000))
+  assert all(len(row) <= 3 and sum(lengths[i] for i in row) <= 512 for row in rows)
+  with pytest.raises(ValueError, match="1..512"):
+    packing.first_fit_decreasing([513], 512)
+
+
+def _examples(lengths, seed=0):
+  """Unpacked examples in the reference layout: [CLS] a [SEP] b [SEP], masked positions sorted, padding zeros."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for n in lengths:
+    ids = np.zeros(SEQ, np.int64)
+    ids[:n] = rng.integers(5, 128, n)
+    ids[0], ids[n - 1] = 2, 3
+    segments = np.zeros(SEQ, np.int64)
+    segments[n // 2:n] = 1
+    count = min(PREDS, max(1, round(0.15 * n)))
+    positions = np.zeros(PREDS, np.int64)
+    positions[:count] = np.sort(rng.choice(np.arange(1, n - 1), count, replace=False))
+    masked_ids = np.zeros(PREDS, np.int64)
+    masked_ids[:count] = rng.integers(5, 128, count)
+    weights = np.zeros(PREDS, np.float32)
+    weights[:count] = 1.0
+    out.append({"input_ids": ids, "input_mask": (np.arange(SEQ) < n).astype(np.int64), "segment_ids": segments,
+                "masked_lm_positions": positions, "masked_lm_ids": masked_ids, "masked_lm_weights": weights,
+                "next_sentence_labels": np.array([rng.integers(0, 2)])})
+  return out
+
+
+def _unpacked_batch(examples):
+  stack = lambda k: tf.constant(np.stack([e[k] for e in examples]))  # noqa: E731
+  return {"input_word_ids": tf.cast(stack("input_ids"), tf.int32), "input_mask": tf.cast(stack("input_mask"), tf.int32),
+          "input_type_ids": tf.cast(stack("segment_ids"), tf.int32),
+          "masked_lm_positions": tf.cast(stack("masked_lm_positions"), tf.int32),
+          "masked_lm_ids": tf.cast(stack("masked_lm_ids"), tf.int32), "masked_lm_weights": stack("masked_lm_weights"),
+          "next_sentence_labels": tf.cast(stack("next_sentence_labels")[:, 0], tf.int32)}
+
+
+def _packed_batch(examples):
+  rows = packing.pack(examples, SEQ, PREDS, np.random.default_rng(1))
+  features = {k: tf.constant(np.stack([r[k] for r in rows])) for k in packing.FEATURES}
+  return packing.to_model_inputs(features), len(rows)
+
+
+@pytest.fixture(scope="module")
+def task_and_model():
+  kernels.reset()
+  config = Config.defaults(bert_config="tiny", global_batch_size=8, base_learning_rate=1e-3, weight_decay=0.01,
+                           train_steps=10, max_seq_length=SEQ, max_predictions_per_seq=PREDS, closed=False)
+  task = BertTask(create_runtime("none"), config)
+  tf.keras.utils.set_random_seed(0)
+  return task, bert_model.build_bert(task.model_config, seq_length=SEQ, predictions=PREDS)
+
+
+def test_packed_losses_and_gradients_equal_unpacked(task_and_model):
+  task, model = task_and_model
+  examples = _examples([64, 30, 21, 12, 40, 7, 50, 23])
+  unpacked = _unpacked_batch(examples)
+  packed, rows = _packed_batch(examples)
+  assert rows < len(examples) and int(packing.sequences_in(packed)) == len(examples)
+
+  def losses_and_grads(batch):
+    with tf.GradientTape() as tape:
+      out, (mlm, correct, count) = task._mlm(model, batch, training=True)
+      nsp = packing.next_sentence_loss(out["nsp_logits"], batch["next_sentence_labels"],
+                                       batch.get("next_sentence_weights"))
+      total = task.loss(model, batch)
+    return (float(mlm), float(nsp), float(total), float(correct), float(count)), \
+        tape.gradient(total, model.trainable_variables)
+
+  (u, ug), (p, pg) = losses_and_grads(unpacked), losses_and_grads(packed)
+  np.testing.assert_allclose(p, u, rtol=1e-5, atol=1e-6)
+  assert u[4] == sum(float(e["masked_lm_weights"].sum()) for e in examples)
+  for v, a, b in zip(model.trainable_variables, ug, pg):
+    a, b = tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy()
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=v.name)
+
+
+def test_packed_rows_attend_only_within_their_sequence(task_and_model):
+  """Changing one sequence's tokens leaves the other sequences' outputs in the row untouched."""
+  task, model = task_and_model
+  examples = _examples([20, 20, 20])
+  packed, rows = _packed_batch(examples)
+  assert rows == 1
+  before = model(packed, training=False)
+  ids = packed["input_word_ids"].numpy()
+  seq = packed["sequence_ids"].numpy()
+  ids[seq == 2] = 7
+  after = model(dict(packed, input_word_ids=tf.constant(ids)), training=False)
+  nsp_b, nsp_a = before["nsp_logits"].numpy()[0], after["nsp_logits"].numpy()[0]
+  changed = [k for k in range(3) if not np.allclose(nsp_b[k], nsp_a[k], atol=1e-6)]
+  assert changed == [1]

@@ -1,0 +1,161 @@
+"""BERT sequence packing: several pretraining sequences share one max_seq_length row, each attending only to itself.
+
+MLPerf allows packing when every sequence is still seen exactly once in random order. A packed row holds up to
+`max_sequences` sequences back to back; per token it carries the sequence's own position id (restarting at 0)
+and segment id, and `sequence_ids` (1..k, 0 = padding), from which the model builds a block-diagonal attention
+mask. Each sequence keeps its next-sentence label (`cls_positions` says where its [CLS] token sits) and all of its
+masked-LM predictions (positions shifted to the row). With that, the masked-LM loss (summed over predictions,
+divided by their count) and the next-sentence loss (mean over sequences) of a batch of rows are those of the same
+sequences unpacked.
+
+The packing itself (first-fit-decreasing) and the row layout are plain Python/NumPy so that data_prep can write
+packed records; the TensorFlow helpers import TensorFlow when called.
+"""
+import numpy as np
+
+FORMAT = "tf_gp2bm.bert_packed/1"
+MANIFEST = "manifest-pack.json"
+MAX_SEQUENCES = 3  # per row: enough for the short-sequence tail of the Wikipedia data (see docs/performance.md)
+FEATURES = ("input_ids", "segment_ids", "position_ids", "sequence_ids", "masked_lm_positions", "masked_lm_ids",
+            "masked_lm_weights", "next_sentence_labels", "next_sentence_weights", "cls_positions")
+
+
+def predictions_per_row(max_predictions_per_seq, max_sequences=MAX_SEQUENCES):
+  """Masked-LM slots per row. The reference masks min(max_predictions, max(1, round(0.15 x length))) per sequence,
+  so k sequences of total length <= max_seq_length hold at most that many; one extra slot per sequence covers the
+  rounding up of each."""
+  return max_predictions_per_seq + max_sequences
+
+
+def first_fit_decreasing(lengths, capacity, max_sequences=MAX_SEQUENCES):
+  """Rows as lists of indices into `lengths`: longest first, each into the first row with room for it and fewer
+  than max_sequences sequences (ties by index, so the result is deterministic). O(n log n) with a max-tree over
+  the rows' free space."""
+  lengths = np.asarray(lengths, np.int64)
+  if lengths.size and (lengths.min() < 1 or lengths.max() > capacity):
+    raise ValueError(f"sequence lengths must be in 1..{capacity}, got {lengths.min()}..{lengths.max()}")
+  order = np.argsort(-lengths, kind="stable")
+  size = 1
+  while size < max(1, len(lengths)):
+    size *= 2
+  free = np.full(2 * size, -1, np.int64)  # leaves: free tokens of each row (-1: no row yet, or row full)
+  rows = []
+  for index in order:
+    need = lengths[index]
+    if free[1] >= need:
+      node = 1
+      while node < size:  # leftmost leaf with enough room
+        node = 2 * node if free[2 * node] >= need else 2 * node + 1
+      row = node - size
+    else:
+      row, node = len(rows), len(rows) + size
+      rows.append([])
+      free[node] = capacity
+    rows[row].append(int(index))
+    free[node] = free[node] - need if len(rows[row]) < max_sequences else -1
+    node //= 2
+    while node:
+      free[node] = max(free[2 * node], free[2 * node + 1])
+      node //= 2
+  return rows
+
+
+def sequence_length(example):
+  return int(np.count_nonzero(example["input_mask"]))
+
+
+def pack_row(examples, max_seq_length, max_predictions_per_row, max_sequences=MAX_SEQUENCES):
+  """One packed row (dict of int64/float32 NumPy arrays, FEATURES) from unpacked examples (dicts of the
+  bert_pretraining features)."""
+  row = {name: np.zeros(max_seq_length, np.int64) for name in FEATURES[:4]}
+  row.update(masked_lm_positions=np.zeros(max_predictions_per_row, np.int64),
+             masked_lm_ids=np.zeros(max_predictions_per_row, np.int64),
+             masked_lm_weights=np.zeros(max_predictions_per_row, np.float32),
+             next_sentence_labels=np.zeros(max_sequences, np.int64),
+             next_sentence_weights=np.zeros(max_sequences, np.float32),
+             cls_positions=np.zeros(max_sequences, np.int64))
+  if not 1 <= len(examples) <= max_sequences:
+    raise ValueError(f"a row holds 1..{max_sequences} sequences, got {len(examples)}")
+  offset = predicted = 0
+  for k, example in enumerate(examples):
+    n = sequence_length(example)
+    if offset + n > max_seq_length:
+      raise ValueError(f"sequences of {offset + n} tokens do not fit a row of {max_seq_length}")
+    span = slice(offset, offset + n)
+    row["input_ids"][span] = example["input_ids"][:n]
+    row["segment_ids"][span] = example["segment_ids"][:n]
+    row["position_ids"][span] = np.arange(n)
+    row["sequence_ids"][span] = k + 1
+    real = np.asarray(example["masked_lm_weights"]) > 0
+    count = int(real.sum())
+    if predicted + count > max_predictions_per_row:
+      raise ValueError(f"{predicted + count} masked positions do not fit the row's {max_predictions_per_row}")
+    slots = slice(predicted, predicted + count)
+    row["masked_lm_positions"][slots] = np.asarray(example["masked_lm_positions"])[real] + offset
+    row["masked_lm_ids"][slots] = np.asarray(example["masked_lm_ids"])[real]
+    row["masked_lm_weights"][slots] = 1.0
+    row["next_sentence_labels"][k] = int(np.asarray(example["next_sentence_labels"]).reshape(-1)[0])
+    row["next_sentence_weights"][k] = 1.0
+    row["cls_positions"][k] = offset
+    offset, predicted = offset + n, predicted + count
+  return row
+
+
+def pack(examples, max_seq_length, max_predictions_per_seq, rng, max_sequences=MAX_SEQUENCES):
+  """All examples packed into rows, in an order drawn from `rng` (each example in exactly one row)."""
+  rows = first_fit_decreasing([sequence_length(e) for e in examples], max_seq_length, max_sequences)
+  slots = predictions_per_row(max_predictions_per_seq, max_sequences)
+  return [pack_row([examples[i] for i in rows[r]], max_seq_length, slots, max_sequences)
+          for r in rng.permutation(len(rows))]
+
+
+# --- TensorFlow side --------------------------------------------------------------------------------------------
+def feature_spec(max_seq_length, max_predictions_per_seq, max_sequences=MAX_SEQUENCES):
+  import tensorflow as tf
+  ints = lambda n: tf.io.FixedLenFeature([n], tf.int64)  # noqa: E731
+  slots = predictions_per_row(max_predictions_per_seq, max_sequences)
+  spec = {name: ints(max_seq_length) for name in FEATURES[:4]}
+  spec.update(masked_lm_positions=ints(slots), masked_lm_ids=ints(slots),
+              masked_lm_weights=tf.io.FixedLenFeature([slots], tf.float32),
+              next_sentence_labels=ints(max_sequences),
+              next_sentence_weights=tf.io.FixedLenFeature([max_sequences], tf.float32),
+              cls_positions=ints(max_sequences))
+  return spec
+
+
+def to_model_inputs(features):
+  """Parsed packed features -> the model's packed inputs (int32 ids, float weights)."""
+  import tensorflow as tf
+  f = {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in features.items()}
+  return {"input_word_ids": f["input_ids"], "input_type_ids": f["segment_ids"], "position_ids": f["position_ids"],
+          "sequence_ids": f["sequence_ids"], "masked_lm_positions": f["masked_lm_positions"],
+          "masked_lm_ids": f["masked_lm_ids"], "masked_lm_weights": f["masked_lm_weights"],
+          "next_sentence_labels": f["next_sentence_labels"], "next_sentence_weights": f["next_sentence_weights"],
+          "cls_positions": f["cls_positions"]}
+
+
+def attention_mask(sequence_ids, dtype):
+  """[batch, seq, seq] float mask, 1 where query and key belong to the same sequence (block-diagonal)."""
+  import tensorflow as tf
+  same = tf.equal(sequence_ids[:, :, None], sequence_ids[:, None, :]) & (sequence_ids[:, None, :] > 0)
+  return tf.cast(same, dtype)
+
+
+def next_sentence_loss(nsp_logits, labels, weights=None):
+  """Mean next-sentence cross-entropy over sequences: the reference's mean over the batch when unpacked
+  (weights None), and over the real sequences of packed rows (weights 1/0)."""
+  import tensorflow as tf
+  log_probs = tf.nn.log_softmax(tf.reshape(tf.cast(nsp_logits, tf.float32), [-1, 2]), axis=-1)
+  nll = -tf.reduce_sum(tf.one_hot(tf.reshape(labels, [-1]), 2, dtype=tf.float32) * log_probs, axis=-1)
+  if weights is None:
+    return tf.reduce_mean(nll)
+  weights = tf.reshape(tf.cast(weights, tf.float32), [-1])
+  return tf.reduce_sum(weights * nll) / tf.reduce_sum(weights)
+
+
+def sequences_in(batch):
+  """Sequences a batch holds: the rows' next-sentence weights when packed, else its batch size."""
+  import tensorflow as tf
+  if "next_sentence_weights" in batch:
+    return tf.reduce_sum(batch["next_sentence_weights"])
+  return tf.cast(tf.shape(batch["next_sentence_labels"])[0], tf.float32)
