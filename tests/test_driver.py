@@ -1,9 +1,9 @@
-"""The driver around the runs: set folders, seeds, resume bookkeeping, watchdog, reports, the submission tree
-and the official package checker.
+"""The driver around the runs: the command line (parsed once into a SetConfig), set folders, seeds, resume
+bookkeeping, the launch engine, the watchdog and the terminal digest.
 
-Scoring/reporting is tested on crafted logs (tests/test_scoring.write_log, written with mlperf_logging.mllog);
-the real-run path (trainer + smoke flagfiles + demo data) is tested in test_real_smoke_set_resumes_after_kill,
-which is skipped until those exist.
+Crafted logs (tests/test_scoring.write_log, written with mlperf_logging.mllog) stand in for finished runs where
+the trainer is not the point; test_real_smoke_set_resumes_after_kill runs the real trainer through
+run_benchmark.sh. Reports are tested in test_reports.py, faults in test_faults_driver.py.
 """
 import dataclasses
 import importlib.util

@@ -243,7 +243,8 @@ def finalize(rs, ui):
   for name, t in s["tasks"].items():
     latency = "-" if t["latency_min"] is None else f"{t['latency_min']:.3f}"
     ui.say(f"{name}: olympic mean {latency} min" + (f" ({t['reason']})" if t["reason"] else ""))
-  ui.say(f"package checker: {v.summary[:300]}")
+  expected = " (expected for the demo, see below)" if rs.config["mode"] == "demo" and not v.passed else ""
+  ui.say(f"package checker{expected}: {v.summary[:300]}")
   score = s["score"]
   ui.say(f"GP2BM score = {score['computation']}" + (f" ({score['why_none']})" if score.get("why_none") else ""))
   verdict = s["verdict"]

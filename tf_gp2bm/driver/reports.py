@@ -254,7 +254,7 @@ def write_all(set_dir, summary):
   write_xlsx(paths["xlsx"], summary)
   system = summary["system"]
   system_title = " / ".join(str(system[k]) for k in ("system_name", "accelerator_model_name", "framework")
-                            if system.get(k))
+                            if system.get(k) and system[k] != "N/A")
   for task, t in summary["tasks"].items():
     paths[f"plot_{task}"] = os.path.join(set_dir, f"convergence_{task}.png")
     plot_task(paths[f"plot_{task}"], task, t, system_title)
