@@ -41,8 +41,9 @@ def _task(path):
 
 
 def _replicas(path):
-  """The GPUs a flagfile is written for: the N of its Nxgpu name."""
-  return int(re.match(r"(\d+)x", path.stem).group(1))
+  """The GPUs a flagfile is written for: N of an Nxgpu name, N x M of an NxMxgpu name (N nodes of M GPUs)."""
+  nodes, per_node = re.fullmatch(r"(\d+)x(?:(\d+)x)?gpu", path.stem).groups()
+  return int(nodes) * int(per_node or 1)
 
 
 def _dry_run(path):
@@ -122,4 +123,4 @@ def test_closed_bert_flagfiles_fit_memory_and_split_the_eval_set(path):
 
 def test_every_system_has_both_tasks():
   systems = {t: {p.stem for p in FLAGFILES if _task(p) == t} for t in ("resnet", "bert")}
-  assert systems["resnet"] == systems["bert"] and {"1xgpu", "8xgpu", "16xgpu", "smoke"} <= systems["resnet"]
+  assert systems["resnet"] == systems["bert"] and {"1xgpu", "8xgpu", "2x8xgpu", "smoke"} <= systems["resnet"]
