@@ -113,3 +113,81 @@ def test_packed_rows_attend_only_within_their_sequence(task_and_model):
   nsp_b, nsp_a = before["nsp_logits"].numpy()[0], after["nsp_logits"].numpy()[0]
   changed = [k for k in range(3) if not np.allclose(nsp_b[k], nsp_a[k], atol=1e-6)]
   assert changed == [1]
+
+
+# --- the pack stage on the shared Wikipedia sample ---------------------------------------------------------------
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE = sorted((SHARED_DATA / "wiki_sample").glob("wiki_??"))
+VOCAB = SHARED_DATA / "bert_uncased_vocab.txt"
+
+
+@pytest.fixture(scope="module")
+def sample_records(tmp_path_factory):
+  """The shared WikiExtractor sample, cleaned, through the tfrecords stage (official 512/76, dupe factor 1)."""
+  if not (SAMPLE and VOCAB.exists()):
+    pytest.skip(f"{SHARED_DATA} (the Wikipedia sample and vocab) is not available")
+  from data_prep.wikipedia.cli import main
+  from data_prep.wikipedia.text import clean_file
+  root = tmp_path_factory.mktemp("wiki")
+  (root / "text").mkdir()
+  for i, src in enumerate(SAMPLE):
+    clean_file(src, root / "text" / f"part-{i:05d}-of-{len(SAMPLE):05d}")
+  assert main(["tfrecords", f"--input={root / 'text'}", f"--vocab={VOCAB}", f"--out={root / 'records'}",
+               "--dupe_factor=1", "--workers=2"]) == 0
+  return root / "records"
+
+
+def _sequences(path, unpacked):
+  """Each sequence of a record file as (tokens, segments, masked positions within it, masked ids, label)."""
+  from data_prep.bert_records import read_records
+  from data_prep.wikipedia import pack
+  out = []
+  for serialized in read_records(str(path)):
+    if unpacked:
+      out.append(pack._input_identity(pack._example(serialized)))
+    else:
+      f = tf.train.Example.FromString(serialized).features.feature
+      row = {k: np.asarray(getattr(f[k], f[k].WhichOneof("kind")).value) for k in packing.FEATURES}
+      out.extend(pack._row_identities(row))
+  return sorted(out)
+
+
+@pytest.mark.slow
+def test_pack_stage_conserves_every_sequence_and_packs_the_sample(sample_records, tmp_path, capsys):
+  from data_prep.wikipedia.cli import main
+  from tf_gp2bm.files import read_json
+  out = tmp_path / "packed"
+  assert main(["pack", f"--input={sample_records}", f"--out={out}", "--seed=7", "--workers=2"]) == 0
+  manifest = read_json(str(out / packing.MANIFEST))
+  source = read_json(str(sample_records / "manifest-tfrecords.json"))
+  total = manifest["total"]
+  assert total["sequences"] == source["total"]["count"] > 2000
+  assert total["rows"] == sum(f["count"] for f in manifest["files"].values()) < total["sequences"]
+  assert 1.08 < total["sequences"] / total["rows"] == pytest.approx(total["packing_factor"], abs=1e-4)
+  for name in manifest["files"]:
+    assert _sequences(out / name, unpacked=False) == _sequences(sample_records / name, unpacked=True), name
+  assert "sequences per row" in capsys.readouterr().out
+
+  again = tmp_path / "again"
+  assert main(["pack", f"--input={sample_records}", f"--out={again}", "--seed=7", "--workers=1"]) == 0
+  other = tmp_path / "other"
+  assert main(["pack", f"--input={sample_records}", f"--out={other}", "--seed=8", "--workers=1"]) == 0
+  digests = lambda d: {n: f["sha256"] for n, f in read_json(str(d / packing.MANIFEST))["files"].items()}  # noqa
+  assert digests(again) == digests(out) and digests(other) != digests(out)
+
+  name = sorted(manifest["files"])[1]
+  (out / name).unlink()
+  capsys.readouterr()
+  assert main(["pack", f"--input={sample_records}", f"--out={out}", "--seed=7", "--workers=1"]) == 0
+  assert "3 of 4 files already packed" in capsys.readouterr().err and digests(out) == digests(again)
+
+
+def test_pack_stage_refuses_what_is_not_pretraining_records(tmp_path, capsys):
+  from data_prep.wikipedia.cli import main
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "notes.bin").write_bytes(b"not a record file")
+  assert main(["pack", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'out'}"]) == 2
+  err = capsys.readouterr().err
+  assert "notes.bin" in err and "not BERT pretraining records" in err
+  assert main(["pack", f"--input={tmp_path / 'empty'}", f"--out={tmp_path / 'out'}"]) == 2
+  assert "no record files" in capsys.readouterr().err

@@ -13,6 +13,7 @@ Stages (each resumable through per-output done markers, each writing <out>/manif
   verify     re-check every manifest in --out (bytes, sha256), read every record again (layout, counts, token ids
              against --vocab) and write manifest.json, which the trainer reads instead of the records
   bench      time `tfrecords` against the plain reference-style implementation on the same input
+  pack       training records -> rows of max_seq_length holding several sequences (--packed training)
 Module docs: tfrecords/instances (generation), manifest (markers, manifests), split.
 
 Typical use (the published text is the preferred input: WikiExtractor output depends on the day it runs):
@@ -31,6 +32,7 @@ from data_prep.wikipedia.bench import run_bench
 from data_prep.wikipedia.eval_set import run_eval
 from data_prep.wikipedia.extract import run_extract
 from data_prep.wikipedia.manifest import StageError, verify
+from data_prep.wikipedia.pack import add_parser as add_pack_parser
 from data_prep.wikipedia.records import verify_records
 from data_prep.wikipedia.split import run_split
 from data_prep.wikipedia.textstages import relative_files, run_text_stage
@@ -226,6 +228,8 @@ def build_parser():
   p.add_argument("--workers", type=int, default=None)
   p.add_argument("--work_dir", default=None, help="scratch folder (default: a temporary one)")
   p.set_defaults(func=cmd_bench)
+
+  add_pack_parser(sub)
   return parser
 
 
