@@ -20,11 +20,14 @@ SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
 @pytest.fixture(scope="module")
 def slurm():
   cluster = SlurmCluster()
+  already_up = cluster.ready()
   try:
     cluster.up()
   except SlurmUnavailable as e:
     pytest.fail(f"the test Slurm cluster did not start: {e}")
-  return cluster
+  yield cluster
+  if not already_up:  # daemons this test started end with it; a cluster started by hand stays
+    cluster.down()
 
 
 def _env(cluster, **extra):
