@@ -1,5 +1,6 @@
 """Shared test helpers: the repo root, the venv's python, demo data made once per session, runners for the CLI
 (one process or Horovod ranks), the compliance checker, and an in-process trainer for the proofs of the step."""
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,15 @@ def trainer_factory():
   from absl import flags
   tf_keras.mixed_precision.set_global_policy("float32")
   flags.FLAGS.unparse_flags()
+
+
+@pytest.fixture(scope="session")
+def resnet_smoke_run(demo_imagenet, tmp_path_factory):
+  """One ResNet smoke run (flags/resnet/smoke.flags on the demo data, seed 1234) for every test that needs a
+  finished real run: its folder, the CompletedProcess and the MLPerf log's events."""
+  out = tmp_path_factory.mktemp("resnet_smoke") / "run"
+  r = run_train("--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}",
+                f"--output_dir={out}", "--seed=1234")
+  events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line] \
+      if (out / "mlperf.log").exists() else []
+  return types.SimpleNamespace(out=out, result=r, events=events)
