@@ -26,6 +26,8 @@ flags.DEFINE_integer("steps_per_loop", 100, "Train steps per host call; progress
                      "read the device once per loop.", lower_bound=1)
 flags.DEFINE_string("kernels", None, "Module that registers vendor kernels (see docs/vendor_kernels.md); none = "
                     "the default ops.")
+flags.DEFINE_bool("deterministic", False, "Same seed, same trajectory: op determinism (XLA included) and ordered "
+                  "input pipelines, to compare a run with vendor kernels against a default run (slower).")
 flags.DEFINE_bool("cache_clear", False, "Whether the page cache was dropped before this run (logged as is).")
 flags.DEFINE_bool("closed", True, "Closed division: enforce its settings and log submission_division closed; "
                   "--noclosed (demo and smoke configs) logs open.")

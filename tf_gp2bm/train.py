@@ -14,7 +14,7 @@ import time
 import tf_gp2bm  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from absl import app, flags
 
-from tf_gp2bm import cli_flags, dry_run, errors, mlperf_log, native_log
+from tf_gp2bm import cli_flags, dry_run, errors, kernels, mlperf_log, native_log
 from tf_gp2bm.errors import InputError, Outcome, Terminated
 from tf_gp2bm.files import write_json_atomic
 from tf_gp2bm.runtime import launcher_rank
@@ -65,7 +65,7 @@ def _write_summary(outcome, seed, wall_s):
       "task": FLAGS.task, "config": FLAGS.config_name, "seed": seed,
       "status": "success" if outcome.code == errors.EXIT_SUCCESS else "aborted", "exit_code": outcome.code,
       "reason": outcome.reason, "samples_trained": outcome.samples_trained, "evals": outcome.evals,
-      "wall_s": round(wall_s, 1), "world_size": outcome.world_size,
+      "wall_s": round(wall_s, 1), "world_size": outcome.world_size, "kernels": kernels.audit(),
   }
   write_json_atomic(os.path.join(FLAGS.output_dir, RUN_SUMMARY), summary)
   with open(os.path.join(FLAGS.output_dir, "flags.txt"), "w") as f:

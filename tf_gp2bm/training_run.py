@@ -17,6 +17,7 @@ from mlperf_logging.mllog import constants as C
 from tf_gp2bm import dry_run, errors, kernels, mlperf_log, native_log, tasks
 from tf_gp2bm.cli_flags import parse_profile_steps
 from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
+from tf_gp2bm.kernels import determinism
 from tf_gp2bm.runtime import launcher_rank
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.runtime.precision import Precision
@@ -86,10 +87,14 @@ def run(flag_values, seed, log):
     tf_keras.utils.set_random_seed(seed)
     tf.config.optimizer.set_jit(False)  # XLA only where we ask for it: the compiled step
     chief_log(f"runtime: {runtime.describe()}")
+    if flag_values.deterministic:
+      determinism.enable()
+      chief_log("deterministic: op determinism on (XLA included), input pipelines ordered")
     precision = Precision(flag_values.precision)
     swapped = kernels.load_plugin(flag_values.kernels)
     if swapped:
       chief_log(f"vendor kernels from {flag_values.kernels}: {', '.join(swapped)}")
+    ml.event(kernels.MLLOG_KEY, kernels.audit(with_files=False))
     task = tasks.create(flag_values.task, runtime, flag_values)
     task.seed = seed
     if not flag_values.dry_run:

@@ -16,9 +16,10 @@ from tf_gp2bm.kernels import registry
 from tf_gp2bm.kernels.audit import files_sha256, module_files
 from tf_gp2bm.kernels.registry import KernelError
 
-__all__ = ["KernelError", "audit", "check_gradients", "contract", "files_sha256", "get", "load_plugin", "loaded_module",
+__all__ = ["MLLOG_KEY", "KernelError", "audit", "check_gradients", "contract", "files_sha256", "get", "load_plugin", "loaded_module",
            "module_files", "names", "register", "replaced", "reset"]
 
+MLLOG_KEY = "vendor_kernels"  # the mllog event that carries audit(): module, replaced hot spots, sha256
 _loaded = []  # the --kernels module of this process
 
 
@@ -90,13 +91,12 @@ def load_plugin(module_name):
   return replaced()
 
 
-def audit():
-  """What this process runs with: {module, replaced hot spots, sha256 over the module's files, files}."""
+def audit(with_files=True):
+  """What this process runs with: {module, replaced hot spots, sha256 over the module's files[, their paths]}."""
   module = loaded_module()
-  if module is None:
-    return {"module": None, "replaced": replaced(), "sha256": None, "files": []}
-  files = module_files(module)
-  return {"module": module, "replaced": replaced(), "sha256": files_sha256(files), "files": sorted(files)}
+  files = module_files(module) if module else {}
+  record = {"module": module, "replaced": replaced(), "sha256": files_sha256(files) if module else None}
+  return dict(record, files=sorted(files)) if with_files else record
 
 
 def check_gradients(variables, grads):

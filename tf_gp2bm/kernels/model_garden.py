@@ -23,9 +23,11 @@ from tf_keras.src.layers.attention.multi_head_attention import MultiHeadAttentio
 from tf_keras.src.layers.normalization.batch_normalization import BatchNormalization
 from tf_keras.src.layers.regularization.dropout import Dropout
 from tf_keras.src.layers.normalization.layer_normalization import LayerNormalization
+from tf_keras.src.layers.pooling.max_pooling2d import MaxPooling2D
 from tf_keras.src.mixed_precision import autocast_variable
 
 from tf_gp2bm import kernels
+from tf_gp2bm.kernels import determinism
 
 _streams = []  # the seed stream of the model being built (innermost swappable block last)
 
@@ -205,11 +207,38 @@ class SwappableTransformerEncoderBlock(TransformerEncoderBlock):
                        self._seeds.seed(rate, training), training)
 
 
+class DeterministicMaxPooling2D(MaxPooling2D):
+  """Max pooling as the maximum of the window's strided slices. Same values; its gradient (slices and elementwise
+  maxima, first maximum on ties) compiles deterministically under XLA, whose MaxPoolGrad refuses op determinism.
+  Used only under --deterministic."""
+
+  def call(self, inputs):
+    shape = inputs.shape.as_list()
+    if self.data_format != "channels_last" or None in shape[1:3]:
+      return super().call(inputs)
+    pads, sizes = [], []
+    for size, k, s in zip(shape[1:3], self.pool_size, self.strides):
+      out = -(-size // s) if self.padding == "same" else (size - k) // s + 1
+      total = max((out - 1) * s + k - size, 0) if self.padding == "same" else 0
+      pads.append([total // 2, total - total // 2])
+      sizes.append(out)
+    x = tf.pad(inputs, [[0, 0], *pads, [0, 0]], constant_values=inputs.dtype.min)
+    result = None
+    for i in range(self.pool_size[0]):
+      for j in range(self.pool_size[1]):
+        window = x[:, i:i + (sizes[0] - 1) * self.strides[0] + 1:self.strides[0],
+                   j:j + (sizes[1] - 1) * self.strides[1] + 1:self.strides[1], :]
+        result = window if result is None else tf.maximum(result, window)
+    return result
+
+
 _SWAPS = {"BatchNormalization": (tf_keras.layers, SwappableBatchNormalization),
           "Dropout": (tf_keras.layers, SwappableDropout),
           "LayerNormalization": (tf_keras.layers, SwappableLayerNormalization),
           "MultiHeadAttention": (tf_keras.layers, SwappableMultiHeadAttention),
-          "TransformerEncoderBlock": (nlp_layers, SwappableTransformerEncoderBlock)}
+          "TransformerEncoderBlock": (nlp_layers, SwappableTransformerEncoderBlock),
+          "MaxPool2D": (tf_keras.layers, DeterministicMaxPooling2D),  # under --deterministic only
+          "MaxPooling2D": (tf_keras.layers, DeterministicMaxPooling2D)}
 
 
 @contextlib.contextmanager
@@ -218,6 +247,8 @@ def swappable(*names):
   unknown = sorted(set(names) - set(_SWAPS))
   if unknown:
     raise KeyError(f"no swappable layer {unknown}; known: {sorted(_SWAPS)}")
+  if determinism.enabled():
+    names = names + ("MaxPool2D", "MaxPooling2D")
   saved = {n: getattr(_SWAPS[n][0], n) for n in names}
   for n in names:
     setattr(_SWAPS[n][0], n, _SWAPS[n][1])

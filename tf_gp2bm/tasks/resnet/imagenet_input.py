@@ -90,15 +90,20 @@ def _checked_label(label, filename, offset, num_classes):
   return tf.cast(label, tf.int32)
 
 
+# Op seeds for the augmentation: combined with the run's global seed they fix its random stream, which
+# --deterministic requires (tf_gp2bm.kernels.determinism).
+AUGMENT_OP_SEED = 1
+
+
 def _random_crop_decode(encoded, size):
   shape = tf.image.extract_jpeg_shape(encoded)
   bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
   begin, crop, _ = tf.image.sample_distorted_bounding_box(
       shape, bounding_boxes=bbox, min_object_covered=0.1, aspect_ratio_range=[0.75, 1.33],
-      area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True)
+      area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True, seed=AUGMENT_OP_SEED)
   window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
   image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
-  image = tf.image.random_flip_left_right(image)
+  image = tf.image.random_flip_left_right(image, seed=AUGMENT_OP_SEED)
   return tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
 
 
