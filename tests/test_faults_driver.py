@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tf_gp2bm.driver import flow, lock, package, runs, system_desc
+from tf_gp2bm.driver import cli, flow, lock, package, runs, system_desc
 from tf_gp2bm.files import write_json_atomic
 
 from test_driver import QUIET, REPO, add_crafted_run, finish_crafted_set, make_set
@@ -59,12 +59,19 @@ def test_stale_lock_of_a_dead_driver_does_not_block(tmp_path):
 
 
 def test_killed_driver_after_trainer_finished_is_recorded_not_redone(tmp_path):
-  rs = make_set(tmp_path, {"resnet": 3}, mode="demo")
-  rs.config.update(tasks=["resnet"], runs={"resnet": 3})
-  write_json_atomic(os.path.join(rs.path, "set.json"), rs.config)
+  demo_data = tmp_path / "demo_data" / "resnet"
+  demo_data.mkdir(parents=True)
+  (demo_data / flow.DEMO_DONE).touch()
+  argv = ["demo", "--tasks", "resnet", "--runs_resnet=3", f"--demo_data_dir={tmp_path / 'demo_data'}",
+          f"--results_root={tmp_path / 'results'}"]
+  # The set as the killed driver left it: created by the same command, two runs recorded, the third not.
+  config = flow.prepare_demo_data(cli.parse_args(argv), QUIET)
+  run_launch = flow.make_launch(config)
+  rs = runs.RunSet.create(config.results_root, config.record(run_launch.np,
+                                                             flow.default_system_name(config, run_launch)))
   package.snapshot_source(rs.path)
   write_json_atomic(os.path.join(rs.path, "system.json"),
-                    system_desc.build("TestOrg", "test box", system_desc.RDI, {}, demo=True))
+                    system_desc.build(config.org, rs.config["system_name"], config.status, {}, demo=True))
   add_crafted_run(rs, "resnet", 0, 20)
   add_crafted_run(rs, "resnet", 1, 21)
   # Run 2: the trainer finished (run_stop logged, run.json written), the driver died before recording it.
@@ -79,11 +86,7 @@ def test_killed_driver_after_trainer_finished_is_recorded_not_redone(tmp_path):
   os.makedirs(rs.run_dir("resnet", 1) + ".attempt-1")
   write_json_atomic(os.path.join(rs.run_dir("resnet", 1) + ".attempt-1", "driver.json"),
                     {"task": "resnet", "index": 1, "seed": 55, "finished": False})
-  demo_data = tmp_path / "demo_data" / "resnet"
-  demo_data.mkdir(parents=True)
-  (demo_data / flow.DEMO_DONE).touch()
-  out = driver("demo", "--tasks", "resnet", "--runs_resnet=3", f"--set_dir={rs.path}",
-               f"--demo_data_dir={tmp_path / 'demo_data'}", f"--results_root={tmp_path / 'results'}")
+  out = driver(*argv)
   assert "recorded from its files" in out.stdout, out.stdout + out.stderr
   assert "Traceback" not in out.stderr and out.returncode == 0, out.stdout + out.stderr
   rec = runs.RunSet.driver_record(d)

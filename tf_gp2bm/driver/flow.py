@@ -81,16 +81,17 @@ def check_official_identity(config):
 def find_set(config, record):
   """The set folder to continue (or None for a new one)."""
   if config.set_dir:
-    return runs.RunSet(config.set_dir)
-  if config.new:
+    rs = runs.RunSet(config.set_dir)
+  elif config.new:
     return None
-  latest = runs.RunSet.latest(config.results_root, config.command)
-  if not latest:
-    return None
-  rs = runs.RunSet(latest)
+  else:
+    latest = runs.RunSet.latest(config.results_root, config.command)
+    if not latest:
+      return None
+    rs = runs.RunSet(latest)
   diff = [k for k in RESUME_KEYS if rs.config.get(k) != record.get(k)]
   if diff:
-    raise InputError(f"{latest}/set.json differs from this command in {', '.join(diff)}: rerun with the same "
+    raise InputError(f"{rs.path}/set.json differs from this command in {', '.join(diff)}: rerun with the same "
                      f"flags to continue it, or pass --new to start another set")
   return rs
 
