@@ -163,7 +163,8 @@ def build(org, system_name, status, overrides, demo=False, storage_path="."):
   if status not in STATUSES:
     raise ValueError(f"--status {status!r}: must be one of {STATUSES}")
   d = {"submitter": org, "division": "closed", "status": status, "system_name": system_name,
-       "hw_notes": "", "sw_notes": "tf_gp2bm driver; flagfiles under benchmarks/*/implementations/tf_gp2bm/flags"}
+       "hw_notes": "", "sw_notes": "tf_gp2bm driver; the flagfiles used are in benchmarks/<task>/implementations/"
+       "tf_gp2bm/flags_used"}
   d.update(detect(storage_path))
   d.update(overrides)
   for k in FIELDS:
