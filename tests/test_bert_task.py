@@ -222,6 +222,17 @@ def test_closed_run_refuses_an_unverified_checkpoint(demo_bert):
   _tiny_task(demo_bert, closed=False).check_inputs()  # an open run may start from any checkpoint
 
 
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_cut_record_file_is_refused_at_init_from_the_manifest(split, demo_bert, tmp_path):
+  folder = tmp_path / split
+  shutil.copytree(getattr(demo_bert, split), folder)
+  victim = sorted(p for p in folder.iterdir() if p.name != "manifest.json")[0]
+  victim.write_bytes(victim.read_bytes()[:-50])  # a copy cut short: the records before the cut still parse
+  flag = "data_dir" if split == "train" else "eval_dir"
+  with pytest.raises(InputError, match=f"{victim}: .* bytes, .*manifest.json records"):
+    _tiny_task(demo_bert, **{flag: str(folder)}).check_inputs()
+
+
 def test_records_with_the_wrong_sequence_length(demo_bert):
   with pytest.raises(InputError, match=r"records of max_seq_length=64, max_predictions_per_seq=10; the run expects "
                                        r"48 and 10"):
