@@ -2,6 +2,8 @@
 identical ones change nothing, and a run can say exactly which kernel files it used."""
 import dataclasses
 import importlib
+import json
+import re
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from conftest import check_compliance, run_train
 from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
 
@@ -219,3 +222,26 @@ def test_self_attention_takes_a_block_diagonal_mask_for_packed_sequences():
   alone = [attend(x[:, s], qkv_kernel, qkv_bias, out_kernel, out_bias, None, heads, 0.0, None, False)
            for s in (slice(0, 4), slice(4, 6))]
   np.testing.assert_allclose(packed.numpy(), tf.concat(alone, axis=1).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_deterministic_runs_repeat_the_trajectory_and_record_the_kernels(demo_imagenet, tmp_path):
+  args = ["--task=resnet", "--flagfile=flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}", "--seed=7",
+          "--train_epochs=2", "--deterministic", "--weights_digest", "--kernels=examples.vendor_kernels"]
+  runs, losses = [tmp_path / "a", tmp_path / "b"], []
+  for run in runs:
+    out = run_train(*args, f"--output_dir={run}")
+    assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]  # two epochs stop short of the target
+    assert "deterministic: op determinism on" in out.stdout
+    losses.append(re.findall(r"step \d+/\d+ +loss (\S+)", out.stdout))
+  assert losses[0] and losses[0] == losses[1]
+  assert (runs[0] / "weights_digest.rank0").read_text() == (runs[1] / "weights_digest.rank0").read_text()
+  files = kernels.module_files("examples.vendor_kernels")
+  want = {"module": "examples.vendor_kernels", "replaced": ["batch_norm", "gelu", "layer_norm"],
+          "sha256": kernels.files_sha256(files)}
+  assert json.loads((runs[0] / "run.json").read_text())["kernels"] == dict(want, files=sorted(files))
+  events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in (runs[0] / "mlperf.log").read_text().splitlines()
+            if ":::MLLOG" in line]
+  assert [e["value"] for e in events if e["key"] == kernels.MLLOG_KEY] == [want]
+  ok, text = check_compliance(runs[0] / "mlperf.log", tmp_path)
+  assert ok, text[-3000:]
