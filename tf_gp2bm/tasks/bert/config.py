@@ -6,13 +6,13 @@ flags (defaults: the 4.0.0 RCP row for global batch 448); the model, loss, LAMB,
 TensorFlow loads); the model sizes are read when the config is validated.
 """
 import dataclasses
-import math
 from typing import Optional
 
 from absl import flags
 
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.base import TaskConfig, check, finite
+from tf_gp2bm.tasks.bert.spec import eval_interval_samples  # the rules' cadence, defined once there
 
 # --- fixed by the rules -----------------------------------------------------------------------------------------
 CLOSED_SEQ_LENGTH, CLOSED_PREDICTIONS = 512, 76
@@ -43,11 +43,6 @@ flags.DEFINE_bool("packed", False, "Train on packed sequences (several short exa
 # --- demo only ---------------------------------------------------------------------------------------------------
 flags.DEFINE_integer("eval_interval_samples", None, "Demo only (--noclosed): evaluate every N training samples "
                      "instead of the rules' interval.")
-
-
-def eval_interval_samples(global_batch_size):
-  """The rules' interval: FLOOR(0.05 * (230.23 * GBS + 3,000,000), 25,000)."""
-  return int(math.floor(0.05 * (230.23 * global_batch_size + 3_000_000) / 25_000)) * 25_000
 
 
 @dataclasses.dataclass(frozen=True)

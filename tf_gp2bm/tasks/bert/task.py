@@ -13,13 +13,8 @@ from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
-from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config,
-                                        eval_interval_samples)
-from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC
-
-
-def eval_every_steps(global_batch_size, interval=None):
-  return math.ceil((interval or eval_interval_samples(global_batch_size)) / global_batch_size)
+from tf_gp2bm.tasks.bert.config import CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config
+from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps
 
 
 class BertTask(Task):

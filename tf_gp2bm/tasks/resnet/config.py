@@ -12,9 +12,9 @@ from absl import flags
 
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.base import TaskConfig, check, finite
+from tf_gp2bm.tasks.resnet.spec import EVAL_PERIOD_EPOCHS  # the rules' eval period, defined once there
 
 # --- fixed by the rules ---------------------------------------------------------------------------------------
-EVAL_PERIOD_EPOCHS = 4                     # evaluate every 4 epochs after the first eval at the offset
 LARS_END_LR, LARS_POLY_POWER, LARS_EPSILON, LARS_EETA = 1e-4, 2, 0.0, 0.001
 CLOSED_DEPTH, CLOSED_IMAGE_SIZE, CLOSED_WIDTH = 50, 224, 1.0
 CLOSED_LABEL_SMOOTHING = (0.0, 0.1)
