@@ -29,6 +29,9 @@ flags.DEFINE_string("reference_dir", None, "ResNet --pipeline_only: a checkout o
                     "its resnet-tf2 imagenet_preprocessing.input_fn is what our pipeline is timed against.")
 flags.DEFINE_string("pipeline_cores", None, "ResNet --pipeline_only: CPU cores both pipelines are pinned to, "
                     "taskset style (3 or 0-3); default: the last core this process may use.")
+flags.DEFINE_string("packed_data_dir", None, "BERT: packed records (`python -m data_prep.wikipedia pack`); the step "
+                    "is also timed on packed rows with their manifest's sequences per row, and effective "
+                    "sequences/s are compared.")
 flags.DEFINE_integer("pipeline_repeats", 3, "ResNet --pipeline_only: alternating reference/ours runs.",
                      lower_bound=1)
 
@@ -52,13 +55,27 @@ def export_hlo(step_fn, batch, prefix):
   return prefix + ".hlo.pb"
 
 
+def packing_factor(packed_dir):
+  """Sequences per row of packed records, from the pack stage's manifest."""
+  from tf_gp2bm.files import read_json
+  from tf_gp2bm.tasks.bert import packing
+  path = os.path.join(packed_dir, packing.MANIFEST)
+  if not os.path.isfile(path):
+    raise InputError(f"--packed_data_dir={packed_dir}: no {packing.MANIFEST}; expected the output of "
+                     "`python -m data_prep.wikipedia pack`")
+  total = read_json(path).get("total", {})
+  if not total.get("rows") or not total.get("sequences"):
+    raise InputError(f"{path}: no total.sequences / total.rows")
+  return total["sequences"] / total["rows"]
+
+
 def run_resnet_pipeline_bench():
   """Our pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
   from tf_gp2bm.tasks.resnet import pipeline_bench
   if not FLAGS.data_dir:
     raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
-  pipeline_bench.find_reference(FLAGS.reference_dir)
   cores = pipeline_bench.parse_cores(FLAGS.pipeline_cores or str(max(os.sched_getaffinity(0))))
+  pipeline_bench.find_reference(FLAGS.reference_dir)
   from tf_gp2bm.tasks.resnet.imagenet_input import ImageNetRecords
   ImageNetRecords(FLAGS.data_dir).shards("train")
   pipeline_bench.compare(FLAGS.data_dir, FLAGS.reference_dir, cores, FLAGS.pipeline_batch_size,
@@ -96,6 +113,7 @@ def main(argv):
     kernels.load_plugin(FLAGS.kernels)
     task = tasks.create(FLAGS.task, runtime, FLAGS)
     task.seed = 0
+    factor = packing_factor(FLAGS.packed_data_dir) if FLAGS.task == "bert" and FLAGS.packed_data_dir else None
     if FLAGS.data_dir:
       task.check_inputs()
     if FLAGS.pipeline_only:
@@ -123,6 +141,23 @@ def main(argv):
 
   rate, step_s = _timed(lambda n: synthetic_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
   print(f"synthetic (device-resident) : {rate:,.1f} samples/s per process, {step_s * 1e3:.1f} ms/step", flush=True)
+
+  if factor:
+    from tf_gp2bm.tasks.bert import packing
+    c = task.config
+    packed = packing.synthetic_batch(per_process, c.max_seq_length, c.max_predictions_per_seq,
+                                     task.model_config.vocab_size, factor)
+
+    @tf.function
+    def packed_loop(n):
+      for _ in tf.range(n):
+        runtime.run(trainer.replica_step, (packed,))
+
+    rows, step_s = _timed(lambda n: packed_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
+    print(f"synthetic packed rows       : {rows:,.1f} rows/s per process, {step_s * 1e3:.1f} ms/step, "
+          f"{factor:.3f} sequences per row", flush=True)
+    print(f"effective sequences/s       : unpacked {rate:,.1f}, packed {rows * factor:,.1f} per process "
+          f"({rows * factor / rate:.2f}x)", flush=True)
 
   if FLAGS.data_dir:
     it = iter(runtime.distribute_dataset(task.train_dataset))

@@ -107,7 +107,9 @@ class BertPretrainingModel(tf_keras.Model):
     its sequence, attention is block-diagonal over sequences, and the pooler reads each sequence's [CLS]."""
     enc = self.encoder
     ids = inputs["input_word_ids"]
-    positions = tf.gather(enc._position_embedding_layer._position_embeddings, inputs["position_ids"])
+    # Slice first, as the garden's PositionEmbedding does: the table then gets a dense gradient, as unpacked.
+    table = enc._position_embedding_layer._position_embeddings[:tf.shape(ids)[1]]
+    positions = tf.gather(table, inputs["position_ids"])
     x = enc._embedding_layer(ids) + tf.cast(positions, enc._embedding_layer.compute_dtype) \
         + enc._type_embedding_layer(inputs["input_type_ids"])
     x = enc._embedding_dropout(enc._embedding_norm_layer(x), training=training)

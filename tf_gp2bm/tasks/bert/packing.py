@@ -159,3 +159,47 @@ def sequences_in(batch):
   if "next_sentence_weights" in batch:
     return tf.reduce_sum(batch["next_sentence_weights"])
   return tf.cast(tf.shape(batch["next_sentence_labels"])[0], tf.float32)
+
+
+def train_dataset(files, input_context, batch_size, max_seq_length, max_predictions_per_seq, seed,
+                  max_sequences=MAX_SEQUENCES, cycle_length=8, shuffle_buffer=1000):
+  """Packed rows in the unpacked pipeline's order of work: this rank's files, shuffled, interleaved, record
+  shuffle, repeat after it (each row once per pass), batch, one vectorized parse."""
+  import tensorflow as tf
+  n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+  mine = files[i::n]
+  spec = feature_spec(max_seq_length, max_predictions_per_seq, max_sequences)
+  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  ds = ds.shuffle(shuffle_buffer, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+  ds = ds.map(lambda r: to_model_inputs(tf.io.parse_example(r, spec)), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def synthetic_batch(rows, max_seq_length, max_predictions_per_seq, vocab_size, packing_factor,
+                    max_sequences=MAX_SEQUENCES):
+  """Random packed rows holding packing_factor sequences per row on average (equal lengths within a row), for
+  timing the packed step."""
+  import tensorflow as tf
+  per_row = np.full(rows, int(packing_factor), np.int64)
+  per_row[:int(round(packing_factor * rows)) - int(per_row.sum())] += 1
+  per_row = np.clip(per_row, 1, max_sequences)
+  slots = predictions_per_row(max_predictions_per_seq, max_sequences)
+  seq_ids = np.zeros([rows, max_seq_length], np.int64)
+  positions = np.zeros_like(seq_ids)
+  cls = np.zeros([rows, max_sequences], np.int64)
+  nsp_w = np.zeros([rows, max_sequences], np.float32)
+  for r, k in enumerate(per_row):
+    length = max_seq_length // k
+    for j in range(k):
+      seq_ids[r, j * length:(j + 1) * length] = j + 1
+      positions[r, j * length:(j + 1) * length] = np.arange(length)
+      cls[r, j], nsp_w[r, j] = j * length, 1.0
+  rng = np.random.default_rng(0)
+  ints = lambda shape, hi: tf.constant(rng.integers(0, hi, shape), tf.int32)  # noqa: E731
+  return {"input_word_ids": ints([rows, max_seq_length], vocab_size), "input_type_ids": ints([rows, max_seq_length], 2),
+          "position_ids": tf.constant(positions, tf.int32), "sequence_ids": tf.constant(seq_ids, tf.int32),
+          "masked_lm_positions": ints([rows, slots], max_seq_length), "masked_lm_ids": ints([rows, slots], vocab_size),
+          "masked_lm_weights": tf.ones([rows, slots]), "next_sentence_labels": ints([rows, max_sequences], 2),
+          "next_sentence_weights": tf.constant(nsp_w), "cls_positions": tf.constant(cls, tf.int32)}
