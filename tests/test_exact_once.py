@@ -108,36 +108,41 @@ def _bert_task(demo_bert, *flags_):
   return build_trainer("bert", *demo_bert.flags, *flags_, build=False).task
 
 
-def _eval_seen(task, ranks, identify, is_real):
-  """What each rank's eval dataset yields: real examples by identity, and each rank's batch count."""
-  seen, batches = [], []
+def _eval_seen(task, ranks, identify, is_real, weight):
+  """What the ranks' eval datasets yield: real examples by identity, each rank's batch count, the total weight
+  (padding must weigh 0)."""
+  seen, batches, total = [], [], 0.0
   for rank in range(ranks):
     n = 0
     for batch in task.eval_dataset(tf.distribute.InputContext(ranks, rank)).as_numpy_iterator():
       n += 1
-      seen += [identify(batch, i) for i in range(len(batch["label" if "label" in batch else "input_mask"]))
-               if is_real(batch, i)]
+      total += float(np.sum(batch[weight], dtype=np.float64))
+      seen += [identify(batch, i) for i in range(len(batch[weight])) if is_real(batch, i)]
     batches.append(n)
-  return seen, batches
+  return seen, batches, total
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_resnet_eval_sees_the_eval_set_once_over_ranks(colour_imagenet, ranks, trainer_factory):
   task = _resnet_task(colour_imagenet, "--eval_batch_size=4")
-  seen, batches = _eval_seen(task, ranks, lambda b, i: _colour_index(b["image"][i]), lambda b, i: b["weight"][i] > 0)
+  seen, batches, weight = _eval_seen(task, ranks, lambda b, i: _colour_index(b["image"][i]),
+                                     lambda b, i: b["weight"][i] > 0, "weight")
   want = _read_imagenet(_record_files(colour_imagenet, "validation"))
   assert len(set(want)) == len(want) == sum(VAL_SHARDS)
   assert collections.Counter(seen) == collections.Counter(want)
+  assert weight == len(want)
   assert len(set(batches)) == 1, f"ranks run different eval batch counts: {batches}"
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_bert_eval_sees_the_eval_set_once_over_ranks(demo_bert, ranks, trainer_factory):
   task = _bert_task(demo_bert, "--eval_batch_size=16")
-  seen, batches = _eval_seen(task, ranks, _bert_key, lambda b, i: b["input_mask"][i].sum() > 0)
+  seen, batches, weight = _eval_seen(task, ranks, _bert_key, lambda b, i: b["input_mask"][i].sum() > 0,
+                                     "masked_lm_weights")
   want = _read_bert(sorted(task.eval_files))
   assert len(want) == task.eval_records
   assert collections.Counter(seen) == collections.Counter(want)
+  assert weight == pytest.approx(task.eval_weight)
   assert len(set(batches)) == 1, f"ranks run different eval batch counts: {batches}"
 
 
