@@ -168,3 +168,9 @@ def test_official_set_is_not_submittable_with_every_reason(tmp_path):
   ws = openpyxl.load_workbook(os.path.join(rs.path, "gp2bm.xlsx"))["MLPerf"]
   assert ws["B2"].value == summary.NOT_SUBMITTABLE and any(r[0] == "reason" for r in ws.values)
   assert glob.glob(os.path.join(rs.path, "convergence_*.png"))
+
+
+def test_report_paths_become_relative_but_urls_and_devices_stay():
+  text = "https://github.com/mlcommons/logging and /tmp/s/runs/x.log, 7.19/R; /dev/shm size; free at /tmp/s"
+  assert summary.relative_paths({"k": [text]}, "/tmp/s") == {
+      "k": ["https://github.com/mlcommons/logging and runs/x.log, 7.19/R; /dev/shm size; free at ."]}

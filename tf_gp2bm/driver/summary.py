@@ -130,7 +130,7 @@ def build(rs, scored, sysdesc, pc, preflight_rows, changed_logs):
   return relative_paths(summary, rs.path)
 
 
-_ABS_PATH = re.compile(r"(?<![\w.])/(?!dev/|proc/|sys/)[^\s'\",;:)\]]+")
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?![/\s]|dev/|proc/|sys/)[^\s'\",;:)\]]+")  # not URLs, not /dev etc.
 
 
 def relative_paths(obj, base):
