@@ -1,5 +1,5 @@
-"""`python -m tf_gp2bm.train --task=T --flagfile=F --dry_run [--dry_run_replicas=N]`: review a configuration in a
-second, with no data and no devices.
+"""`python -m tf_gp2bm.train --task=T --flagfile=F --dry_run [--dry_run_replicas=N]`: review a configuration in
+seconds, with no data and no devices.
 
 The trainer runs its real init path up to the hyperparameters (so the MLLOG lines are the ones a real run writes),
 skips every input check, prints the plan (each eval point with the learning rate in force there, the schedule's
@@ -20,7 +20,8 @@ from tf_gp2bm.errors import InputError
 flags.DEFINE_bool("dry_run", False, "Print the init-phase MLPerf log lines and the plan (eval points, the learning "
                   "rate at each, the step cap) without reading data or using devices, then exit 0.")
 flags.DEFINE_integer("dry_run_replicas", 1, "Replicas the dry run plans for (the GPUs the flagfile is written "
-                     "for, e.g. 8 for flags/*/8xgpu.flags); they size the per-replica batch it logs.")
+                     "for, e.g. 8 for flags/*/8xgpu.flags); they size the per-replica batch it logs.",
+                     lower_bound=1)
 
 
 class PlanningRuntime:
