@@ -191,3 +191,28 @@ def test_pack_stage_refuses_what_is_not_pretraining_records(tmp_path, capsys):
   assert "notes.bin" in err and "not BERT pretraining records" in err
   assert main(["pack", f"--input={tmp_path / 'empty'}", f"--out={tmp_path / 'out'}"]) == 2
   assert "no record files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_packed_smoke_run_converges_with_a_compliant_log(demo_bert, tmp_path):
+  """--packed on the packed demo records: every batch holds the unpacked batch's sequences, so the eval cadence and
+  train_samples are the unpacked run's, and the log passes the checker."""
+  import json
+  from conftest import check_compliance, run_train
+  from data_prep.wikipedia.cli import main as wikipedia
+  packed = tmp_path / "packed"
+  assert wikipedia(["pack", f"--input={demo_bert.train}", f"--out={packed}", "--workers=1"]) == 0
+  factor = json.loads((packed / packing.MANIFEST).read_text())["total"]["packing_factor"]
+  assert factor > 1.0
+  flags = [f for f in demo_bert.flags if not f.startswith("--data_dir=")]
+  out = tmp_path / "run"
+  r = run_train("--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags", *flags, f"--data_dir={packed}",
+                "--packed", f"--output_dir={out}", "--seed=4321")
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+  events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line]
+  evals = [e for e in events if e["key"] == "eval_accuracy"]
+  train_samples = [e["value"] for e in events if e["key"] == "train_samples"]
+  assert [e["metadata"]["epoch_num"] for e in evals] == [1600 * (i + 1) for i in range(len(evals))]
+  assert train_samples == [evals[-1]["metadata"]["epoch_num"]] and evals[-1]["value"] >= 0.720

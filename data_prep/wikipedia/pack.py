@@ -6,8 +6,9 @@ Each input file is packed on its own (first-fit-decreasing, tf_gp2bm.tasks.bert.
 the same name; the rows are written in an order drawn from --seed and the file name, so a rerun with the same seed
 writes the same bytes. Before a file is marked done, its rows are unpacked again and checked to hold every input
 sequence exactly once (tokens, segments, masked positions and ids, next-sentence label). Resumable through done
-markers like the other stages; manifest-pack.json lists per file the rows (`count`) and `sequences`, and
-total.sequences, total.rows and the packing factor.
+markers like the other stages; manifest-pack.json lists per file the rows (`count`), `sequences` and
+`rows_by_sequences` (rows holding 1, 2, ... sequences), and the same totals with the packing factor; the trainer
+reads the totals to compose batches of a fixed number of sequences (tf_gp2bm.tasks.bert.packing).
 """
 import glob
 import multiprocessing
@@ -117,6 +118,8 @@ def pack_file(job):
                      f"again, {len(before)} read); nothing was written")
   stats = write_records(os.path.join(out_dir, name), (_serialize(r) for r in rows))
   stats["sequences"] = len(examples)
+  per_row = [int(r["next_sentence_weights"].sum()) for r in rows]
+  stats["rows_by_sequences"] = [per_row.count(k) for k in range(1, settings["max_sequences"] + 1)]
   mark_done(out_dir, name, [path], settings, stats)
   return name, len(rows), len(examples), time.monotonic() - start
 
@@ -159,10 +162,14 @@ def run_pack(inputs, out_dir, seed, max_sequences=packing.MAX_SEQUENCES, workers
     progress.finish()
   sequences = sum(read_marker(out_dir, n)["sequences"] for n in names)
   manifest = write_manifest(out_dir, STAGE, settings, names)
+  by_k = [0] * max_sequences
   for name in names:
-    manifest["files"][name]["sequences"] = read_marker(out_dir, name)["sequences"]
+    done = read_marker(out_dir, name)
+    manifest["files"][name].update(sequences=done["sequences"], rows_by_sequences=done["rows_by_sequences"])
+    by_k = [a + b for a, b in zip(by_k, done["rows_by_sequences"])]
   rows = manifest["total"]["count"]
-  manifest["total"].update(sequences=sequences, rows=rows, packing_factor=round(sequences / rows, 4))
+  manifest["total"].update(sequences=sequences, rows=rows, packing_factor=round(sequences / rows, 4),
+                           rows_by_sequences=by_k)
   manifest["format"] = packing.FORMAT
   write_json_atomic(os.path.join(out_dir, packing.MANIFEST), manifest)
   return manifest

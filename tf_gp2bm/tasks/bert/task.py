@@ -27,6 +27,7 @@ class BertTask(Task):
     super().__init__(runtime, config)
     self.model_config = config.model_config
     self.train_files = self.eval_files = None
+    self.packed_rows = None  # --packed: rows holding 1, 2, ... sequences, from the pack manifest
     self.eval_records, self.eval_weight = None, None
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
@@ -98,8 +99,11 @@ class BertTask(Task):
     if vocab != model.vocab_size:
       raise InputError(f"--init_checkpoint={c.init_checkpoint}: word embeddings for {vocab} tokens, but the model "
                        f"(--bert_config={c.bert_config}) has vocab_size {model.vocab_size}")
-    train = self._records(c.data_dir, "data_dir", "train", "the training records")
-    self.train_files = train.paths
+    if c.packed:
+      self.train_files, self.packed_rows = packing.read_manifest(c.data_dir, c.max_seq_length,
+                                                                 c.max_predictions_per_seq)
+    else:
+      self.train_files = self._records(c.data_dir, "data_dir", "train", "the training records").paths
     if len(self.train_files) < self.runtime.size:
       raise InputError(f"--data_dir={c.data_dir}: {len(self.train_files)} training files cannot be split over "
                        f"{self.runtime.size} ranks")
@@ -136,6 +140,10 @@ class BertTask(Task):
 
   def train_dataset(self, ctx):
     f = self.config
+    if f.packed:  # every micro-batch holds micro_batch_size sequences, so samples count as unpacked
+      return packing.train_dataset(self.train_files, ctx, packing.batch_recipe(self.micro_batch_size, self.packed_rows),
+                                   self.accumulation_steps, f.max_seq_length, f.max_predictions_per_seq,
+                                   seed=self.seed + ctx.input_pipeline_id)
     return data.train_dataset(self.train_files, ctx, self.per_replica_batch_size, f.max_seq_length,
                               f.max_predictions_per_seq, seed=self.seed + ctx.input_pipeline_id)
 
@@ -146,6 +154,10 @@ class BertTask(Task):
 
   def synthetic_batch(self, training):
     f = self.config
+    if training and self.packed_rows:  # the real packed batch's shapes
+      rows = sum(packing.batch_recipe(self.micro_batch_size, self.packed_rows)) * self.accumulation_steps
+      return packing.synthetic_batch(rows, f.max_seq_length, f.max_predictions_per_seq, self.model_config.vocab_size,
+                                     self.per_replica_batch_size / rows)
     b = self.per_replica_batch_size if training else self.eval_batch_size
     seq, preds, vocab = f.max_seq_length, f.max_predictions_per_seq, self.model_config.vocab_size
     ints = lambda shape, hi: tf.random.uniform(shape, 0, hi, dtype=tf.int32)  # noqa: E731
