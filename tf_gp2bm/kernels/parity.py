@@ -86,8 +86,10 @@ def _fmt(err, tolerance):
 
 
 def _problem(e):
-  text = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {text[-1].strip() if text else ''}"[:300]
+  """One line of an error: XLA's 'unsupported operations' line when there is one, else the last line."""
+  text = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or [""]
+  line = next((t for t in text if "unsupported operations" in t or "No registered" in t), text[-1])
+  return f"{type(e).__name__}: {line}"[:300]
 
 
 def _least_precise(args):
