@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from conftest import check_compliance, run_train
+from conftest import check_compliance, run_module, run_train
 from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
 
@@ -245,3 +245,14 @@ def test_deterministic_runs_repeat_the_trajectory_and_record_the_kernels(demo_im
   assert [e["value"] for e in events if e["key"] == kernels.MLLOG_KEY] == [want]
   ok, text = check_compliance(runs[0] / "mlperf.log", tmp_path)
   assert ok, text[-3000:]
+
+
+@pytest.mark.slow
+def test_replacement_is_visible_in_exported_hlo(tmp_path):
+  prefix = tmp_path / "step"
+  out = run_module("tf_gp2bm.bench", "--task=resnet", "--flagfile=flags/resnet/smoke.flags", "--resnet_depth=10",
+                   "--bench_steps=2", f"--export_hlo={prefix}", "--kernels=kernel_plugins.scoped_batch_norm")
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+  assert "kernels replaced: ['batch_norm']" in out.stdout
+  names = re.findall(r'op_name="([^"]*FusedBatchNorm[^"]*)"', (tmp_path / "step.hlo.txt").read_text())
+  assert names and all("/acme_batch_norm/" in n for n in names), [n for n in names if "acme" not in n][:3]
