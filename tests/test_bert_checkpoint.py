@@ -88,6 +88,7 @@ def test_missing_variable_fails_with_its_name(one_layer_model, tmp_path):
     checkpoint.load_initial_checkpoint(one_layer_model, prefix)
 
 
+@pytest.mark.slow  # a 1024-wide BERT: minutes on a small machine
 def test_shape_mismatch_and_leftover_weights_fail(one_layer_model, tmp_path):
   prefix, _ = write_reference(tmp_path / "a" / "model.ckpt-1", ONE_LAYER,
                               reshape=("bert/encoder/layer_0/intermediate/dense/kernel", (1024, 3072)))
@@ -100,6 +101,7 @@ def test_shape_mismatch_and_leftover_weights_fail(one_layer_model, tmp_path):
     checkpoint.load_initial_checkpoint(one_layer_model, prefix)
 
 
+@pytest.mark.slow  # a 1024-wide BERT: minutes on a small machine
 def test_converter_cli_round_trip(one_layer_model, tmp_path):
   import json
   from data_prep.bert_checkpoint import cli as bert_checkpoint

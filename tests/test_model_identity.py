@@ -118,6 +118,7 @@ def reference_bert_variables(layers=24, hidden=1024, inter=4096, vocab=30522, po
   return v
 
 
+@pytest.mark.slow  # builds full-size BERT-large
 def test_bert_large_variables_are_the_reference_checkpoints():
   model = bert_model.build_bert(bert_model.LARGE, seq_length=8, predictions=2)
   ours = {}
