@@ -78,6 +78,7 @@ def reference_parameter_count(vocab=30522, hidden=1024, layers=24, inter=4096, p
   return embeddings + layers * per_layer + pooler + mlm + nsp
 
 
+@pytest.mark.slow  # builds full-size BERT-large
 def test_full_size_model_parameter_count():
   heads = (1024 * 1024 + 1024 + 2 * 1024 + 30522) + (2 * 1024 + 2)
   assert reference_parameter_count() - heads == 335_141_888  # the published BERT-large encoder size
@@ -92,24 +93,6 @@ def test_full_size_model_parameter_count():
 
 
 # --- data ------------------------------------------------------------------------------------------------------
-def test_eval_examples_once_over_ranks(demo_bert):
-  evals = _eval_set(demo_bert)
-  files, n, weight = evals.paths, evals.records, evals.masked_lm_weight_sum
-  total, batches, ids = 0.0, [], []
-  for rank in range(3):
-    ds = pretraining_input.eval_dataset(files, n, tf.distribute.InputContext(3, rank), 16, 64, 10)
-    got = list(ds)
-    batches.append(len(got))
-    total += sum(float(tf.reduce_sum(b["masked_lm_weights"])) for b in got)
-    ids += [tuple(r) for b in got for r, w in zip(b["input_word_ids"].numpy(), b["masked_lm_weights"].numpy())
-            if w.sum() > 0]
-  assert len(set(batches)) == 1 and total == pytest.approx(weight)
-  assert len(ids) == n
-  train = bert_pretraining.read_manifest(str(demo_bert.train)).split("train").paths
-  parts = [train[i::2] for i in range(2)]
-  assert set(parts[0]).isdisjoint(parts[1]) and parts[0] and parts[1]
-
-
 def _records_of(paths):
   return sorted(r.numpy() for r in tf.data.TFRecordDataset(paths))
 
