@@ -87,7 +87,7 @@ def test_a_missing_gradient_names_the_variable_and_the_replaced_hot_spots():
     out = model(dummy_inputs(2, 8, 2), training=True)
     loss = tf.reduce_sum(out["mlm_logits"]) + tf.reduce_sum(out["nsp_logits"])
   grads = tape.gradient(loss, model.trainable_variables)
-  with pytest.raises(InputError, match=r"--kernels=kernel_plugins.no_gradient: no gradient reaches "
+  with pytest.raises(kernels.KernelError, match=r"--kernels=kernel_plugins.no_gradient: no gradient reaches "
                      r"bert_encoder/embeddings/layer_norm/gamma:0 through the replaced hot spots \(layer_norm\)"):
     kernels.check_gradients(model.trainable_variables, grads)
 
@@ -256,3 +256,17 @@ def test_replacement_is_visible_in_exported_hlo(tmp_path):
   assert "kernels replaced: ['batch_norm']" in out.stdout
   names = re.findall(r'op_name="([^"]*FusedBatchNorm[^"]*)"', (tmp_path / "step.hlo.txt").read_text())
   assert names and all("/acme_batch_norm/" in n for n in names), [n for n in names if "acme" not in n][:3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin,message", [
+    ("no_gradient", "--kernels=kernel_plugins.no_gradient: no gradient reaches "
+                    "bert_encoder/embeddings/layer_norm/gamma:0 through the replaced hot spots (layer_norm)"),
+    ("wrong_layout", "attention_core from kernel_plugins.wrong_layout returned [1,2,8,32] float32; expected "
+                     "[1,8,2,32] float32"),  # at the model build, before any data is read
+])
+def test_a_broken_kernel_ends_the_run_as_bad_input_naming_it(demo_bert, tmp_path, plugin, message):
+  out = run_train("--task=bert", "--flagfile=flags/bert/smoke.flags", *demo_bert.flags, "--seed=3",
+                  f"--kernels=kernel_plugins.{plugin}", f"--output_dir={tmp_path}")
+  assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-3000:]
+  assert message in out.stderr, out.stderr[-3000:]

@@ -116,7 +116,7 @@ def run(flag_values, seed, log):
       _write_weights_digest(trainer, flag_values.output_dir, runtime.rank)
     code = errors.EXIT_SUCCESS if success else errors.EXIT_NOT_CONVERGED
     reason = "target reached" if success else "target not reached within the planned steps"
-  except InputError as e:
+  except (InputError, kernels.KernelError) as e:  # a vendor kernel that breaks its contract is bad --kernels input
     code, reason = errors.EXIT_BAD_INPUT, str(e)
   except NonFiniteLoss as e:
     code, reason = errors.EXIT_NON_FINITE, str(e)

@@ -106,7 +106,8 @@ def check_gradients(variables, grads):
       swapped = replaced()
       if not swapped:
         raise RuntimeError(f"no gradient reaches {var.name} (no kernels are replaced: a model bug)")
-      raise InputError(f"--kernels={loaded_module()}: no gradient reaches {var.name} through the replaced hot spots "
-                       f"({', '.join(swapped)}); a replacement must be differentiable (tf.custom_gradient or a "
-                       f"registered op gradient)")
+      # KernelError, not InputError: raised while the step is traced, it must survive autograph as itself.
+      raise KernelError(f"--kernels={loaded_module()}: no gradient reaches {var.name} through the replaced hot "
+                        f"spots ({', '.join(swapped)}); a replacement must be differentiable (tf.custom_gradient or "
+                        f"a registered op gradient)")
   return grads
