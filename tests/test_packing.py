@@ -216,3 +216,23 @@ def test_packed_smoke_run_converges_with_a_compliant_log(demo_bert, tmp_path):
   train_samples = [e["value"] for e in events if e["key"] == "train_samples"]
   assert [e["metadata"]["epoch_num"] for e in evals] == [1600 * (i + 1) for i in range(len(evals))]
   assert train_samples == [evals[-1]["metadata"]["epoch_num"]] and evals[-1]["value"] >= 0.720
+
+
+def test_pack_stage_writes_nothing_when_a_sequence_would_be_lost(tmp_path, monkeypatch, capsys):
+  from data_prep.bert_records import write_examples
+  from data_prep.wikipedia.cli import main
+  examples = _examples([64, 30, 21, 12, 40, 7, 50, 23])
+  unpadded = [{"input_ids": e["input_ids"][:n], "segment_ids": e["segment_ids"][:n],
+               "masked_lm_positions": e["masked_lm_positions"][e["masked_lm_weights"] > 0],
+               "masked_lm_ids": e["masked_lm_ids"][e["masked_lm_weights"] > 0],
+               "next_sentence_labels": int(e["next_sentence_labels"][0])}
+              for e, n in zip(examples, [64, 30, 21, 12, 40, 7, 50, 23])]
+  (tmp_path / "in").mkdir()
+  write_examples(str(tmp_path / "in" / "part-00000"), unpadded, SEQ, PREDS)
+  assert main(["pack", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'ok'}", "--workers=1"]) == 0
+  assert "8 sequences in 4 rows of 64 tokens" in capsys.readouterr().out  # 64 | 50+12 | 40+23 | 30+21+7
+  real_pack = packing.pack
+  monkeypatch.setattr(packing, "pack", lambda *a, **k: real_pack(*a, **k)[:-1])  # a packer that loses a row
+  assert main(["pack", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'bad'}", "--workers=1"]) == 2
+  assert "do not hold every sequence exactly once" in capsys.readouterr().err
+  assert not (tmp_path / "bad" / "part-00000").exists()

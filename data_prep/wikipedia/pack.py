@@ -11,6 +11,7 @@ markers like the other stages; manifest-pack.json lists per file the rows (`coun
 reads the totals to compose batches of a fixed number of sequences (tf_gp2bm.tasks.bert.packing).
 """
 import glob
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -45,7 +46,9 @@ def list_inputs(spec):
   return paths
 
 
-def _example(serialized):
+def _example(serialized, compact=False):
+  """The features of one record as arrays; compact: token features cut to the sequence's length in small dtypes
+  (a part of the real data holds a few hundred thousand sequences, all in memory while it is packed)."""
   import tensorflow as tf  # protobuf parsing only
   feature = tf.train.Example.FromString(serialized).features.feature
   out = {}
@@ -55,6 +58,10 @@ def _example(serialized):
     kind = feature[name].WhichOneof("kind")
     out[name] = np.asarray(getattr(feature[name], kind).value,
                            np.float32 if name == "masked_lm_weights" else np.int64)
+  if compact:
+    n = packing.sequence_length(out)
+    out.update(input_ids=out["input_ids"][:n].astype(np.int32), segment_ids=out["segment_ids"][:n].astype(np.int8),
+               input_mask=np.ones(n, np.int8))
   return out
 
 
@@ -71,8 +78,12 @@ def _serialize(row):
 
 
 def _identity(ids, segments, positions, masked_ids, label):
-  """What a sequence is, independent of where it sits: compared before and after packing."""
-  return (tuple(ids), tuple(segments), tuple(positions), tuple(masked_ids), int(label))
+  """A digest of what a sequence is, independent of where it sits: compared before and after packing."""
+  digest = hashlib.sha1()
+  for values in (ids, segments, positions, masked_ids, [label]):
+    values = np.asarray(values, np.int64)
+    digest.update(len(values).to_bytes(4, "little") + values.tobytes())
+  return digest.digest()
 
 
 def _input_identity(e):
@@ -100,12 +111,12 @@ def pack_file(job):
   path, out_dir, name, settings = job
   start = time.monotonic()
   try:
-    examples = [_example(r) for r in read_records(path)]
+    examples = [_example(r, compact=True) for r in read_records(path)]
   except ValueError as e:
     raise StageError(f"{path}: not BERT pretraining records ({e})") from None
   if not examples:
     raise StageError(f"{path}: no records")
-  seq, preds = len(examples[0]["input_ids"]), len(examples[0]["masked_lm_positions"])
+  seq, preds = _record_shape(path)
   if (seq, preds) != (settings["max_seq_length"], settings["max_predictions_per_seq"]):
     raise StageError(f"{path}: records of {seq} tokens / {preds} predictions, the other inputs have "
                      f"{settings['max_seq_length']} / {settings['max_predictions_per_seq']}")
