@@ -158,14 +158,6 @@ def next_sentence_loss(nsp_logits, labels, weights=None):
   return tf.reduce_sum(weights * nll) / tf.reduce_sum(weights)
 
 
-def sequences_in(batch):
-  """Sequences a batch holds: the rows' next-sentence weights when packed, else its batch size."""
-  import tensorflow as tf
-  if "next_sentence_weights" in batch:
-    return tf.reduce_sum(batch["next_sentence_weights"])
-  return tf.cast(tf.shape(batch["next_sentence_labels"])[0], tf.float32)
-
-
 def read_manifest(data_dir, max_seq_length, max_predictions_per_seq):
   """(record files, rows_by_sequences totals) of a folder written by `python -m data_prep.wikipedia pack`, checked
   against the configured lengths; metadata only, no record is read."""
