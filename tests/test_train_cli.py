@@ -112,7 +112,7 @@ os.abort()
 
 
 def test_tensorflow_noise_goes_to_its_log_and_an_abort_loses_no_line(tmp_path):
-  noise = tmp_path / "tensorflow.log"
+  noise = tmp_path / "rank0.log"
   r = subprocess.run([PYTHON, "-c", _NOISY_PROCESS, str(noise)], cwd=tmp_path, env=_env(), capture_output=True,
                      text=True, timeout=60)
   assert r.returncode != 0  # aborted
@@ -120,3 +120,19 @@ def test_tensorflow_noise_goes_to_its_log_and_an_abort_loses_no_line(tmp_path):
                                    "the last words before the abort"]
   kept = noise.read_text()
   assert "Compiled cluster using XLA!" in kept and "XlaSerializedCacheEntry" in kept
+
+
+@pytest.mark.slow
+def test_a_run_with_a_warm_xla_cache_shows_no_tensorflow_noise(demo_imagenet, tmp_path):
+  # The driver shares a persistent XLA cache between a set's runs; the second run loads the first one's entries.
+  env = {"TF_XLA_FLAGS": f"--tf_xla_persistent_cache_directory={tmp_path / 'xla_cache'}"}
+  for name in ("cold", "warm"):
+    r = run_train("--task=resnet", "--flagfile=flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}",
+                  f"--output_dir={tmp_path / name}", "--seed=2", "--train_epochs=2", env=env)
+    assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-3000:]
+  terminal = r.stdout + r.stderr
+  for noise in ("XlaSerializedCacheEntry", "cuInit", "InitializeLog", "Compiled cluster using XLA"):
+    assert noise not in terminal
+  assert "[tf_gp2bm] step 36/36" in r.stdout
+  kept = (tmp_path / "warm" / "tensorflow_logs" / "rank0.log").read_text()
+  assert "Error parsing text-format tensorflow.XlaSerializedCacheEntry" in kept  # the cache was hit, and kept

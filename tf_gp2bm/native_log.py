@@ -8,7 +8,8 @@ INFO/WARNING lines through absl even under TF_CPP_MIN_LOG_LEVEL=2, and two error
 - "failed call to cuInit" on a machine without an NVIDIA device (CPU runs of a CUDA build).
 
 `route_stderr(path)` points fd 2 at a small filter process (`python -m tf_gp2bm.native_log PATH`) that passes
-every other line through to the real stderr and appends these to PATH. A child process, not a thread, so a
+every other line through to the real stderr and appends these to PATH (OUTPUT_DIR/tensorflow_logs/rank<N>.log,
+next to TensorFlow's Python warnings). A child process, not a thread, so a
 trainer that aborts or is killed still has every line it wrote delivered: the filter drains the pipe to its end.
 """
 import atexit
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import sys
 
-LOG_NAME = "tensorflow.log"
+LOG_DIR = "tensorflow_logs"
 
 _CPP_INFO_OR_WARNING = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] |[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |"
@@ -28,8 +29,10 @@ _NO_GPU_ERRORS = [re.compile(r"failed call to cuInit")]
 
 
 def log_path(output_dir, rank):
-  """OUTPUT_DIR/tensorflow.log for rank 0, tensorflow.rank<N>.log for the others."""
-  return os.path.join(output_dir, LOG_NAME if rank == 0 else LOG_NAME.replace(".log", f".rank{rank}.log"))
+  """OUTPUT_DIR/tensorflow_logs/rank<N>.log, created here: one file per process of the run."""
+  folder = os.path.join(output_dir, LOG_DIR)
+  os.makedirs(folder, exist_ok=True)
+  return os.path.join(folder, f"rank{rank}.log")
 
 
 def has_nvidia_device():

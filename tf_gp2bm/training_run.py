@@ -53,7 +53,7 @@ def diagnose_data_error(error, task):
 
 
 def _route_tensorflow_python_log(path):
-  """TensorFlow's Python warnings (AutoGraph, retracing, deprecations) go to the run's tensorflow.log; its errors
+  """TensorFlow's Python warnings (AutoGraph, retracing, deprecations) go to the run's tensorflow_logs/; its errors
   still reach the terminal. Not propagated, or absl's root handler would print each one a second time."""
   logger = tf.get_logger()
   to_file = logging.FileHandler(path)

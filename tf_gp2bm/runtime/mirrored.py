@@ -49,3 +49,10 @@ class MirroredRuntime(StrategyRuntime):
       tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
       devices = [f"/cpu:{i}" for i in range(cpu_replicas)]
     return cls(tf.distribute.MirroredStrategy(devices))
+
+  def distribute_dataset(self, dataset_fn):
+    # One input pipeline per replica, as under Horovod: each replica reads its own shard with the same batch count.
+    # (With one pipeline per process, batches go round-robin to the replicas, and an eval whose batch count is not a
+    # multiple of them leaves a replica without a batch on the last step.)
+    options = tf.distribute.InputOptions(experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA)
+    return self.strategy.distribute_datasets_from_function(dataset_fn, options=options)
