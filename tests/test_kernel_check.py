@@ -27,6 +27,7 @@ def _rows(out, hot_spot):
   return [line for line in out.splitlines() if line.startswith(hot_spot + " ")]
 
 
+@pytest.mark.slow  # compiles the update at every precision
 def test_worked_example_is_within_tolerance_at_every_precision_and_compiles(capsys):
   code, out, _ = _check(capsys, "--kernels=examples.vendor_kernels")
   assert code == 0, out

@@ -128,6 +128,7 @@ def _resnet_loss():
   return float(loss), grad.numpy(), moving
 
 
+@pytest.mark.slow  # compiles and runs training steps
 def test_batch_norm_swap_lands_in_compiled_resnet_step():
   base_loss, base_grad, base_moving = _resnet_loss()
   ident = _plugin("identity")
@@ -197,6 +198,7 @@ def test_bert_swaps_land_in_compiled_step():
   assert _bert_loss() != pytest.approx(base, rel=1e-3)
 
 
+@pytest.mark.slow  # compiles and runs training steps
 def test_bert_dropout_is_seeded_and_the_same_on_every_run_under_xla():
   from tf_gp2bm.tasks.bert.model import TINY, build_bert
   config = dataclasses.replace(TINY, hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
