@@ -335,3 +335,14 @@ def test_resume_kills_a_trainer_left_running_and_keeps_its_attempt(tmp_path):
   assert orphan.wait(timeout=30) == -signal.SIGKILL
   assert "killed the trainer left running" in stream.getvalue()
   assert not os.path.exists(d) and rs.driver_record(d + ".attempt-1")["seed"] == 9
+
+
+@pytest.mark.slow
+def test_scoring_reads_the_shared_real_smoke_run(resnet_smoke_run):
+  """Scoring on the trainer's own output (the session's one ResNet smoke run), as the driver scores a set's run."""
+  result = scoring.parse_run(resnet_smoke_run.out / "mlperf.log", "resnet")
+  assert result.converged and result.reason == "" and result.parse_errors == 0, result
+  assert result.seeds == [1234] and result.stop_status == "success" and result.global_batch_size == 64
+  assert result.minutes > 0
+  assert [tuple(e) for e in result.evals] == [(e["metadata"]["epoch_num"], e["value"])
+                                               for e in resnet_smoke_run.events if e["key"] == "eval_accuracy"]
