@@ -15,9 +15,9 @@ from conftest import fixed_batch, snapshot, train_on
 
 pytestmark = pytest.mark.slow
 
-# bf16 keeps 8 mantissa bits (relative rounding 2^-8 per operation); one forward pass of these small models stays
-# well inside 2 % of the fp32 loss.
-BF16_LOSS_RTOL = 0.02
+# bf16 keeps 8 mantissa bits (relative rounding 2^-8 per operation). Measured on these models: 1.3e-4 (ResNet) and
+# 1.5e-5 (BERT) relative to the fp32 loss; 0.5 % leaves room for other CPUs and XLA versions.
+BF16_LOSS_RTOL = 0.005
 TINY = {"resnet": ["--resnet_depth=10", "--global_batch_size=16", "--warmup_epochs=0"],
         "bert": ["--global_batch_size=8"]}
 
