@@ -96,8 +96,8 @@ def _read_bert(files):
   return out
 
 
-def _bert_key(batch, i):
-  return tuple(int(x) for x in batch["input_word_ids"][i]) + tuple(int(x) for x in batch["masked_lm_positions"][i])
+def _bert_key(example):
+  return tuple(int(x) for x in example["input_word_ids"]) + tuple(int(x) for x in example["masked_lm_positions"])
 
 
 def _resnet_task(data_dir, *flags_):
@@ -137,8 +137,8 @@ def test_resnet_eval_sees_the_eval_set_once_over_ranks(colour_imagenet, ranks, t
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_bert_eval_sees_the_eval_set_once_over_ranks(demo_bert, ranks, trainer_factory):
   task = _bert_task(demo_bert, "--eval_batch_size=16")
-  seen, batches, weight = _eval_seen(task, ranks, _bert_key, lambda b, i: b["input_mask"][i].sum() > 0,
-                                     "masked_lm_weights")
+  seen, batches, weight = _eval_seen(task, ranks, lambda b, i: _bert_key({k: v[i] for k, v in b.items()}),
+                                     lambda b, i: b["input_mask"][i].sum() > 0, "masked_lm_weights")
   want = _read_bert(sorted(task.eval_files))
   assert len(want) == task.eval_records
   assert collections.Counter(seen) == collections.Counter(want)
@@ -184,8 +184,7 @@ def test_bert_train_shards_split_the_train_set(demo_bert, ranks, trainer_factory
   task = _bert_task(demo_bert, "--global_batch_size=8")
   want = _read_bert(sorted(task.train_files))
   assert len(set(want)) == len(want), "the demo train set repeats an example: identities would be ambiguous"
-  key = lambda e: tuple(int(x) for x in e["input_word_ids"]) + tuple(int(x) for x in e["masked_lm_positions"])  # noqa: E731
-  _assert_partition(_first_passes(task, ranks, key, len(want)), want)
+  _assert_partition(_first_passes(task, ranks, _bert_key, len(want)), want)
 
 
 def test_duplicated_eval_example_stops_the_run(colour_imagenet, tmp_path, trainer_factory):
