@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import PYTHON, ROOT, check_compliance, run_train
+from conftest import PYTHON, ROOT, check_compliance, require_horovod, run_train
 from tf_gp2bm import dry_run
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import bert_pretraining
@@ -146,9 +146,8 @@ def test_smoke_run_converges_and_passes_checker(demo_bert, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
-                    reason="horovod not installed (scripts/setup.sh builds it)")
 def test_two_horovod_ranks_agree(demo_bert, tmp_path):
+  require_horovod()
   out = tmp_path / "hvd"
   horovodrun = os.path.join(os.path.dirname(PYTHON), "horovodrun")
   env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from conftest import PYTHON, ROOT, check_compliance, run_train
+from conftest import PYTHON, ROOT, check_compliance, require_horovod, run_train
 from tf_gp2bm.errors import InputError
 
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
@@ -48,9 +48,8 @@ def test_smoke_run_converges_and_passes_checker(resnet_smoke_run, demo_imagenet,
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(PYTHON)) is None,
-                    reason="horovod not installed (scripts/setup.sh builds it)")
 def test_two_horovod_ranks_agree(demo_imagenet, tmp_path):
+  require_horovod()
   out = tmp_path / "hvd"
   horovodrun = os.path.join(os.path.dirname(PYTHON), "horovodrun")
   env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1")
