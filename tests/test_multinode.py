@@ -9,16 +9,19 @@ import sys
 
 import pytest
 
-from conftest import PYTHON, ROOT, check_compliance
+from conftest import PYTHON, ROOT, check_compliance, require_horovod
 from tf_gp2bm.driver import host_probe, hosts, launch
 from tf_gp2bm.errors import InputError
 
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
 LOOPBACK = "localhost:1,127.0.0.1:1"
 HOROVODRUN = os.path.join(os.path.dirname(PYTHON), "horovodrun")
-needs_horovod = pytest.mark.skipif(not os.path.exists(HOROVODRUN),
-                                   reason="horovod not installed (scripts/setup.sh builds it)")
 EVAL_EXAMPLES = 300  # the demo ImageNet's validation split
+
+
+@pytest.fixture
+def horovod_required():
+  require_horovod()  # a skip here, a failure under CI=true
 
 
 def _env(**extra):
@@ -130,7 +133,7 @@ def test_a_differing_host_is_named_with_what_differs(local_facts):
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-@needs_horovod
+@pytest.mark.usefixtures("horovod_required")
 def test_preflight_on_two_loopback_hosts(tmp_path):
   data = tmp_path / "imagenet"
   data.mkdir()
@@ -150,7 +153,7 @@ def test_preflight_on_two_loopback_hosts(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-@needs_horovod
+@pytest.mark.usefixtures("horovod_required")
 def test_unreachable_host_stops_preflight_naming_it(tmp_path):
   rows = hosts.preflight(launch.from_args(hosts="localhost:1,gp2bm-no-such-host.invalid:1"),
                          {"tasks": [], "data": {}})
@@ -161,7 +164,7 @@ def test_unreachable_host_stops_preflight_naming_it(tmp_path):
 # --- training across processes ------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.multiproc
-@needs_horovod
+@pytest.mark.usefixtures("horovod_required")
 def test_horovod_two_hosts_on_loopback(demo_imagenet, tmp_path):
   cross = subprocess.run([HOROVODRUN, "--gloo", "-np", "2", "-H", LOOPBACK, PYTHON, "-c",
                           "import horovod.tensorflow as h; h.init(); "
@@ -264,7 +267,7 @@ def test_multiworker_bad_cluster_is_bad_input(tf_config, message, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-@needs_horovod
+@pytest.mark.usefixtures("horovod_required")
 def test_driver_runs_a_one_run_smoke_set_on_two_loopback_hosts(tmp_path):
   demo_data = os.path.join(ROOT, "results", "demo_data")  # the demo's own cache (gitignored), made once if absent
   cmd = [os.path.join(ROOT, "run_benchmark.sh"), "demo", "--tasks", "resnet", "--runs_resnet=1", f"--hosts={LOOPBACK}",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT
+from conftest import ROOT, skip_unless
 from tf_gp2bm import kernels
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.tasks.bert import model as bert_model, packing
@@ -124,8 +124,7 @@ VOCAB = SHARED_DATA / "bert_uncased_vocab.txt"
 @pytest.fixture(scope="module")
 def sample_records(tmp_path_factory):
   """The shared WikiExtractor sample, cleaned, through the tfrecords stage (official 512/76, dupe factor 1)."""
-  if not (SAMPLE and VOCAB.exists()):
-    pytest.skip(f"{SHARED_DATA} (the Wikipedia sample and vocab) is not available")
+  skip_unless(SAMPLE and VOCAB.exists(), f"{SHARED_DATA} (the Wikipedia sample and vocab) is not available")
   from data_prep.wikipedia.cli import main
   from data_prep.wikipedia.text import clean_file
   root = tmp_path_factory.mktemp("wiki")
