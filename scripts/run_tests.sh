@@ -6,6 +6,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit
+# System tools the suite runs for real: strace (no record opened before run_start). The Slurm tests install
+# slurm-wlm and munge themselves (tests/slurm_cluster.py).
+if ! command -v strace >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[tests] installing strace"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?
