@@ -13,10 +13,10 @@ One folder may hold both splits (the published TFRecords do); a file of no recor
 """
 import dataclasses
 import fnmatch
-import json
 import os
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import load_manifest
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
@@ -104,17 +104,8 @@ def read_manifest(directory):
   if os.path.isfile(directory) or any(c in os.path.basename(directory) for c in "*?["):
     directory, only = os.path.split(os.path.abspath(directory))
   path = os.path.join(directory, MANIFEST)
-  try:
-    with open(path) as f:
-      raw = json.load(f)
-  except FileNotFoundError:
-    raise InputError(f"{path}: manifest not found; BERT records are described by `python -m data_prep.wikipedia` "
-                     "(tfrecords, eval, published or verify --vocab=...) or `python -m data_prep.demo.bert`") from None
-  except (OSError, ValueError) as e:
-    raise InputError(f"{path}: unreadable manifest ({e})") from None
-  if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-    found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-    raise InputError(f"{path}: format {found!r}, expected {FORMAT!r}")
+  raw = load_manifest(path, FORMAT, "BERT records are described by `python -m data_prep.wikipedia` (tfrecords, "
+                      "eval, published or verify --vocab=...) or `python -m data_prep.demo.bert`")
   try:
     return _parse(path, directory, raw, only)
   except InputError:

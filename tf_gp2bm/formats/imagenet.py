@@ -9,10 +9,10 @@ num_shards and shards {name: {num_examples, bytes, sha256}} (plus the converter'
 checks it against the files on disk by metadata only, so a task can call it before the clock starts.
 """
 import dataclasses
-import json
 import os
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import load_manifest
 
 MANIFEST = "manifest.json"
 FORMAT = "tf_gp2bm.imagenet/1"
@@ -53,17 +53,8 @@ def read_manifest(directory, check_sizes=True):
   (check_sizes), counts that add up, at least one non-empty shard per split. Reads no record.
   Raises InputError naming the manifest or the shard."""
   path = os.path.join(directory, MANIFEST)
-  try:
-    with open(path) as f:
-      raw = json.load(f)
-  except FileNotFoundError:
-    raise InputError(f"{path}: manifest not found; records must come from `python -m data_prep.imagenet convert` "
-                     "(or index records made elsewhere with `python -m data_prep.imagenet index`)") from None
-  except (OSError, ValueError) as e:
-    raise InputError(f"{path}: unreadable manifest ({e})") from None
-  if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-    found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-    raise InputError(f"{path}: format {found!r}, expected {FORMAT!r}")
+  raw = load_manifest(path, FORMAT, "records must come from `python -m data_prep.imagenet convert` (or index "
+                      "records made elsewhere with `python -m data_prep.imagenet index`)")
   try:
     splits = {split: _split_shards(directory, split, raw["splits"][split], check_sizes) for split in SPLITS}
     return Manifest(path, int(raw["label_offset"]), int(raw["num_classes"]), tuple(raw.get("synsets", ())),
