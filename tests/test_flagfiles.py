@@ -13,7 +13,7 @@ from mlperf_logging.compliance_checker.mlp_compliance import is_integer
 
 from conftest import ROOT, run_train
 from tf_gp2bm import dry_run
-from tf_gp2bm.mlperf_log import RULESET
+from tf_gp2bm.tasks.spec import RULESET
 from tf_gp2bm.tasks.bert.task import BertTask
 from tf_gp2bm.tasks.spec import get as task_spec
 

@@ -176,10 +176,10 @@ def test_extra_runs_choose_median_consecutive_window():
 
 
 def test_score_formula():
-  assert scoring.gp2bm_score({"resnet": 7.19, "bert": 9.05}) == pytest.approx(2.0)
-  assert scoring.gp2bm_score({"resnet": 100.0, "bert": 50.0}) == pytest.approx(7.19 / 100 + 9.05 / 50)
-  assert scoring.gp2bm_score({"resnet": None, "bert": 50.0}) is None
-  assert scoring.gp2bm_score({"bert": 50.0}) is None  # every task is needed
+  assert task_spec.gp2bm_score({"resnet": 7.19, "bert": 9.05}) == pytest.approx(2.0)
+  assert task_spec.gp2bm_score({"resnet": 100.0, "bert": 50.0}) == pytest.approx(7.19 / 100 + 9.05 / 50)
+  assert task_spec.gp2bm_score({"resnet": None, "bert": 50.0}) is None
+  assert task_spec.gp2bm_score({"bert": 50.0}) is None  # every task is needed
   assert task_spec.score_formula() == "7.19/R + 9.05/B"
 
 

@@ -10,7 +10,6 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants
 
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.tasks.spec import RULESET  # noqa: F401  (defined once there; re-exported for the log's readers)
 
 LOG_NAME = "mlperf.log"
 # Relative file names in the metadata keep the seed checker's (file, line) keys stable across machines.
