@@ -328,6 +328,10 @@ def test_resume_kills_a_trainer_left_running_and_keeps_its_attempt(tmp_path):
   # A trainer the previous driver started in its own session before dying by SIGKILL (no run_stop yet).
   orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # tf_gp2bm.train stand-in"],
                             start_new_session=True)
+  deadline = time.monotonic() + 30
+  while b"tf_gp2bm" not in open(f"/proc/{orphan.pid}/cmdline", "rb").read():  # until the child has exec'd
+    assert time.monotonic() < deadline, "the stand-in trainer did not start"
+    time.sleep(0.05)
   write_json_atomic(os.path.join(d, "driver.json"), {"task": "resnet", "index": 0, "seed": 9, "finished": False,
                                                      "pgid": orphan.pid})
   stream = io.StringIO()
