@@ -6,7 +6,6 @@ compares across hosts. Reads metadata only (versions, manifests, sizes): no reco
 import argparse
 import glob
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -14,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+
+from tf_gp2bm.driver import system_desc
 
 MARKER = "GP2BM_HOST "
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,7 +80,7 @@ def horovod_build():
 def facts(paths, shared_marker):
   out = {
       "host": socket.gethostname(),
-      "versions": {p: _version(p) for p in PACKAGES},
+      "versions": {p: system_desc.package_version(p) for p in PACKAGES},
       "python": sys.version.split()[0],
       "source": source_digest(),
       "gpus": gpu_count(),
@@ -96,13 +97,6 @@ def facts(paths, shared_marker):
 def rank():
   """This process's index in the probe launch: maps a report to the launch's host entry."""
   return os.environ.get("HOROVOD_RANK", os.environ.get("SLURM_PROCID"))
-
-
-def _version(name):
-  try:
-    return importlib.metadata.version(name)
-  except importlib.metadata.PackageNotFoundError:
-    return None
 
 
 def drop_caches():
