@@ -136,3 +136,18 @@ def test_a_run_with_a_warm_xla_cache_shows_no_tensorflow_noise(demo_imagenet, tm
   assert "[tf_gp2bm] step 36/36" in r.stdout
   kept = (tmp_path / "warm" / "tensorflow_logs" / "rank0.log").read_text()
   assert "Error parsing text-format tensorflow.XlaSerializedCacheEntry" in kept  # the cache was hit, and kept
+
+
+def test_each_rank_draws_its_own_dropout_seeds_from_the_run_seed():
+  """The seed stream behind every swapped dropout: equal for the same (seed, rank), different across ranks."""
+  from tf_gp2bm.kernels.model_garden import SeedStream
+  from tf_gp2bm.training_run import seed_random_generators
+
+  def first_seeds(seed, rank):
+    seed_random_generators(seed, rank)
+    stream = SeedStream()
+    return [stream.seed(0.1, training=True).numpy().tolist() for _ in range(3)]
+
+  assert first_seeds(7, 0) == first_seeds(7, 0)
+  assert first_seeds(7, 0) != first_seeds(7, 1)
+  assert first_seeds(7, 1) != first_seeds(8, 1)

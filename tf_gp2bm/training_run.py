@@ -7,6 +7,7 @@ tf_gp2bm.train is the command line around it (flags, --help, run.json) and stays
 import hashlib
 import logging
 import os
+import random
 import sys
 import traceback
 
@@ -70,6 +71,14 @@ def _create_runtime(flag_values):
   return create_runtime(flag_values.distribution)
 
 
+def seed_random_generators(seed, rank):
+  """Seeds Python, NumPy and TensorFlow from the run's seed. Dropout seeds are drawn from Python's RNG (the
+  kernels' seed streams), which is offset by the rank, so each rank draws its own dropout masks as the
+  reference's replicas do; the weights still start equal everywhere (rank 0's are broadcast)."""
+  tf_keras.utils.set_random_seed(seed)
+  random.seed(seed + rank)
+
+
 def run(flag_values, seed, log):
   """Everything between init_start and run_stop. Returns an Outcome."""
   runtime = ml = summaries = task = trainer = None
@@ -84,7 +93,7 @@ def run(flag_values, seed, log):
     task_cls = tasks.get_task_class(flag_values.task)
     _log_submission(ml, flag_values, task_cls)
     ml.event(C.SEED, seed)
-    tf_keras.utils.set_random_seed(seed)
+    seed_random_generators(seed, runtime.rank)
     tf.config.optimizer.set_jit(False)  # XLA only where we ask for it: the compiled step
     chief_log(f"runtime: {runtime.describe()}")
     if flag_values.deterministic:
