@@ -1,1 +1,1 @@
-"""The GP2BM benchmark driver: runs the MLPerf sets, scores them, builds the submission tree (issue 5)."""
+"""The GP2BM benchmark driver: runs the MLPerf sets, scores them, builds the submission tree."""
