@@ -164,6 +164,11 @@ class Task(abc.ABC):
   def schedule_end_step(self) -> int:
     """The update at which the learning-rate schedule ends (decays to its end value)."""
 
+  def note(self, message) -> None:
+    """A line for the run's console, once per run (the chief's): what the task decided or loaded at init."""
+    if self.runtime.is_chief:
+      print(f"[tf_gp2bm] {message}", flush=True)
+
   def run_end_events(self, samples_trained) -> Dict[str, Any]:
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""
     return {}

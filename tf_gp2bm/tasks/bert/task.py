@@ -203,18 +203,14 @@ class BertTask(Task):
   def initialize(self, model):
     if self.train_files is None and not self.config.init_checkpoint:
       # Only tf_gp2bm.bench gets here (train.py always runs check_inputs, which requires the checkpoint).
-      self._print("no --init_checkpoint and no inputs checked: random initial weights (step benchmark only)")
+      self.note("no --init_checkpoint and no inputs checked: random initial weights (step benchmark only)")
       return
     message = checkpoint.load_initial_checkpoint(model, self.config.init_checkpoint)
-    self._print(message)
+    self.note(message)
     if self.config.eval_at_start:
       accuracy = self.evaluate_now(model)
-      self._print(f"MLM accuracy of the initial checkpoint: {accuracy:.5f} (reference checkpoint: about "
+      self.note(f"MLM accuracy of the initial checkpoint: {accuracy:.5f} (reference checkpoint: about "
                   f"{INITIAL_CHECKPOINT_ACCURACY}; not logged as eval_accuracy)")
-
-  def _print(self, message):
-    if self.runtime.is_chief:
-      print(f"[tf_gp2bm] {message}", flush=True)
 
   def evaluate_now(self, model):
     """One full evaluation outside the trainer (init-time load check): this process's share, summed over ranks."""

@@ -19,6 +19,7 @@ LARS_END_LR, LARS_POLY_POWER, LARS_EPSILON, LARS_EETA = 1e-4, 2, 0.0, 0.001
 CLOSED_DEPTH, CLOSED_IMAGE_SIZE, CLOSED_WIDTH = 50, 224, 1.0
 CLOSED_LABEL_SMOOTHING = (0.0, 0.1)
 CLOSED_NUM_CLASSES = (1000, 1001)          # 1001 = the reference records' background class kept in the head
+IMAGE_OPS = ("auto", "fused", "tf")         # how the host makes a train image (same pixels; see jpeg_op)
 GARDEN_DEPTHS = (10, 18, 26, 34, 50, 101, 152, 200, 270, 350, 420)  # the model garden's RESNET_SPECS (tested)
 
 # --- tunable in the closed division ---------------------------------------------------------------------------
@@ -29,6 +30,9 @@ flags.DEFINE_integer("train_epochs", 37, "Epochs the learning-rate schedule span
 flags.DEFINE_integer("eval_offset_epochs", 2, "Epoch of the first eval (1..4); then one every 4 epochs.")
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy (closed: 0 or 0.1).")
 flags.DEFINE_integer("num_classes", 1000, "Classifier outputs (1000, or 1001 with a background class).")
+flags.DEFINE_enum("image_op", "auto", IMAGE_OPS, "How the host makes each train image: 'fused' (one C++ op, built "
+                  "on first use, self-checked to give TensorFlow's pixels), 'tf' (TensorFlow's op chain), 'auto' "
+                  "(fused when it builds and passes its self-check, else tf, saying why). Same pixels either way.")
 # --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
 flags.DEFINE_integer("image_size", CLOSED_IMAGE_SIZE, "Input resolution in pixels (closed: 224).")
 flags.DEFINE_integer("resnet_depth", CLOSED_DEPTH, "ResNet depth (closed: 50).")
@@ -45,6 +49,7 @@ class Config(TaskConfig):
   eval_offset_epochs: int = 2
   label_smoothing: float = 0.1
   num_classes: int = 1000
+  image_op: str = "auto"
   image_size: int = CLOSED_IMAGE_SIZE
   resnet_depth: int = CLOSED_DEPTH
   width_multiplier: float = CLOSED_WIDTH
@@ -61,6 +66,7 @@ class Config(TaskConfig):
           "1, 2, 3 or 4 (the rules' first-eval offset)")
     check(finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
           "a number in [0, 1)")
+    check(self.image_op in IMAGE_OPS, "image_op", self.image_op, " or ".join(IMAGE_OPS))
     check(self.num_classes >= 2, "num_classes", self.num_classes, "an integer >= 2")
     check(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32 (the network downsamples 32x)")
     check(self.resnet_depth in GARDEN_DEPTHS, "resnet_depth", self.resnet_depth,

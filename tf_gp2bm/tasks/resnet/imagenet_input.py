@@ -17,6 +17,7 @@ import tensorflow as tf
 from tf_gp2bm.formats import imagenet as imagenet_records
 from tf_gp2bm.files import read_json
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.resnet import jpeg_op
 
 CHANNEL_MEANS = (123.68, 116.78, 103.94)  # reference _CHANNEL_MEANS; no std division in the reference
 SHUFFLE_BUFFER = 10_000
@@ -95,16 +96,21 @@ def _checked_label(label, filename, offset, num_classes):
 AUGMENT_OP_SEED = 1
 
 
-def _random_crop_decode(encoded, size):
+# How each train image is made from (encoded, crop window, flip, size): the same pixels either way
+# (tests/test_jpeg_op.py); the fused op is one C++ op, TensorFlow's is the reference's op chain.
+IMAGE_MAKERS = {"fused": jpeg_op.decode_crop_flip_resize, "tf": jpeg_op.tf_decode_crop_flip_resize}
+
+
+def _random_crop_flip(encoded):
+  """The reference's augmentation draws: a crop window (y, x, height, width) and a left-right flip."""
   shape = tf.image.extract_jpeg_shape(encoded)
   bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
   begin, crop, _ = tf.image.sample_distorted_bounding_box(
       shape, bounding_boxes=bbox, min_object_covered=0.1, aspect_ratio_range=[0.75, 1.33],
       area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True, seed=AUGMENT_OP_SEED)
   window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
-  image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
-  image = tf.image.random_flip_left_right(image, seed=AUGMENT_OP_SEED)
-  return tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
+  flip = tf.random.uniform([], 0, 1.0, seed=AUGMENT_OP_SEED) < 0.5  # tf.image.random_flip_left_right's draw
+  return window, flip
 
 
 def _center_crop_decode(encoded, size):
@@ -134,7 +140,9 @@ def shard_files(files, input_context):
   return files[input_context.input_pipeline_id::input_context.num_input_pipelines]
 
 
-def train_dataset(records, input_context, batch_size, image_size, head_classes, seed):
+def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, image_op="tf"):
+  """image_op: 'fused' or 'tf' (IMAGE_MAKERS); the task resolves --image_op to one of them at init."""
+  make_image = IMAGE_MAKERS[image_op]
   files = [f for f, _ in records.shards("train")]
   mine = shard_files(files, input_context)
   if not mine:
@@ -151,7 +159,8 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
   @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing for AutoGraph to convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
-    image = _to_uint8(_random_crop_decode(encoded, image_size))
+    window, flip = _random_crop_flip(encoded)
+    image = make_image(encoded, window, flip, image_size)
     return {"image": image, "label": _checked_label(label, filename, offset, head_classes)}
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)

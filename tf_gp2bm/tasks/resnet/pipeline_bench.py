@@ -19,7 +19,9 @@ from tf_gp2bm.errors import InputError
 
 # Where imagenet_preprocessing.py sits in a checkout of mlcommons/training (the benchmark moved once).
 REFERENCE_SUBDIRS = ("retired_benchmarks/resnet-tf2/tensorflow2", "image_classification/tensorflow2", ".")
-SIDES = ("reference", "tf_gp2bm")
+# The reference's input_fn, then ours with each way of making the train image (imagenet_input.IMAGE_MAKERS).
+SIDES = ("reference", "tf", "fused")
+LABELS = {"reference": "reference", "tf": "ours, TF ops", "fused": "ours, fused op"}
 
 
 def find_reference(reference_dir):
@@ -67,12 +69,12 @@ def _reference_dataset(folder, files, batch_size, num_classes):
                                          filenames=files, drop_remainder=True)
 
 
-def _our_dataset(data_dir, batch_size, image_size):
+def _our_dataset(data_dir, batch_size, image_size, image_op):
   import tensorflow as tf
   from tf_gp2bm.tasks.resnet import imagenet_input
   records = imagenet_input.ImageNetRecords(data_dir)
   return imagenet_input.train_dataset(records, tf.distribute.InputContext(), batch_size, image_size,
-                                      records.num_classes, seed=0)
+                                      records.num_classes, seed=0, image_op=image_op)
 
 
 def measure(dataset, warmup_batches, batches):
@@ -106,7 +108,7 @@ def worker(argv):
     files = [f for f, _ in records.shards("train")]
     ds = _reference_dataset(a.reference_folder, files, a.batch_size, records.num_classes)
   else:
-    ds = _our_dataset(a.data_dir, a.batch_size, a.image_size)
+    ds = _our_dataset(a.data_dir, a.batch_size, a.image_size, a.side)
   wall, cpu = measure(ds, a.warmup_batches, a.batches)
   images = a.batches * a.batch_size
   print(json.dumps({"side": a.side, "images_per_s": images / wall, "images_per_cpu_s": images / cpu}), flush=True)
@@ -146,14 +148,15 @@ def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_
   for i in range(repeats):
     for side in SIDES:
       results[side].append(_run_worker(side, data_dir, folder, cores, batch_size, batches, image_size))
-    ref, ours = results["reference"][-1], results["tf_gp2bm"][-1]
-    out(f"  repeat {i + 1}: images/s reference {ref['images_per_s']:6.1f} tf_gp2bm {ours['images_per_s']:6.1f}"
-        f" | per CPU-s reference {ref['images_per_cpu_s']:6.1f} tf_gp2bm {ours['images_per_cpu_s']:6.1f}"
-        f" ({ours['images_per_cpu_s'] / ref['images_per_cpu_s']:.2f}x) | load {_load():.2f}")
+    last = {side: results[side][-1] for side in SIDES}
+    per_cpu = " ".join(f"{LABELS[side]} {last[side]['images_per_cpu_s']:6.1f}" for side in SIDES)
+    out(f"  repeat {i + 1}: images per CPU-s: {per_cpu} | load {_load():.2f}")
   for key, what in (("images_per_s", f"images/s on {len(cores)} pinned core(s)"),
                     ("images_per_cpu_s", "images per CPU-second")):
-    ref, ours = (statistics.median(r[key] for r in results[side]) for side in SIDES)
-    out(f"median {what:28s}: reference {ref:7.1f}  tf_gp2bm {ours:7.1f}  ->  {ours / ref:.2f}x")
+    median = {side: statistics.median(r[key] for r in results[side]) for side in SIDES}
+    ours = "  ".join(f"{LABELS[side]} {median[side]:7.1f} ({median[side] / median['reference']:.2f}x)"
+                     for side in SIDES[1:])
+    out(f"median {what}: reference {median['reference']:7.1f}  {ours}")
   return results
 
 

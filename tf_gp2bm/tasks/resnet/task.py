@@ -12,7 +12,7 @@ from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from tf_gp2bm.tasks.resnet import imagenet_input
+from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
                                           LARS_POLY_POWER, Config)
 from tf_gp2bm.tasks.resnet.model import build_resnet
@@ -28,6 +28,7 @@ class ResNetTask(Task):
   def __init__(self, runtime, config):
     super().__init__(runtime, config)
     self.records = None
+    self.image_op = "tf"  # check_inputs resolves --image_op
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
@@ -104,10 +105,16 @@ class ResNetTask(Task):
                        f"expected {IMAGENET_TRAIN:,} (demo data sets --train_examples)")
     if self.steps_per_epoch < 1:
       raise InputError(f"--global_batch_size={self.global_batch_size} exceeds the {self.train_examples} train images")
+    try:
+      self.image_op, why = jpeg_op.resolve(c.image_op)
+    except jpeg_op.OpUnavailable as e:
+      raise InputError(f"--image_op=fused: {e}") from None
+    self.note(f"train images: {why}")
 
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
-                                        self.config.num_classes, seed=self.seed + ctx.input_pipeline_id)
+                                        self.config.num_classes, seed=self.seed + ctx.input_pipeline_id,
+                                        image_op=self.image_op)
 
   def eval_dataset(self, ctx):
     return imagenet_input.eval_dataset(self.records, ctx, self.eval_batch_size, self.config.image_size,

@@ -1,0 +1,153 @@
+"""The fused train-image op (decode_crop_resize.cc): built against the installed TensorFlow, loaded, and checked
+pixel for pixel against TensorFlow's own op chain before a run uses it.
+
+    python -m tf_gp2bm.tasks.resnet.jpeg_op      # build (or find) the library and run the self-check
+
+The library is cached under $GP2BM_OP_CACHE (default ~/.cache/tf_gp2bm/ops), keyed by the source, the TensorFlow
+version and the compiler flags, so a TensorFlow upgrade or a source change builds a new one and ranks starting
+together build it once (a file lock). It needs a C++ compiler and the libjpeg-turbo headers (Debian/Ubuntu:
+libjpeg-dev); `scripts/setup.sh` builds it.
+"""
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode_crop_resize.cc")
+LIBRARY = "decode_crop_resize.so"
+INSTALL_HINT = "needs a C++ compiler and the libjpeg-turbo headers (Debian/Ubuntu: apt-get install g++ libjpeg-dev)"
+
+
+class OpUnavailable(RuntimeError):
+  """The fused op cannot be built, loaded or trusted here; the message says why."""
+
+
+def compile_command(out_path):
+  # -ffp-contract=off: no fused multiply-adds, so the float interpolation rounds as TensorFlow's does.
+  # -Wno-*: TensorFlow's own headers trip these with current compilers.
+  return (["c++", "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-Wno-deprecated-declarations",
+           "-Wno-interference-size", SOURCE, "-o",
+           out_path] + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags() + ["-ljpeg"])
+
+
+def cache_root():
+  return os.environ.get("GP2BM_OP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tf_gp2bm", "ops")
+
+
+def library_path():
+  key = hashlib.sha256()
+  with open(SOURCE, "rb") as f:
+    key.update(f.read())
+  key.update(" ".join([tf.__version__] + compile_command("")).encode())
+  return os.path.join(cache_root(), key.hexdigest()[:16], LIBRARY)
+
+
+def build():
+  """Path of the library for this TensorFlow, compiling it if no cached copy exists."""
+  path = library_path()
+  if os.path.exists(path):
+    return path
+  if shutil.which("c++") is None:
+    raise OpUnavailable(f"the fused image op {INSTALL_HINT}: no `c++` on PATH")
+  folder = os.path.dirname(path)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    lock = open(os.path.join(folder, "build.lock"), "w")
+  except OSError as e:
+    raise OpUnavailable(f"cannot write the op cache {folder} ({e.strerror}); set GP2BM_OP_CACHE") from None
+  with lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another rank may be building the same library
+    if os.path.exists(path):
+      return path
+    partial = f"{path}.{os.getpid()}.partial"
+    result = subprocess.run(compile_command(partial), capture_output=True, text=True)
+    if result.returncode != 0:
+      errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()[-10:]
+      raise OpUnavailable(f"building the fused image op failed; it {INSTALL_HINT}:\n  " + "\n  ".join(errors[:10]))
+    os.replace(partial, path)  # a concurrent loader never sees a half-written library
+  return path
+
+
+_loaded = {}
+
+
+def load():
+  """The op module (built if needed), self-checked once per process; raises OpUnavailable with the reason."""
+  if "module" not in _loaded:
+    path = build()
+    try:
+      module = tf.load_op_library(path)
+    except tf.errors.NotFoundError as e:
+      raise OpUnavailable(f"{path} does not load into this TensorFlow ({e.message.strip()}); delete it to rebuild")
+    with tf.init_scope():  # eager, even when first called while tracing a tf.data function
+      mismatch = self_check(module.tf_gp2bm_decode_crop_flip_resize_jpeg)
+    if mismatch:
+      raise OpUnavailable(f"{path}: {mismatch}")
+    _loaded["module"] = module
+  return _loaded["module"]
+
+
+def decode_crop_flip_resize(encoded, window, flip, size):
+  """The fused op: uint8 [size, size, 3]; window = (y, x, height, width) int32; flip a scalar bool."""
+  return load().tf_gp2bm_decode_crop_flip_resize_jpeg(encoded, window, flip, size=size)
+
+
+def tf_decode_crop_flip_resize(encoded, window, flip, size):
+  """The same image from TensorFlow's ops (the reference's chain, rounded to uint8 as the train pipeline does)."""
+  image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+  image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+  image = tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def self_check(fused):
+  """'' when `fused` gives TensorFlow's pixels on a generated image (4:2:0 and 4:4:4 chroma, windows off the block
+  grid, both flips, up- and downscaling), else what differs. A different libjpeg build could decode differently;
+  this catches it before a run, on an image that is not the dataset."""
+  rng = np.random.default_rng(0)
+  low = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+  pixels = tf.image.resize(low, [71, 93], method="bicubic") + rng.normal(0, 12, (71, 93, 3))
+  pixels = tf.cast(tf.clip_by_value(pixels, 0, 255), tf.uint8)
+  cases = [(chroma, window, flip, size) for chroma in (True, False)
+           for window, flip, size in (((0, 0, 71, 93), False, 64), ((5, 3, 50, 61), True, 64),
+                                      ((17, 29, 23, 19), False, 40), ((1, 7, 70, 86), True, 32))]
+  for chroma, window, flip, size in cases:
+    encoded = tf.io.encode_jpeg(pixels, quality=90, chroma_downsampling=chroma)
+    want = tf_decode_crop_flip_resize(encoded, window, tf.constant(flip), size).numpy()
+    got = fused(encoded, window, flip, size=size).numpy()
+    if not np.array_equal(want, got):
+      worst = int(np.abs(want.astype(int) - got).max())
+      return (f"its pixels differ from TensorFlow's decode_and_crop_jpeg + resize (window {window}, flip {flip}, "
+              f"size {size}, chroma subsampled {chroma}: {int((want != got).sum())} values, up to {worst} levels); "
+              "the libjpeg it linked decodes differently from TensorFlow's")
+  return ""
+
+
+def resolve(mode):
+  """('fused' or 'tf', why) for --image_op=mode (config.IMAGE_OPS); 'fused' raises OpUnavailable when the op
+  cannot be used, 'auto' falls back to TensorFlow's ops and says why."""
+  if mode == "tf":
+    return "tf", "TensorFlow's ops (--image_op=tf)"
+  try:
+    load()
+  except OpUnavailable as e:
+    if mode == "fused":
+      raise
+    return "tf", f"TensorFlow's ops: the fused op is unavailable ({e})"
+  return "fused", "the fused decode-crop-flip-resize op (self-checked: the same pixels as TensorFlow's ops)"
+
+
+def main():
+  try:
+    path = build()
+    load()
+  except OpUnavailable as e:
+    print(f"fused image op: {e}", file=sys.stderr)
+    return 1
+  print(f"fused image op: {path} (self-check passed: the same pixels as TensorFlow's ops)")
+  return 0
