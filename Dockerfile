@@ -5,7 +5,7 @@
 FROM nvidia/cuda:12.5.1-cudnn-devel-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 TF_USE_LEGACY_KERAS=1
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      software-properties-common git build-essential libnccl2 libnccl-dev openssh-client \
+      software-properties-common git build-essential libjpeg-turbo8-dev libnccl2 libnccl-dev openssh-client \
     && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -14,5 +14,6 @@ COPY requirements.txt scripts/setup.sh scripts/
 RUN mv scripts/requirements.txt . && GP2BM_GPU=1 PYTHON=python3.11 bash scripts/setup.sh \
     && .venv/bin/python -c "import horovod.tensorflow as h; assert h.nccl_built(), 'horovod built without NCCL'"
 COPY . .
+RUN .venv/bin/python -m tf_gp2bm.tasks.resnet.jpeg_op
 ENV PATH=/workspace/tf_gp2bm/.venv/bin:$PATH
 CMD ["./run_benchmark.sh", "--help"]

@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from data_prep.imagenet import cli as imagenet, convert as imagenet_convert, images as imagenet_images  # noqa: E402
 from tf_gp2bm import files  # noqa: E402
 from tf_gp2bm.formats import imagenet as imagenet_records  # noqa: E402
+from tf_gp2bm.tasks.resnet import jpeg_op  # noqa: E402
 
 SYNSETS = ["n01000003", "n01000001", "n01000002"]  # deliberately unsorted: labels follow the sorted order
 REPAIRED = {"n01000001_3.JPEG": "cmyk->rgb", "n01000002_3.JPEG": "png->jpeg"}
@@ -151,6 +152,7 @@ def test_records_hold_source_pixels_labels_and_repairs(folders, converted):
   sources = {}
   for directory, _, names in os.walk(folders["train"]):
     sources.update({n: os.path.join(directory, n) for n in names})
+  train_names = set(sources)
   sources.update({n: os.path.join(folders["val"], n) for n in os.listdir(folders["val"])})
   seen = set()
   for name in sorted(os.listdir(converted)):
@@ -171,16 +173,21 @@ def test_records_hold_source_pixels_labels_and_repairs(folders, converted):
       # PIL and TF decode JPEGs with slightly different upsampling, so compare them loosely; repairs are
       # re-encoded at quality 100 with 4:2:0 chroma, so they are close to, not equal to, the source pixels.
       assert np.abs(pixels - expected).mean() < (4.0 if filename in REPAIRED else 2.0), filename
+      train = filename in train_names
+      if train:  # rewritten losslessly with a restart marker per MCU: already in that layout, the same pixels
+        assert jpeg_op.restart_every_mcu(encoded) == (encoded, True), filename
       if filename in REPAIRED:
         assert imagenet_images.jpeg_frame(encoded)[2] == 3, filename  # an RGB (YCbCr) JPEG now
       else:
-        assert encoded == source, filename  # good JPEGs, grayscale ones too, are copied byte-for-byte
+        if not train:
+          assert encoded == source, filename  # good validation JPEGs, grayscale ones too, are copied as they are
         assert imagenet_images.jpeg_frame(encoded)[2] == (1 if filename == GRAYSCALE else 3), filename
         assert (pixels == tf.io.decode_jpeg(source, channels=3).numpy()).all(), filename
   assert seen == set(sources)
   manifest = files.read_json(converted / imagenet_records.MANIFEST)
   assert {r["file"]: r["what"] for r in manifest["repairs"]} == REPAIRED
   assert manifest["skipped"] == [] and manifest["partial"] is True and manifest["options"]["allow_partial"] is True
+  assert manifest["options"]["restart_markers"] is True and manifest["restart_markers"] == {"rewritten": 12, "kept": 0}
   assert manifest["synsets"] == sorted(SYNSETS) and manifest["num_classes"] == 3 and manifest["label_offset"] == 1
   assert manifest["splits"]["train"]["num_examples"] == 12 and manifest["splits"]["validation"]["num_examples"] == 6
   assert manifest["class_counts"]["train"] == dict.fromkeys(SYNSETS, 4)

@@ -31,6 +31,8 @@ def test_full_size_model_parameter_count():
 def test_smoke_run_converges_and_passes_checker(resnet_smoke_run, demo_imagenet, tmp_path):
   out, r, events = resnet_smoke_run.out, resnet_smoke_run.result, resnet_smoke_run.events
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  # The demo's train JPEGs carry restart markers and the default --image_op=auto picks the fused op.
+  assert "train images: the fused decode-crop-flip-resize op" in r.stdout
   summary = json.loads((out / "run.json").read_text())
   assert summary["status"] == "success"
   best = max(acc for _, acc in summary["evals"])

@@ -41,8 +41,17 @@ def _encode(image):
 def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_shards=8, val_shards=4, seed=0,
              photo_like=False):
   """photo_like: ImageNet-sized (~400x350, ~100 KB) photo-like JPEGs instead of the learnable patterns, for
-  input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`)."""
+  input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`). Train JPEGs get a restart marker per
+  MCU, as `data_prep.imagenet convert` writes them, when the fused image op is available."""
   import tensorflow as tf  # here, not at the top: --help answers without TensorFlow
+  from tf_gp2bm.tasks.resnet import jpeg_op
+  try:
+    jpeg_op.load()
+    restart_every_mcu = jpeg_op.restart_every_mcu
+  except jpeg_op.OpUnavailable as e:
+    print(f"[demo] train JPEGs kept without restart markers: {e}")
+    restart_every_mcu = None
+  restarts = {"rewritten": 0, "kept": 0}
   os.makedirs(out, exist_ok=True)
   rng = np.random.default_rng(seed)
   synsets = [f"n{9000000 + i:08d}" for i in range(num_classes)]
@@ -57,6 +66,9 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
       for i in range(per_class):
         label = cls if rng.random() >= LABEL_NOISE else int((cls + rng.integers(1, num_classes)) % num_classes)
         jpeg = photo_like_jpeg(rng) if photo_like else _encode(_image(rng, cls, num_classes))
+        if split == "train" and restart_every_mcu:
+          jpeg, rewritten = restart_every_mcu(jpeg)
+          restarts["rewritten" if rewritten else "kept"] += 1
         examples.append((jpeg, label, f"{synsets[cls]}_{split}_{i}.JPEG"))
     order = rng.permutation(len(examples))
     shards = {}
@@ -74,6 +86,7 @@ def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_s
       shards[name] = {"num_examples": len(mine), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
     manifest["splits"][split] = {"num_examples": len(examples), "num_shards": num_shards, "shards": shards}
     manifest["class_counts"][split] = counts
+  manifest["restart_markers"] = restarts if restart_every_mcu else None
   write_json_atomic(os.path.join(out, rec.MANIFEST), manifest)
   return manifest
 

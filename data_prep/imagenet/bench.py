@@ -97,7 +97,8 @@ def run(num_images, workers, scratch=None):
     opts = argparse.Namespace(train=os.path.join(scratch, "src", "train"), val=os.path.join(scratch, "src", "val"),
                               val_labels=os.path.join(scratch, "src", "val_labels.txt"), synset_map=None,
                               allow_partial=True, skip_bad=False, seed=plan.DEFAULT_SEED,
-                              train_shards=num_shards, val_shards=1)
+                              train_shards=num_shards, val_shards=1,
+                              restart_markers=False)  # the three converters compared all keep the JPEG bytes
     tasks = [t for t in plan.make_plan(opts, io.StringIO())[0] if t.split == "train"]
     outs = {k: os.path.join(scratch, k) for k in ("simple", "one", "all")}
     for path in outs.values():

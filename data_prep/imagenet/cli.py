@@ -32,6 +32,10 @@ def _add_convert(sub):
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
   p.add_argument("--allow_partial", action="store_true", help="accept a subset of ILSVRC-2012")
   p.add_argument("--skip_bad", action="store_true", help="skip unreadable images (listed in the manifest)")
+  p.add_argument("--no_restart_markers", dest="restart_markers", action="store_false",
+                 help="store train JPEGs as they came; by default each is rewritten losslessly with a restart "
+                 "marker per MCU (the same pixels, checked per image), so the trainer's fused image op decodes only "
+                 "the crop window")
 
 
 def _add_verify(sub):

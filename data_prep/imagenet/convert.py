@@ -111,7 +111,7 @@ def _disk_full(e):
   return isinstance(e, tf.errors.OpError) and "No space left" in str(e)
 
 
-def _records(task, summary):
+def _records(task, summary, restart_every_mcu):
   """Yields serialized examples of the task, filling the summary's counts, repairs and skips."""
   for image, label in task.images:
     data = sources.read_span(image, _worker["open_files"])
@@ -124,6 +124,9 @@ def _records(task, summary):
       continue
     if repair:
       summary["repairs"].append({"file": image.name, "synset": image.synset, "split": task.split, "what": repair})
+    if task.restart_markers:
+      jpeg, rewritten = restart_every_mcu(jpeg)
+      summary["restart_markers"]["rewritten" if rewritten else "kept"] += 1
     summary["class_counts"][image.synset] = summary["class_counts"].get(image.synset, 0) + 1
     yield imagenet_records.make_example(jpeg, label, image.synset, height, width, image.name)
 
@@ -131,15 +134,18 @@ def _records(task, summary):
 def write_shard(task):
   """Writes one shard and its summary; returns the summary."""
   import tensorflow as tf  # in the shard-writing workers only: --help and the listing need no TensorFlow
+  from tf_gp2bm.tasks.resnet import jpeg_op  # builds on TensorFlow too
   out, counter = _worker["out"], _worker["counter"]
   name = imagenet_records.shard_name(task.split, task.index, task.num_shards)
   path = os.path.join(out, name)
   summary = {"name": name, "plan_sha256": task.plan_sha256, "class_counts": {}, "repairs": [], "skipped": []}
+  if task.restart_markers:
+    summary["restart_markers"] = {"rewritten": 0, "kept": 0}
   pending = 0
   try:
     with files.atomic_output(path) as tmp:
       with tf.io.TFRecordWriter(tmp) as writer:
-        for record in _records(task, summary):
+        for record in _records(task, summary, jpeg_op.restart_every_mcu):
           writer.write(record)
           pending += 1
           if pending == 64:  # a shared counter is cheap to bump, but not per image
@@ -230,6 +236,7 @@ def build_manifest(tasks, summaries, facts, opts):
   by_name = {s["name"]: s for s in summaries}
   synsets = facts["synsets"]
   splits, class_counts, repairs, skipped = {}, {}, [], []
+  restarts = {"rewritten": 0, "kept": 0}
   for split in plan.SPLITS:
     shards = collections.OrderedDict()
     counts = dict.fromkeys(synsets, 0)
@@ -240,6 +247,8 @@ def build_manifest(tasks, summaries, facts, opts):
         counts[synset] += n
       repairs += s["repairs"]
       skipped += s["skipped"]
+      for key, n in s.get("restart_markers", {}).items():
+        restarts[key] += n
     splits[split] = {"num_examples": sum(v["num_examples"] for v in shards.values()), "num_shards": len(shards),
                      "shards": shards}
     class_counts[split] = counts
@@ -248,9 +257,23 @@ def build_manifest(tasks, summaries, facts, opts):
       "num_classes": len(synsets), "synsets": synsets, "splits": splits, "class_counts": class_counts,
       "repairs": repairs, "skipped": skipped, "dropped_validation": facts["dropped_validation"],
       "input_counts": facts["input_counts"], "partial": facts["partial"],
-      "options": {"seed": opts.seed, "allow_partial": bool(opts.allow_partial), "skip_bad": bool(opts.skip_bad)},
+      "options": {"seed": opts.seed, "allow_partial": bool(opts.allow_partial), "skip_bad": bool(opts.skip_bad),
+                  "restart_markers": bool(opts.restart_markers)},
       "tool": TOOL, "sources": facts["sources"],
+      # Train JPEGs rewritten losslessly with a restart marker per MCU (the same pixels, checked per image);
+      # "kept" ones (progressive, CMYK) are stored as they came.
+      "restart_markers": restarts if opts.restart_markers else None,
   }
+
+
+def _check_restart_rewriter():
+  """Before any work: the restart-marker rewrite needs the fused image op built and self-checked."""
+  from tf_gp2bm.tasks.resnet import jpeg_op  # loads TensorFlow: only when converting
+  try:
+    jpeg_op.load()
+  except jpeg_op.OpUnavailable as e:
+    raise ConvertError(f"restart markers need the fused image op, which is unavailable: {e}; or pass "
+                       "--no_restart_markers (the records then decode at the reference's speed)") from None
 
 
 def convert(opts, progress_stream=None):
@@ -260,6 +283,8 @@ def convert(opts, progress_stream=None):
     if value < 1:
       raise ConvertError(f"{flag}={value}: must be at least 1")
   check_out_dir(opts.out, opts.train_shards, opts.val_shards)
+  if opts.restart_markers:
+    _check_restart_rewriter()
   tasks, facts = plan.make_plan(opts, progress_stream)
   prepare_out_dir(opts.out)
   summaries, todo = [], []

@@ -20,7 +20,7 @@ SPLITS = ("train", "validation")
 
 # One shard's work. images: list of (SourceImage, label) in record order; plan_sha256 fingerprints that list, so
 # a finished shard is only reused when it was made from the same plan.
-ShardTask = collections.namedtuple("ShardTask", "split index num_shards images plan_sha256")
+ShardTask = collections.namedtuple("ShardTask", "split index num_shards images plan_sha256 restart_markers")
 
 
 class PlanError(Exception):
@@ -95,19 +95,21 @@ def _check_full_set(num_classes, num_train, num_val, opts):
                       "pass --allow_partial to convert a subset")
 
 
-def _fingerprint(images):
+def _fingerprint(images, restart_markers):
   # --skip_bad is left out on purpose: a shard holding a bad image only ever finishes with --skip_bad, so any
   # finished shard has the same bytes either way, and a rerun with --skip_bad after a failure can reuse them.
   spec = [imagenet_records.FORMAT, [(im.name, im.synset, label, im.size) for im, label in images]]
+  if restart_markers:
+    spec.append("restart_markers")
   return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
 
 
-def _shards(split, images, num_shards):
+def _shards(split, images, num_shards, restart_markers):
   n = len(images)
   tasks = []
   for i in range(num_shards):
     chunk = images[i * n // num_shards:(i + 1) * n // num_shards]
-    tasks.append(ShardTask(split, i, num_shards, chunk, _fingerprint(chunk)))
+    tasks.append(ShardTask(split, i, num_shards, chunk, _fingerprint(chunk, restart_markers), restart_markers))
   return tasks
 
 
@@ -130,7 +132,9 @@ def make_plan(opts, progress_stream=None):
   train = [(im, label_of[im.synset]) for s in synsets for im in by_synset[s]]
   random.Random(opts.seed).shuffle(train)  # sorted listing + fixed seed: the same order on every run
   val = [(im, label_of[im.synset]) for im in val_images]
-  tasks = _shards("train", train, opts.train_shards) + _shards("validation", val, opts.val_shards)
+  # Restart markers pay off only where a crop window is decoded: the train images (eval decodes whole images).
+  tasks = (_shards("train", train, opts.train_shards, opts.restart_markers)
+           + _shards("validation", val, opts.val_shards, False))
   inputs = {"train": train_info, "validation": val_info}
   if labels_info:
     inputs["val_labels"] = labels_info

@@ -28,7 +28,11 @@ class ResNetTask(Task):
   def __init__(self, runtime, config):
     super().__init__(runtime, config)
     self.records = None
-    self.image_op = "tf"  # check_inputs resolves --image_op
+    try:  # decided (and built) at construction, so --dry_run shows it too
+      self.image_op, why = jpeg_op.resolve(config.image_op)
+    except jpeg_op.OpUnavailable as e:
+      raise InputError(f"--image_op=fused: {e}") from None
+    self.note(f"train images: {why}")
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
@@ -105,11 +109,6 @@ class ResNetTask(Task):
                        f"expected {IMAGENET_TRAIN:,} (demo data sets --train_examples)")
     if self.steps_per_epoch < 1:
       raise InputError(f"--global_batch_size={self.global_batch_size} exceeds the {self.train_examples} train images")
-    try:
-      self.image_op, why = jpeg_op.resolve(c.image_op)
-    except jpeg_op.OpUnavailable as e:
-      raise InputError(f"--image_op=fused: {e}") from None
-    self.note(f"train images: {why}")
 
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,

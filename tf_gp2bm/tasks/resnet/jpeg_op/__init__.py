@@ -18,7 +18,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode_crop_resize.cc")
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(FOLDER, "decode_crop_resize.cc")
+HEADERS = [os.path.join(FOLDER, "sub_image.h")]
 LIBRARY = "decode_crop_resize.so"
 INSTALL_HINT = "needs a C++ compiler and the libjpeg-turbo headers (Debian/Ubuntu: apt-get install g++ libjpeg-dev)"
 
@@ -41,8 +43,9 @@ def cache_root():
 
 def library_path():
   key = hashlib.sha256()
-  with open(SOURCE, "rb") as f:
-    key.update(f.read())
+  for path in [SOURCE] + HEADERS:
+    with open(path, "rb") as f:
+      key.update(f.read())
   key.update(" ".join([tf.__version__] + compile_command("")).encode())
   return os.path.join(cache_root(), key.hexdigest()[:16], LIBRARY)
 
@@ -85,7 +88,7 @@ def load():
     except tf.errors.NotFoundError as e:
       raise OpUnavailable(f"{path} does not load into this TensorFlow ({e.message.strip()}); delete it to rebuild")
     with tf.init_scope():  # eager, even when first called while tracing a tf.data function
-      mismatch = self_check(module.tf_gp2bm_decode_crop_flip_resize_jpeg)
+      mismatch = self_check(module)
     if mismatch:
       raise OpUnavailable(f"{path}: {mismatch}")
     _loaded["module"] = module
@@ -97,6 +100,21 @@ def decode_crop_flip_resize(encoded, window, flip, size):
   return load().tf_gp2bm_decode_crop_flip_resize_jpeg(encoded, window, flip, size=size)
 
 
+def restart_every_mcu(jpeg):
+  """(jpeg bytes, rewritten): the JPEG rewritten losslessly with a restart marker after every MCU, which lets the
+  fused op decode only the MCUs around a crop window; the input as it is when it cannot be (progressive, CMYK) or
+  when the rewrite would decode to other pixels (compared on every image). Eager."""
+  data, rewritten = load().tf_gp2bm_jpeg_restart_every_mcu(jpeg)
+  return data.numpy(), bool(rewritten)
+
+
+def cut_around(jpeg, window):
+  """(cut jpeg bytes, window in the cut, cut?): the smaller JPEG the fused op decodes for `window` of a JPEG with a
+  restart marker per MCU; the input and window as they are when it has none. Eager; for inspection and tests."""
+  data, cut_window, cut = load().tf_gp2bm_jpeg_cut_around(jpeg, window)
+  return data.numpy(), [int(v) for v in cut_window.numpy()], bool(cut)
+
+
 def tf_decode_crop_flip_resize(encoded, window, flip, size):
   """The same image from TensorFlow's ops (the reference's chain, rounded to uint8 as the train pipeline does)."""
   image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
@@ -105,10 +123,11 @@ def tf_decode_crop_flip_resize(encoded, window, flip, size):
   return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
-def self_check(fused):
-  """'' when `fused` gives TensorFlow's pixels on a generated image (4:2:0 and 4:4:4 chroma, windows off the block
-  grid, both flips, up- and downscaling), else what differs. A different libjpeg build could decode differently;
-  this catches it before a run, on an image that is not the dataset."""
+def self_check(module):
+  """'' when the op gives TensorFlow's pixels on a generated image (4:2:0 and 4:4:4 chroma, windows off the block
+  grid, both flips, up- and downscaling), as it is and rewritten with a restart marker per MCU (the cut path); else
+  what differs. A different libjpeg build could decode differently: this catches it before a run, on an image that
+  is not the dataset."""
   rng = np.random.default_rng(0)
   low = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
   pixels = tf.image.resize(low, [71, 93], method="bicubic") + rng.normal(0, 12, (71, 93, 3))
@@ -118,13 +137,17 @@ def self_check(fused):
                                       ((17, 29, 23, 19), False, 40), ((1, 7, 70, 86), True, 32))]
   for chroma, window, flip, size in cases:
     encoded = tf.io.encode_jpeg(pixels, quality=90, chroma_downsampling=chroma)
+    restarted, rewritten = module.tf_gp2bm_jpeg_restart_every_mcu(encoded)
+    if not rewritten:
+      return "it could not rewrite a baseline JPEG with restart markers"
     want = tf_decode_crop_flip_resize(encoded, window, tf.constant(flip), size).numpy()
-    got = fused(encoded, window, flip, size=size).numpy()
-    if not np.array_equal(want, got):
-      worst = int(np.abs(want.astype(int) - got).max())
-      return (f"its pixels differ from TensorFlow's decode_and_crop_jpeg + resize (window {window}, flip {flip}, "
-              f"size {size}, chroma subsampled {chroma}: {int((want != got).sum())} values, up to {worst} levels); "
-              "the libjpeg it linked decodes differently from TensorFlow's")
+    for name, jpeg in (("as encoded", encoded), ("with restart markers", restarted)):
+      got = module.tf_gp2bm_decode_crop_flip_resize_jpeg(jpeg, window, flip, size=size).numpy()
+      if not np.array_equal(want, got):
+        worst = int(np.abs(want.astype(int) - got).max())
+        return (f"its pixels differ from TensorFlow's decode_and_crop_jpeg + resize on a JPEG {name} (window "
+                f"{window}, flip {flip}, size {size}, chroma subsampled {chroma}: {int((want != got).sum())} "
+                f"values, up to {worst} levels); the libjpeg it linked decodes differently from TensorFlow's")
   return ""
 
 

@@ -27,6 +27,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "sub_image.h"
 
 namespace {
 
@@ -69,7 +70,7 @@ uint8_t* Scratch(std::unique_ptr<uint8_t[]>* buffer, size_t* capacity, size_t by
 }
 
 // Decodes `window` of the image. Returns an empty string, or the error.
-std::string DecodeWindow(const tensorflow::tstring& jpeg, const Window& window, Pixels* out) {
+std::string DecodeWindow(const uint8_t* jpeg, size_t jpeg_size, const Window& window, Pixels* out) {
   thread_local std::unique_ptr<uint8_t[]> decoded, cmyk_line;
   thread_local size_t decoded_capacity = 0, cmyk_capacity = 0;
   jpeg_decompress_struct cinfo;
@@ -82,7 +83,7 @@ std::string DecodeWindow(const tensorflow::tstring& jpeg, const Window& window, 
     return std::string("Invalid JPEG data: ") + errors.message;
   }
   jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size());
+  jpeg_mem_src(&cinfo, jpeg, jpeg_size);
   jpeg_read_header(&cinfo, TRUE);
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;  // TensorFlow converts CMYK itself, below
@@ -226,6 +227,27 @@ void ResizeBilinear(const Pixels& in, bool flip, int size, uint8_t* out) {
   }
 }
 
+// For a JPEG with a restart marker after every MCU: cuts the MCUs around `window` (plus the upsampling margin)
+// into `sub_image` and sets `cut` to the window's place in it. False when the layout does not allow it, the
+// window does not fit the image (the full decode then reports it), or the cut would save little.
+bool CutAround(const uint8_t* data, size_t size, const Window& window, jpeg_sub_image::Layout* layout,
+               std::vector<uint8_t>* sub_image, Window* cut) {
+  if (!jpeg_sub_image::Parse(data, size, layout)) return false;
+  if (window.height <= 0 || window.width <= 0 || window.y < 0 || window.x < 0 ||
+      window.y + window.height > layout->height || window.x + window.width > layout->width) {
+    return false;
+  }
+  const int m = layout->margin, mw = layout->mcu_width, mh = layout->mcu_height;
+  const int c0 = std::max(window.x - m, 0) / mw;
+  const int c1 = std::min((window.x + window.width + m + mw - 1) / mw, layout->mcus_per_row);
+  const int r0 = std::max(window.y - m, 0) / mh;
+  const int r1 = std::min((window.y + window.height + m + mh - 1) / mh, layout->mcu_rows);
+  if (int64_t{c1 - c0} * (r1 - r0) * 10 > int64_t{layout->mcus_per_row} * layout->mcu_rows * 9) return false;
+  jpeg_sub_image::Build(data, *layout, c0, c1, r0, r1, sub_image);
+  *cut = Window{window.y - r0 * mh, window.x - c0 * mw, window.height, window.width};
+  return true;
+}
+
 class DecodeCropFlipResizeJpegOp : public tensorflow::OpKernel {
  public:
   explicit DecodeCropFlipResizeJpegOp(tensorflow::OpKernelConstruction* context) : OpKernel(context) {
@@ -246,8 +268,15 @@ class DecodeCropFlipResizeJpegOp : public tensorflow::OpKernel {
                 InvalidArgument("flip must be a scalar bool"));
     const auto w = window_tensor.flat<int32_t>();
     const Window window{w(0), w(1), w(2), w(3)};
+    const tensorflow::tstring& jpeg = contents.scalar<tensorflow::tstring>()();
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(jpeg.data());
+    size_t size = jpeg.size();
+    Window cut = window;
+    thread_local jpeg_sub_image::Layout layout;
+    thread_local std::vector<uint8_t> sub_image;
+    if (CutAround(data, size, window, &layout, &sub_image, &cut)) data = sub_image.data(), size = sub_image.size();
     Pixels decoded;
-    const std::string error = DecodeWindow(contents.scalar<tensorflow::tstring>()(), window, &decoded);
+    const std::string error = DecodeWindow(data, size, cut, &decoded);
     OP_REQUIRES(context, error.empty(), InvalidArgument(error));
     tensorflow::Tensor* output = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, tensorflow::TensorShape({size_, size_, 3}), &output));
@@ -256,6 +285,171 @@ class DecodeCropFlipResizeJpegOp : public tensorflow::OpKernel {
 
  private:
   int size_;
+};
+
+// libjpeg destination that appends to a vector.
+struct VectorDestination {
+  jpeg_destination_mgr pub;
+  std::vector<uint8_t>* out;
+};
+
+void StartVector(j_compress_ptr cinfo) {
+  auto* d = reinterpret_cast<VectorDestination*>(cinfo->dest);
+  d->out->resize(1 << 16);
+  d->pub.next_output_byte = d->out->data(), d->pub.free_in_buffer = d->out->size();
+}
+
+boolean GrowVector(j_compress_ptr cinfo) {
+  auto* d = reinterpret_cast<VectorDestination*>(cinfo->dest);
+  const size_t used = d->out->size();
+  d->out->resize(2 * used);
+  d->pub.next_output_byte = d->out->data() + used, d->pub.free_in_buffer = d->out->size() - used;
+  return TRUE;
+}
+
+void EndVector(j_compress_ptr cinfo) {
+  auto* d = reinterpret_cast<VectorDestination*>(cinfo->dest);
+  d->out->resize(d->out->size() - d->pub.free_in_buffer);
+}
+
+// Rewrites a JPEG with a restart marker after every MCU, losslessly: the DCT coefficients, quantisation tables and
+// sampling are copied and only the entropy coding is redone (with optimised Huffman tables). "" or why not.
+std::string RestartEveryMcu(const uint8_t* data, size_t size, std::vector<uint8_t>* out) {
+  jpeg_decompress_struct source;
+  jpeg_compress_struct target;
+  JpegErrors errors;
+  VectorDestination destination;
+  source.err = target.err = jpeg_std_error(&errors.pub);
+  errors.pub.error_exit = ExitOnError;
+  errors.pub.emit_message = OnMessage;
+  bool target_created = false;
+  if (setjmp(errors.jump)) {
+    if (target_created) jpeg_destroy_compress(&target);
+    jpeg_destroy_decompress(&source);
+    return std::string("unreadable JPEG: ") + errors.message;
+  }
+  jpeg_create_decompress(&source);
+  jpeg_mem_src(&source, data, size);
+  jpeg_read_header(&source, TRUE);
+  const char* why_not = source.progressive_mode ? "progressive"
+                        : source.arith_code     ? "arithmetic coded"
+                        : (source.jpeg_color_space == JCS_CMYK || source.jpeg_color_space == JCS_YCCK) ? "CMYK"
+                        : (source.num_components != 1 && source.num_components != 3) ? "not 1 or 3 components"
+                                                                                      : nullptr;
+  if (why_not != nullptr) {
+    jpeg_destroy_decompress(&source);
+    return why_not;
+  }
+  jvirt_barray_ptr* coefficients = jpeg_read_coefficients(&source);
+  if (errors.truncated) {
+    jpeg_destroy_decompress(&source);
+    return "truncated";
+  }
+  jpeg_create_compress(&target);
+  target_created = true;
+  destination.out = out;
+  destination.pub.init_destination = StartVector;
+  destination.pub.empty_output_buffer = GrowVector;
+  destination.pub.term_destination = EndVector;
+  target.dest = &destination.pub;
+  jpeg_copy_critical_parameters(&source, &target);
+  target.restart_interval = 1;
+  target.optimize_coding = TRUE;
+  jpeg_write_coefficients(&target, coefficients);
+  jpeg_finish_compress(&target);
+  jpeg_destroy_compress(&target);
+  jpeg_finish_decompress(&source);
+  jpeg_destroy_decompress(&source);
+  return "";
+}
+
+// Both decode to the same pixels (the settings of tf.io.decode_jpeg's defaults, as the train pipeline decodes).
+bool SamePixels(const uint8_t* a, size_t a_size, const uint8_t* b, size_t b_size) {
+  std::vector<uint8_t> first;
+  Pixels pixels;
+  for (int pass = 0; pass < 2; ++pass) {
+    jpeg_decompress_struct cinfo;
+    JpegErrors errors;
+    cinfo.err = jpeg_std_error(&errors.pub);
+    errors.pub.error_exit = ExitOnError;
+    if (setjmp(errors.jump)) {
+      jpeg_destroy_decompress(&cinfo);
+      return false;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, pass ? b : a, pass ? b_size : a_size);
+    jpeg_read_header(&cinfo, TRUE);
+    const Window all{0, 0, static_cast<int>(cinfo.image_height), static_cast<int>(cinfo.image_width)};
+    jpeg_destroy_decompress(&cinfo);
+    if (!DecodeWindow(pass ? b : a, pass ? b_size : a_size, all, &pixels).empty()) return false;
+    std::vector<uint8_t> rows;
+    for (int r = 0; r < pixels.height; ++r) {
+      const uint8_t* row = pixels.pixels + r * pixels.stride;
+      rows.insert(rows.end(), row, row + size_t(pixels.width) * 3);
+    }
+    if (pass == 0) first.swap(rows);
+    else return first == rows;
+  }
+  return false;
+}
+
+class JpegRestartEveryMcuOp : public tensorflow::OpKernel {
+ public:
+  explicit JpegRestartEveryMcuOp(tensorflow::OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(tensorflow::OpKernelContext* context) override {
+    const tensorflow::Tensor& contents = context->input(0);
+    OP_REQUIRES(context, tensorflow::TensorShapeUtils::IsScalar(contents.shape()),
+                InvalidArgument("contents must be a scalar string, got shape ", contents.shape().DebugString()));
+    const tensorflow::tstring& jpeg = contents.scalar<tensorflow::tstring>()();
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(jpeg.data());
+    tensorflow::Tensor* output = nullptr;
+    tensorflow::Tensor* rewritten = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, {}, &output));
+    OP_REQUIRES_OK(context, context->allocate_output(1, {}, &rewritten));
+    jpeg_sub_image::Layout layout;
+    std::vector<uint8_t> bytes;
+    if (jpeg_sub_image::Parse(data, jpeg.size(), &layout)) {  // already in this layout
+      output->scalar<tensorflow::tstring>()() = jpeg;
+      rewritten->scalar<bool>()() = true;
+      return;
+    }
+    // Kept as it is unless the rewrite decodes to exactly the original's pixels.
+    const bool ok = RestartEveryMcu(data, jpeg.size(), &bytes).empty() &&
+                    jpeg_sub_image::Parse(bytes.data(), bytes.size(), &layout) &&
+                    SamePixels(data, jpeg.size(), bytes.data(), bytes.size());
+    output->scalar<tensorflow::tstring>()() =
+        ok ? tensorflow::tstring(reinterpret_cast<const char*>(bytes.data()), bytes.size()) : jpeg;
+    rewritten->scalar<bool>()() = ok;
+  }
+};
+
+// The cut the fused op decodes, for inspection and tests: the smaller JPEG and the window's place in it, or the
+// input and window unchanged (cut = false) when the image has no restart marker per MCU or a cut saves little.
+class JpegCutAroundOp : public tensorflow::OpKernel {
+ public:
+  explicit JpegCutAroundOp(tensorflow::OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(tensorflow::OpKernelContext* context) override {
+    const tensorflow::tstring& jpeg = context->input(0).scalar<tensorflow::tstring>()();
+    const auto w = context->input(1).flat<int32_t>();
+    OP_REQUIRES(context, w.size() == 4, InvalidArgument("crop_window must hold 4 values (y, x, height, width)"));
+    const Window window{w(0), w(1), w(2), w(3)};
+    jpeg_sub_image::Layout layout;
+    std::vector<uint8_t> sub_image;
+    Window cut = window;
+    const bool was_cut =
+        CutAround(reinterpret_cast<const uint8_t*>(jpeg.data()), jpeg.size(), window, &layout, &sub_image, &cut);
+    tensorflow::Tensor *contents = nullptr, *cut_window = nullptr, *cut_flag = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, {}, &contents));
+    OP_REQUIRES_OK(context, context->allocate_output(1, {4}, &cut_window));
+    OP_REQUIRES_OK(context, context->allocate_output(2, {}, &cut_flag));
+    contents->scalar<tensorflow::tstring>()() =
+        was_cut ? tensorflow::tstring(reinterpret_cast<const char*>(sub_image.data()), sub_image.size()) : jpeg;
+    auto out = cut_window->flat<int32_t>();
+    out(0) = cut.y, out(1) = cut.x, out(2) = cut.height, out(3) = cut.width;
+    cut_flag->scalar<bool>()() = was_cut;
+  }
 };
 
 }  // namespace
@@ -275,3 +469,30 @@ REGISTER_OP("TfGp2bmDecodeCropFlipResizeJpeg")
 
 REGISTER_KERNEL_BUILDER(Name("TfGp2bmDecodeCropFlipResizeJpeg").Device(tensorflow::DEVICE_CPU),
                         DecodeCropFlipResizeJpegOp);
+
+REGISTER_OP("TfGp2bmJpegRestartEveryMcu")
+    .Input("contents: string")
+    .Output("rewritten_contents: string")
+    .Output("rewritten: bool")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      c->set_output(1, c->Scalar());
+      return absl::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("TfGp2bmJpegRestartEveryMcu").Device(tensorflow::DEVICE_CPU), JpegRestartEveryMcuOp);
+
+REGISTER_OP("TfGp2bmJpegCutAround")
+    .Input("contents: string")
+    .Input("crop_window: int32")
+    .Output("cut_contents: string")
+    .Output("cut_window: int32")
+    .Output("cut: bool")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      c->set_output(1, c->Vector(4));
+      c->set_output(2, c->Scalar());
+      return absl::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("TfGp2bmJpegCutAround").Device(tensorflow::DEVICE_CPU), JpegCutAroundOp);
