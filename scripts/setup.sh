@@ -112,7 +112,7 @@ fi
 
 # --- fused ResNet image op -------------------------------------------------------------------------------------
 # One C++ op decodes, crops, flips and resizes each train image (TensorFlow's exact pixels, checked whenever it
-# loads) at about 1.8x the reference's images per core. It needs g++ and the libjpeg-turbo headers; without them
+# loads) at about 1.7x the reference's images per core. It needs g++ and the libjpeg-turbo headers; without them
 # training still runs, on TensorFlow's ops. Built here once per TensorFlow version (cached like the Horovod wheel).
 build_jpeg_op() { TF_CPP_MIN_LOG_LEVEL=3 "$VPY" -m tf_gp2bm.tasks.resnet.jpeg_op 2>&1 | grep -v cuInit; }
 if [ ! -d tf_gp2bm ]; then
@@ -128,7 +128,7 @@ else
     log "${jpeg_out##*$'\n'}"
   else
     log "WARNING: ${jpeg_out##*$'\n'}"
-    log "WARNING: ResNet will make its train images with TensorFlow's ops (the same pixels, about 1.8x slower per core)"
+    log "WARNING: ResNet will make its train images with TensorFlow's ops (the same pixels, about 1.7x the CPU per image)"
   fi
 fi
 

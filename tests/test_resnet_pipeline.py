@@ -3,6 +3,7 @@ real reference input_fn (from a checkout of mlcommons/training beside the projec
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,11 @@ def test_pipeline_bench_runs_the_real_reference_on_the_same_core(tmp_path):
   lines = []
   core = max(os.sched_getaffinity(0))
   results = pipeline_bench.compare(str(records_dir), str(REFERENCE), [core], batch_size=8, batches=3, repeats=1,
-                                   out=lines.append)
+                                   out=lines.append, stages=True)
   text = "\n".join(lines)
   assert "imagenet_preprocessing.py input_fn" in text and f"core(s) {core}" in text, text
+  assert "where one image's CPU time goes (24 of our train records" in text, text
+  for _, what in pipeline_bench.STAGES:
+    assert re.search(re.escape(what) + r" +\d+\.\d{3}$", text, re.M), what
   for side in pipeline_bench.SIDES:
     assert results[side][0]["images_per_s"] > 0 and results[side][0]["images_per_cpu_s"] > 0

@@ -27,6 +27,11 @@ flags.DEFINE_integer("pipeline_batches", 40, "Batches per input-pipeline measure
 flags.DEFINE_integer("pipeline_batch_size", 64, "ResNet --pipeline_only: images per batch.", lower_bound=1)
 flags.DEFINE_string("reference_dir", None, "ResNet --pipeline_only: a checkout of github.com/mlcommons/training; "
                     "its resnet-tf2 imagenet_preprocessing.input_fn is what our pipeline is timed against.")
+flags.DEFINE_bool("pipeline_stages", False, "ResNet --pipeline_only: also time each stage of one image (draw the "
+                  "crop, decode, resize, the fused op) in compiled loops.")
+flags.DEFINE_string("reference_data_dir", None, "ResNet --pipeline_only: records the reference reads (default: "
+                    "--data_dir), e.g. the same images converted with --no_restart_markers, as the reference's own "
+                    "converter writes them.")
 flags.DEFINE_string("pipeline_cores", None, "ResNet --pipeline_only: CPU cores both pipelines are pinned to, "
                     "taskset style (3 or 0-3); default: the last core this process may use.")
 flags.DEFINE_string("packed_data_dir", None, "BERT: packed records (`python -m data_prep.wikipedia pack`); the step "
@@ -77,9 +82,12 @@ def run_resnet_pipeline_bench():
   cores = pipeline_bench.parse_cores(FLAGS.pipeline_cores or str(max(os.sched_getaffinity(0))))
   pipeline_bench.find_reference(FLAGS.reference_dir)
   from tf_gp2bm.tasks.resnet.imagenet_input import ImageNetRecords
-  ImageNetRecords(FLAGS.data_dir).shards("train")
+  for records in (FLAGS.data_dir, FLAGS.reference_data_dir):
+    if records:
+      ImageNetRecords(records).shards("train")
   pipeline_bench.compare(FLAGS.data_dir, FLAGS.reference_dir, cores, FLAGS.pipeline_batch_size,
-                         FLAGS.pipeline_batches, FLAGS.pipeline_repeats, out=lambda m: print(m, flush=True))
+                         FLAGS.pipeline_batches, FLAGS.pipeline_repeats, out=lambda m: print(m, flush=True),
+                         reference_data_dir=FLAGS.reference_data_dir, stages=FLAGS.pipeline_stages)
 
 
 def run_pipeline_bench(task):

@@ -39,18 +39,19 @@ def _encode(image):
 
 
 def generate(out, num_classes=10, train_per_class=120, val_per_class=30, train_shards=8, val_shards=4, seed=0,
-             photo_like=False):
+             photo_like=False, restart_markers=True):
   """photo_like: ImageNet-sized (~400x350, ~100 KB) photo-like JPEGs instead of the learnable patterns, for
   input-pipeline benchmarks (`python -m tf_gp2bm.bench --pipeline_only`). Train JPEGs get a restart marker per
-  MCU, as `data_prep.imagenet convert` writes them, when the fused image op is available."""
+  MCU, as `data_prep.imagenet convert` writes them, when the fused image op is available (and restart_markers)."""
   import tensorflow as tf  # here, not at the top: --help answers without TensorFlow
   from tf_gp2bm.tasks.resnet import jpeg_op
+  restart_every_mcu = None
   try:
-    jpeg_op.load()
-    restart_every_mcu = jpeg_op.restart_every_mcu
+    if restart_markers:
+      jpeg_op.load()
+      restart_every_mcu = jpeg_op.restart_every_mcu
   except jpeg_op.OpUnavailable as e:
     print(f"[demo] train JPEGs kept without restart markers: {e}")
-    restart_every_mcu = None
   restarts = {"rewritten": 0, "kept": 0}
   os.makedirs(out, exist_ok=True)
   rng = np.random.default_rng(seed)
@@ -99,8 +100,11 @@ def main():
   p.add_argument("--val_per_class", type=int, default=30)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--photo_like", action="store_true", help="ImageNet-sized photo-like JPEGs (pipeline benchmarks)")
+  p.add_argument("--no_restart_markers", dest="restart_markers", action="store_false",
+                 help="train JPEGs as encoded (as the reference's converter stores them), no restart markers")
   a = p.parse_args()
-  m = generate(a.out, a.num_classes, a.train_per_class, a.val_per_class, seed=a.seed, photo_like=a.photo_like)
+  m = generate(a.out, a.num_classes, a.train_per_class, a.val_per_class, seed=a.seed, photo_like=a.photo_like,
+               restart_markers=a.restart_markers)
   print(f"wrote {m['splits']['train']['num_examples']} train / {m['splits']['validation']['num_examples']} "
         f"validation images to {a.out}")
 

@@ -125,10 +125,6 @@ def _center_crop_decode(encoded, size):
   return tf.slice(image, [top, left, 0], [size, size, 3])
 
 
-def _to_uint8(image):
-  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-
-
 def normalize(images, dtype):
   """The reference's channel-mean subtraction, run on the device inside the step."""
   images = tf.cast(images, tf.float32) - tf.constant(CHANNEL_MEANS, shape=[1, 1, 1, 3])
@@ -186,7 +182,7 @@ def eval_dataset(records, input_context, batch_size, image_size, head_classes):
   @tf.autograph.experimental.do_not_convert
   def preprocess(record, filename):
     encoded, label, filename = _parse(record, filename)
-    image = _to_uint8(_center_crop_decode(encoded, image_size))
+    image = jpeg_op.to_uint8(_center_crop_decode(encoded, image_size))
     return {"image": image, "label": _checked_label(label, filename, offset, head_classes),
             "weight": tf.constant(1.0)}
 

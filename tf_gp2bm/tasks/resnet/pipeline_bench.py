@@ -88,9 +88,50 @@ def measure(dataset, warmup_batches, batches):
   return time.perf_counter() - wall, time.process_time() - cpu
 
 
+# Per-image stages timed by `profile`, in the order printed.
+STAGES = (("draw", "parse the record, draw the crop window and flip"),
+          ("decode_full", "TF decode_jpeg of the whole image"),
+          ("decode_eighth", "TF decode_jpeg at 1/8 scale (about the Huffman decoding alone)"),
+          ("decode_crop", "TF decode_and_crop_jpeg alone"),
+          ("tf", "TF ops: decode_and_crop_jpeg, flip, resize, round to uint8"),
+          ("fused", "fused op (cuts around the window when the JPEG has restart markers)"))
+
+
+def profile(data_dir, images, image_size):
+  """CPU milliseconds per image of each stage, each timed in one compiled loop over the same `images` train
+  records and crop windows (the reference's sampling), so per-call overhead is left out."""
+  import tensorflow as tf
+  from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op
+  records = imagenet_input.ImageNetRecords(data_dir)
+  raw = tf.data.TFRecordDataset([f for f, _ in records.shards("train")]).take(images)
+  encoded = tf.stack([imagenet_input._parse(r, "")[0] for r in raw])
+  tf.random.set_seed(0)
+  draws = [imagenet_input._random_crop_flip(e) for e in encoded]
+  windows, flips = tf.stack([w for w, _ in draws]), tf.stack([f for _, f in draws])
+  stages = {
+      "draw": lambda r, e, w, f: imagenet_input._random_crop_flip(imagenet_input._parse(r, "")[0])[0][0],
+      "decode_full": lambda r, e, w, f: tf.io.decode_jpeg(e, channels=3)[0, 0, 0],
+      "decode_eighth": lambda r, e, w, f: tf.io.decode_jpeg(e, channels=3, ratio=8)[0, 0, 0],
+      "decode_crop": lambda r, e, w, f: tf.image.decode_and_crop_jpeg(e, w, channels=3)[0, 0, 0],
+      "tf": lambda r, e, w, f: jpeg_op.tf_decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
+      "fused": lambda r, e, w, f: jpeg_op.decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
+  }
+  serialized = tf.stack(list(raw))
+  out = {}
+  for name, stage in stages.items():
+    loop = tf.function(lambda stage=stage: tf.map_fn(lambda a: tf.cast(stage(*a), tf.int32),
+                                                     (serialized, encoded, windows, flips),
+                                                     fn_output_signature=tf.int32, parallel_iterations=1))
+    loop()  # trace and warm up
+    cpu = time.process_time()
+    loop()
+    out[name] = (time.process_time() - cpu) * 1e3 / int(encoded.shape[0])
+  return out
+
+
 def worker(argv):
   p = argparse.ArgumentParser(prog="python -m tf_gp2bm.tasks.resnet.pipeline_bench")
-  p.add_argument("--side", choices=SIDES, required=True)
+  p.add_argument("--side", choices=SIDES + ("profile",), required=True)
   p.add_argument("--data_dir", required=True)
   p.add_argument("--reference_folder")
   p.add_argument("--cores", required=True)
@@ -104,6 +145,10 @@ def worker(argv):
   import tf_gp2bm  # noqa: F401
   from tf_gp2bm.tasks.resnet import imagenet_input
   records = imagenet_input.ImageNetRecords(a.data_dir)
+  if a.side == "profile":
+    print(json.dumps({"side": a.side, "ms_per_image": profile(a.data_dir, a.batches * a.batch_size,
+                                                              a.image_size)}), flush=True)
+    return 0
   if a.side == "reference":
     files = [f for f, _ in records.shards("train")]
     ds = _reference_dataset(a.reference_folder, files, a.batch_size, records.num_classes)
@@ -132,8 +177,11 @@ def _run_worker(side, data_dir, folder, cores, batch_size, batches, image_size, 
   return json.loads(lines[-1])
 
 
-def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_size=224, out=print):
+def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_size=224, out=print,
+            reference_data_dir=None, stages=False):
   """Alternates reference and tf_gp2bm workers on the same cores `repeats` times; returns {side: [results]}.
+  The reference reads `reference_data_dir` (default: data_dir), e.g. the same images converted without restart
+  markers, as the reference's own converter writes them. stages: also print where one image's CPU time goes.
 
   Two figures per run: images per wall second on the pinned cores, and images per CPU second (all threads of the
   worker). On a machine other jobs share, the pinned cores are not all ours and the wall figure moves with the
@@ -142,12 +190,16 @@ def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_
   folder = find_reference(reference_dir)
   out(f"input pipeline: {batches} batches of {batch_size} at {image_size}px after a warm-up, pinned to core(s) "
       f"{','.join(map(str, cores))}, {repeats} alternating repeats")
+  reference_data_dir = reference_data_dir or data_dir
   out(f"reference: {folder}/imagenet_preprocessing.py input_fn (float32, mean subtracted on the host)")
+  out(f"records: ours {data_dir}" + (f", the reference's {reference_data_dir}" if reference_data_dir != data_dir
+                                      else " (both sides)"))
   out(f"machine: {os.cpu_count()} cores, load average {_load():.2f} at start")
   results = {side: [] for side in SIDES}
   for i in range(repeats):
     for side in SIDES:
-      results[side].append(_run_worker(side, data_dir, folder, cores, batch_size, batches, image_size))
+      records = reference_data_dir if side == "reference" else data_dir
+      results[side].append(_run_worker(side, records, folder, cores, batch_size, batches, image_size))
     last = {side: results[side][-1] for side in SIDES}
     per_cpu = " ".join(f"{LABELS[side]} {last[side]['images_per_cpu_s']:6.1f}" for side in SIDES)
     out(f"  repeat {i + 1}: images per CPU-s: {per_cpu} | load {_load():.2f}")
@@ -157,6 +209,15 @@ def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_
     ours = "  ".join(f"{LABELS[side]} {median[side]:7.1f} ({median[side] / median['reference']:.2f}x)"
                      for side in SIDES[1:])
     out(f"median {what}: reference {median['reference']:7.1f}  {ours}")
+  if stages:
+    ms = _run_worker("profile", data_dir, None, cores, batch_size, batches, image_size)["ms_per_image"]
+    out(f"where one image's CPU time goes ({batches * batch_size} of our train records, ms per image, compiled "
+        "loops, no tf.data):")
+    for name, what in STAGES:
+      out(f"  {what:70s} {ms[name]:6.3f}")
+    fused = statistics.median(r["images_per_cpu_s"] for r in results["fused"])
+    rest = 1e3 / fused - ms["draw"] - ms["fused"]
+    out(f"  {'the rest of our fused pipeline (tf.data: read, shuffle, map, batch)':70s} {rest:6.3f}")
   return results
 
 

@@ -79,6 +79,7 @@ def build():
 _loaded = {}
 
 
+@tf.autograph.experimental.do_not_convert  # plain Python, even when first called while tracing
 def load():
   """The op module (built if needed), self-checked once per process; raises OpUnavailable with the reason."""
   if "module" not in _loaded:
@@ -115,12 +116,21 @@ def cut_around(jpeg, window):
   return data.numpy(), [int(v) for v in cut_window.numpy()], bool(cut)
 
 
-def tf_decode_crop_flip_resize(encoded, window, flip, size):
-  """The same image from TensorFlow's ops (the reference's chain, rounded to uint8 as the train pipeline does)."""
+def to_uint8(image):
+  """A float image rounded (half to even) to the uint8 the host hands the device."""
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def tf_decode_crop_flip_resize_float(encoded, window, flip, size):
+  """The reference's train image from TensorFlow's ops: decode_and_crop_jpeg, flip, legacy bilinear resize; float."""
   image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
   image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
-  image = tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
-  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+  return tf.compat.v1.image.resize(image, [size, size], method=tf.image.ResizeMethod.BILINEAR, align_corners=False)
+
+
+def tf_decode_crop_flip_resize(encoded, window, flip, size):
+  """The same image as the fused op, from TensorFlow's ops (the reference's chain, rounded to uint8)."""
+  return to_uint8(tf_decode_crop_flip_resize_float(encoded, window, flip, size))
 
 
 def self_check(module):
