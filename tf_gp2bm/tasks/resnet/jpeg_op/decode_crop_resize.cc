@@ -63,16 +63,30 @@ struct Pixels {
   size_t stride;
 };
 
-// Grows without zero-filling and is reused by the next call on the same tf.data thread.
-uint8_t* Scratch(std::unique_ptr<uint8_t[]>* buffer, size_t* capacity, size_t bytes) {
-  if (*capacity < bytes) buffer->reset(new uint8_t[bytes]), *capacity = bytes;
-  return buffer->get();
-}
+// A buffer the next call on the same tf.data thread reuses: it grows without zero-filling, and one that grew past
+// kKeepBytes (a rare huge image) is freed after the call, so idle threads do not hold it.
+class ScratchBuffer {
+ public:
+  uint8_t* Get(size_t bytes) {
+    if (capacity_ < bytes) data_.reset(new uint8_t[bytes]), capacity_ = bytes;
+    return data_.get();
+  }
+  void Trim() {
+    if (capacity_ > kKeepBytes) data_.reset(), capacity_ = 0;
+  }
+
+ private:
+  static constexpr size_t kKeepBytes = size_t{8} << 20;
+  std::unique_ptr<uint8_t[]> data_;
+  size_t capacity_ = 0;
+};
+
+thread_local ScratchBuffer decoded_rows, cmyk_line;
+
+void TrimScratch() { decoded_rows.Trim(), cmyk_line.Trim(); }
 
 // Decodes `window` of the image. Returns an empty string, or the error.
 std::string DecodeWindow(const uint8_t* jpeg, size_t jpeg_size, const Window& window, Pixels* out) {
-  thread_local std::unique_ptr<uint8_t[]> decoded, cmyk_line;
-  thread_local size_t decoded_capacity = 0, cmyk_capacity = 0;
   jpeg_decompress_struct cinfo;
   JpegErrors errors;
   cinfo.err = jpeg_std_error(&errors.pub);
@@ -93,7 +107,7 @@ std::string DecodeWindow(const uint8_t* jpeg, size_t jpeg_size, const Window& wi
   jpeg_calc_output_dimensions(&cinfo);
   const int64_t image_h = cinfo.output_height, image_w = cinfo.output_width;
   if (window.height <= 0 || window.width <= 0 || window.y < 0 || window.x < 0 ||
-      window.y + window.height > image_h || window.x + window.width > image_w) {
+      int64_t{window.y} + window.height > image_h || int64_t{window.x} + window.width > image_w) {
     jpeg_destroy_decompress(&cinfo);
     return "crop window y=" + std::to_string(window.y) + " x=" + std::to_string(window.x) + " h=" +
            std::to_string(window.height) + " w=" + std::to_string(window.width) + " does not fit the " +
@@ -113,8 +127,8 @@ std::string DecodeWindow(const uint8_t* jpeg, size_t jpeg_size, const Window& wi
   const size_t skip = static_cast<size_t>(window.x) - crop_x;
   // RGB rows are decoded in place at the widened width; CMYK rows go through a line and are converted.
   const size_t stride = cmyk ? static_cast<size_t>(window.width) * 3 : static_cast<size_t>(cinfo.output_width) * 3;
-  uint8_t* rows = Scratch(&decoded, &decoded_capacity, stride * window.height);
-  uint8_t* line = cmyk ? Scratch(&cmyk_line, &cmyk_capacity, static_cast<size_t>(cinfo.output_width) * 4) : nullptr;
+  uint8_t* rows = decoded_rows.Get(stride * window.height);
+  uint8_t* line = cmyk ? cmyk_line.Get(static_cast<size_t>(cinfo.output_width) * 4) : nullptr;
   for (int row = 0; row < window.height; ++row) {
     JSAMPROW target = cmyk ? line : rows + row * stride;
     if (jpeg_read_scanlines(&cinfo, &target, 1) != 1 || errors.truncated) {
@@ -234,7 +248,7 @@ bool CutAround(const uint8_t* data, size_t size, const Window& window, jpeg_sub_
                std::vector<uint8_t>* sub_image, Window* cut) {
   if (!jpeg_sub_image::Parse(data, size, layout)) return false;
   if (window.height <= 0 || window.width <= 0 || window.y < 0 || window.x < 0 ||
-      window.y + window.height > layout->height || window.x + window.width > layout->width) {
+      int64_t{window.y} + window.height > layout->height || int64_t{window.x} + window.width > layout->width) {
     return false;
   }
   const int m = layout->margin, mw = layout->mcu_width, mh = layout->mcu_height;
@@ -281,6 +295,8 @@ class DecodeCropFlipResizeJpegOp : public tensorflow::OpKernel {
     tensorflow::Tensor* output = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, tensorflow::TensorShape({size_, size_, 3}), &output));
     ResizeBilinear(decoded, flip.scalar<bool>()(), size_, output->flat<uint8_t>().data());
+    TrimScratch();
+    if (sub_image.capacity() > (size_t{8} << 20)) std::vector<uint8_t>().swap(sub_image);
   }
 
  private:
@@ -387,6 +403,7 @@ bool SamePixels(const uint8_t* a, size_t a_size, const uint8_t* b, size_t b_size
       const uint8_t* row = pixels.pixels + r * pixels.stride;
       rows.insert(rows.end(), row, row + size_t(pixels.width) * 3);
     }
+    TrimScratch();
     if (pass == 0) first.swap(rows);
     else return first == rows;
   }
