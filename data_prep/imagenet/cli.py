@@ -4,6 +4,7 @@
       --val_labels=LOC_val_solution.csv --out=/data/imagenet
   python -m data_prep.imagenet verify /data/imagenet [--quick]
   python -m data_prep.imagenet index /data/imagenet --label_offset=1 --num_classes=1000
+  python -m data_prep.imagenet restart --input=/data/imagenet_ref --out=/data/imagenet
   python -m data_prep.imagenet bench
 
 Bad input (a missing, cut or unreadable file, a wrong flag, an --out that cannot be written, records that do not
@@ -13,7 +14,7 @@ import argparse
 import os
 import sys
 
-from data_prep.imagenet import bench, convert, labels, plan, sources, verify
+from data_prep.imagenet import bench, convert, labels, plan, restart, sources, verify
 from tf_gp2bm.errors import EXIT_BAD_INPUT
 from tf_gp2bm.formats import imagenet as imagenet_records
 
@@ -54,6 +55,14 @@ def _add_index(sub):
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
 
+def _add_restart(sub):
+  p = sub.add_parser("restart", help="copy a record set, rewriting its train JPEGs with restart markers (what "
+                     "convert does by default), for records made without them")
+  p.add_argument("--input", required=True, help="a folder of records with manifest.json (convert or index)")
+  p.add_argument("--out", required=True, help="a new folder for the rewritten records")
+  p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+
+
 def _add_bench(sub):
   p = sub.add_parser("bench", help="images/s of this converter vs a decode/re-encode converter")
   p.add_argument("--images", type=int, default=400, help="generated JPEGs per run")
@@ -64,7 +73,7 @@ def _add_bench(sub):
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m data_prep.imagenet", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
-  for add in (_add_convert, _add_verify, _add_index, _add_bench):
+  for add in (_add_convert, _add_verify, _add_index, _add_restart, _add_bench):
     add(sub)
   return parser.parse_args(argv)
 
@@ -96,6 +105,14 @@ def _index(args):
   return 0
 
 
+def _restart(args):
+  manifest = restart.restart(args.input, args.out, args.workers)
+  counts = manifest["restart_markers"]
+  print(f"train: {counts['rewritten']:,} JPEGs rewritten with restart markers, {counts['kept']:,} kept as they were "
+        f"(progressive or CMYK); wrote {os.path.join(args.out, imagenet_records.MANIFEST)}")
+  return 0
+
+
 def _bench(args):
   bench.run(args.images, args.workers, args.dir)
   return 0
@@ -104,9 +121,10 @@ def _bench(args):
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   user_errors = (convert.ConvertError, plan.PlanError, sources.SourceError,
-                 labels.LabelError, verify.VerifyError, FileNotFoundError, ValueError)
+                 labels.LabelError, verify.VerifyError, restart.RestartError, FileNotFoundError, ValueError)
   try:
-    return {"convert": _convert, "verify": _verify, "index": _index, "bench": _bench}[args.command](args)
+    return {"convert": _convert, "verify": _verify, "index": _index, "restart": _restart,
+            "bench": _bench}[args.command](args)
   except user_errors as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT

@@ -1,0 +1,147 @@
+"""`restart`: gives an existing record set the restart markers `convert` writes by default, so the trainer's fused
+image op can decode only each crop window's blocks (docs/performance.md). For records made with
+--no_restart_markers, by an older `convert`, or elsewhere and described with `index`.
+
+    python -m data_prep.imagenet restart --input=/data/imagenet_ref --out=/data/imagenet
+
+Every train record keeps its features; only image/encoded is rewritten, losslessly (the same pixels, compared per
+image; progressive and CMYK JPEGs are kept as they are). Validation shards are copied. A finished shard's summary
+goes to .restart_parts/ in --out, so a rerun skips it. The manifest is the input's with the new shard sizes and
+sha256 and the rewrite counts.
+"""
+import multiprocessing
+import os
+import shutil
+
+from tf_gp2bm import files
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import imagenet as imagenet_records
+from tf_gp2bm.progress import Progress
+
+PARTS_DIR = ".restart_parts"
+
+
+class RestartError(Exception):
+  """The input or output folder cannot be used; the message names it."""
+
+
+def _part(out, name):
+  return os.path.join(out, PARTS_DIR, name + ".json")
+
+
+def rewrite_shard(source, out):
+  """Rewrites one train shard into `out`; returns its summary (also written to .restart_parts/)."""
+  import tensorflow as tf  # in the workers only: --help needs no TensorFlow
+  from tf_gp2bm.tasks.resnet import jpeg_op
+  name = os.path.basename(source)
+  counts = {"rewritten": 0, "kept": 0}
+  with files.atomic_output(os.path.join(out, name)) as tmp:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for raw in tf.data.TFRecordDataset(source).as_numpy_iterator():
+        example = tf.train.Example.FromString(raw)
+        encoded = example.features.feature["image/encoded"].bytes_list
+        jpeg, rewritten = jpeg_op.restart_every_mcu(encoded.value[0])
+        encoded.value[0] = jpeg
+        counts["rewritten" if rewritten else "kept"] += 1
+        writer.write(example.SerializeToString(deterministic=True))
+    summary = {"name": name, "num_examples": sum(counts.values()), "bytes": os.path.getsize(tmp),
+               "sha256": files.sha256_file(tmp), "restart_markers": counts}
+  files.write_json_atomic(_part(out, name), summary)
+  return summary
+
+
+def copy_shard(source, out):
+  name = os.path.basename(source)
+  with files.atomic_output(os.path.join(out, name)) as tmp:
+    shutil.copyfile(source, tmp)
+  summary = {"name": name, "num_examples": None, "bytes": os.path.getsize(os.path.join(out, name)),
+             "sha256": files.sha256_file(os.path.join(out, name))}
+  files.write_json_atomic(_part(out, name), summary)
+  return summary
+
+
+def _check_folders(source, out):
+  if not out:
+    raise RestartError("--out is required: a new folder for the rewritten records")
+  if os.path.abspath(source) == os.path.abspath(out):
+    raise RestartError(f"--out={out} is --input: write the rewritten records to a new folder")
+  try:
+    manifest = imagenet_records.read_manifest(source)
+  except InputError as e:
+    raise RestartError(f"--input={source}: {e}") from None
+  if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, PARTS_DIR)):
+    raise RestartError(f"--out={out} is not empty and holds no {PARTS_DIR} (not a folder `restart` started); use "
+                       "an empty folder")
+  try:
+    os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
+  except OSError as e:
+    raise RestartError(f"--out={out}: cannot write there ({e.strerror})") from None
+  from tf_gp2bm.tasks.resnet import jpeg_op  # loads TensorFlow: only now, after the cheap checks
+  try:
+    jpeg_op.load()
+  except jpeg_op.OpUnavailable as e:
+    raise RestartError(f"the rewrite needs the fused image op, which is unavailable: {e}") from None
+  return manifest
+
+
+def _finished(out, shard):
+  """The summary of a shard already written from this input, else None."""
+  name = os.path.basename(shard.path)
+  part = _part(out, name)
+  if not os.path.exists(part) or not os.path.exists(os.path.join(out, name)):
+    return None
+  summary = files.read_json(part, "shard summary")
+  return summary if os.path.getsize(os.path.join(out, name)) == summary["bytes"] else None
+
+
+def restart(source, out, workers=1, progress_stream=None):
+  """Writes the rewritten record set to `out`; returns its manifest."""
+  manifest = _check_folders(source, out)
+  jobs, summaries = [], {}
+  for split, shards in manifest.splits.items():
+    for shard in shards:
+      done = _finished(out, shard)
+      if done:
+        summaries[os.path.basename(shard.path)] = done
+      else:
+        jobs.append((rewrite_shard if split == "train" else copy_shard, shard))
+  progress = Progress("restart", total=len(jobs), unit="shards", stream=progress_stream)
+  if len(jobs) < sum(len(s) for s in manifest.splits.values()):
+    print(f"[restart] resuming: {len(summaries)} shards already written", file=progress.stream, flush=True)
+  if workers <= 1 or len(jobs) <= 1:
+    for job, shard in jobs:
+      summaries[os.path.basename(shard.path)] = job(shard.path, out)
+      progress.update(1)
+  else:
+    ctx = multiprocessing.get_context("forkserver")  # workers forked from one process that loaded TensorFlow
+    ctx.set_forkserver_preload([__name__])
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+      pending = [pool.apply_async(job, (shard.path, out)) for job, shard in jobs]
+      for result in pending:
+        summary = result.get()  # a worker's error stops the run here; finished shards are kept
+        summaries[summary["name"]] = summary
+        progress.update(1)
+  progress.finish()
+  return _write_manifest(manifest, summaries, source, out)
+
+
+def _write_manifest(manifest, summaries, source, out):
+  raw = dict(manifest.raw)
+  totals = {"rewritten": 0, "kept": 0}
+  splits = {}
+  for split, shards in manifest.splits.items():
+    entries = {}
+    for shard in shards:
+      name = os.path.basename(shard.path)
+      s = summaries[name]
+      if split == "train":
+        if s["num_examples"] != shard.num_examples:
+          raise RestartError(f"{shard.path}: {s['num_examples']} records, its manifest lists {shard.num_examples}")
+        for key, n in s["restart_markers"].items():
+          totals[key] += n
+      entries[name] = {**raw["splits"][split]["shards"][name], "bytes": s["bytes"], "sha256": s["sha256"]}
+    splits[split] = {**raw["splits"][split], "shards": entries}
+  raw.update(splits=splits, restart_markers=totals, options={**raw.get("options", {}), "restart_markers": True},
+             restarted_from=os.path.abspath(source))
+  files.write_json_atomic(os.path.join(out, imagenet_records.MANIFEST), raw)
+  return raw
