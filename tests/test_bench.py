@@ -23,6 +23,20 @@ def test_bench_prints_rates_and_exports_hlo(demo_imagenet, tmp_path):
   assert out.returncode == 0 and "copies rewritten" in out.stdout, out.stderr[-2000:]
 
 
+@pytest.mark.slow
+def test_export_only_writes_the_step_without_running_it(tmp_path):
+  """scripts/gpu/prepare.sh exports GPU-sized steps this way: traced, never run on the CPU."""
+  prefix = tmp_path / "bert_step"
+  r = run_module("tf_gp2bm.bench", "--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags", "--xla",
+                 "--export_only", f"--export_hlo={prefix}")
+  assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+  assert "samples/s" not in r.stdout and f"exported {prefix}.hlo.pb" in r.stdout
+  assert "HloModule" in Path(f"{prefix}.hlo.txt").read_text()[:200]
+  r = run_module("tf_gp2bm.bench", "--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags", "--xla",
+                 "--export_only")
+  assert r.returncode == 2 and "--export_only needs --export_hlo" in r.stderr
+
+
 def test_help_answers_fast_without_tensorflow():
   import time
   start = time.perf_counter()

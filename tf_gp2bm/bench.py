@@ -22,6 +22,8 @@ from tf_gp2bm.errors import InputError
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("bench_steps", 30, "Timed steps per measurement.")
 flags.DEFINE_string("export_hlo", None, "Path prefix: write PREFIX.hlo.pb and PREFIX.hlo.txt of the train step.")
+flags.DEFINE_bool("export_only", False, "With --export_hlo: write the step without running it here (a CPU need not "
+                  "run a GPU-sized step; scripts/gpu/prepare.sh exports this way).")
 flags.DEFINE_bool("pipeline_only", False, "Only time the input pipeline (ours vs the reference's).")
 flags.DEFINE_integer("pipeline_batches", 40, "Batches per input-pipeline measurement.", lower_bound=1)
 flags.DEFINE_integer("pipeline_batch_size", 64, "ResNet --pipeline_only: images per batch.", lower_bound=1)
@@ -130,7 +132,8 @@ def main(argv):
     trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=FLAGS.xla,
                       steps_per_loop=FLAGS.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
     trainer.build()
-    trainer.warm_up()
+    if not FLAGS.export_only:
+      trainer.warm_up()
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -141,6 +144,8 @@ def main(argv):
   print(f"[bench] task {FLAGS.task}: global batch {gbs} ({task.micro_batch_size} x {task.accumulation_steps} "
         f"accumulation x {runtime.num_replicas} replica(s)), precision {FLAGS.precision}, xla {FLAGS.xla}, "
         f"kernels replaced: {kernels.replaced() or 'none'}", flush=True)
+  if FLAGS.export_only:
+    return export(trainer, batch)
 
   @tf.function
   def synthetic_loop(n):
@@ -172,16 +177,23 @@ def main(argv):
     rate, step_s = _timed(lambda n: trainer.train_loop(it, tf.constant(n)), FLAGS.bench_steps, per_process)
     print(f"real input pipeline         : {rate:,.1f} samples/s per process, {step_s * 1e3:.1f} ms/step", flush=True)
 
-  if FLAGS.export_hlo:
-    if not (FLAGS.xla and trainer.fused_step):
-      print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
-      return 2
-    path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
-    print(f"exported {path} (+ .hlo.txt); next: python ../shared/tools/gpu_step_bench/prepare.py {path}")
+  return export(trainer, batch) if FLAGS.export_hlo else 0
+
+
+def export(trainer, batch):
+  if not FLAGS.export_hlo:
+    print("error: --export_only needs --export_hlo=PREFIX", file=sys.stderr)
+    return 2
+  if not (FLAGS.xla and trainer.fused_step):
+    print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
+    return 2
+  path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
+  print(f"exported {path} (+ .hlo.txt); next: python ../shared/tools/gpu_step_bench/prepare.py {path}")
   return 0
 
 
-MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "pipeline_only", "reference_dir",
+MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "export_only", "pipeline_only",
+              "reference_dir",
               "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size")
 
 if __name__ == "__main__":
