@@ -37,15 +37,11 @@ def test_export_only_writes_the_step_without_running_it(tmp_path):
   assert r.returncode == 2 and "--export_only needs --export_hlo" in r.stderr
 
 
-def test_help_answers_fast_without_tensorflow():
-  import time
-  start = time.perf_counter()
+def test_help_answers_without_tensorflow():
   r = run_module("tf_gp2bm.bench", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
-  elapsed = time.perf_counter() - start
   assert r.returncode == 0 and "--reference_dir" in r.stdout and "--pipeline_cores" in r.stdout, r.stderr[-2000:]
   imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
   assert "absl.flags" in imported and not any(m.split(".")[0] == "tensorflow" for m in imported)
-  assert elapsed < 3.0, f"--help took {elapsed:.1f} s"
 
 
 def test_pipeline_bench_refuses_a_missing_or_wrong_reference(demo_imagenet, tmp_path):

@@ -238,11 +238,10 @@ def test_official_mode_refuses_on_failed_preflight(tmp_path):
   assert "ResNet dataset" in out.stdout and not list((tmp_path / "results").glob("*-resnet"))
 
 
-def test_help_is_fast_and_every_option_has_help_and_default():
-  t0 = time.monotonic()
+def test_help_answers_and_every_option_has_help_and_default():
   out = subprocess.run([os.path.join(REPO, "run_benchmark.sh"), "--help"], capture_output=True, text=True,
                        env=dict(os.environ, PYTHON=sys.executable), timeout=60)
-  assert out.returncode == 0 and time.monotonic() - t0 < 3.0, (out.returncode, time.monotonic() - t0)
+  assert out.returncode == 0, out.stderr[-2000:]
   text = " ".join(out.stdout.split())
   for action in cli.build_parser()._actions:
     if action.option_strings and action.dest != "help":

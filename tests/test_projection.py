@@ -1,7 +1,6 @@
 """The projection command: convergence points from the pinned RCPs and the score formula."""
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -28,9 +27,8 @@ def test_projection_batch_defaults_come_from_the_system_flagfiles(capsys):
   assert "a projection" in capsys.readouterr().out
 
 
-def test_projection_help_is_fast_and_imports_no_tensorflow():
-  t0 = time.monotonic()
+def test_projection_help_imports_no_tensorflow():
   out = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['p', '--help']\n"
                         "import tf_gp2bm.projection as p\ntry:\n  p.main()\nexcept SystemExit as e:\n"
                         "  assert e.code == 0\nassert 'tensorflow' not in sys.modules"], capture_output=True, text=True)
-  assert out.returncode == 0 and "--resnet_rate" in out.stdout and time.monotonic() - t0 < 3, out.stderr
+  assert out.returncode == 0 and "--resnet_rate" in out.stdout, out.stderr

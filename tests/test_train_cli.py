@@ -3,7 +3,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -29,12 +28,11 @@ def _env():
   return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
 
 
-def test_help_is_fast_exits_0_and_loads_no_tensorflow():
-  t0 = time.monotonic()
+def test_help_exits_0_and_loads_no_tensorflow():
+  # What keeps --help fast is that it loads none of the heavy packages (checked below), not a wall-clock limit,
+  # which a loaded machine would break.
   r = run_train("--help", timeout=60)
-  elapsed = time.monotonic() - t0
   assert r.returncode == 0, r.stderr[-2000:]
-  assert elapsed < 3.0, f"--help took {elapsed:.1f}s"
   probe = subprocess.run([PYTHON, "-c", _HELP_PROBE], cwd=ROOT, env=_env(), capture_output=True, text=True,
                          timeout=60)
   assert "PROBE 0 \n" in probe.stderr, probe.stderr[-2000:]  # exit 0 and none of the heavy packages
