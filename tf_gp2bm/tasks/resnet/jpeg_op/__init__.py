@@ -33,8 +33,8 @@ def compile_command(out_path):
   # -ffp-contract=off: no fused multiply-adds, so the float interpolation rounds as TensorFlow's does.
   # -Wno-*: TensorFlow's own headers trip these with current compilers.
   return (["c++", "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-Wno-deprecated-declarations",
-           "-Wno-interference-size", SOURCE, "-o",
-           out_path] + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags() + ["-ljpeg"])
+           "-Wno-interference-size", SOURCE, "-o", out_path]
+          + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags() + ["-ljpeg"])
 
 
 def cache_root():
