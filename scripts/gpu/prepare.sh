@@ -23,6 +23,17 @@ export_step() {  # name, bench flags...
   "$PY" -m tf_gp2bm.bench "$@" --export_only --export_hlo="$OUT/$name" | grep -v "^\[bench\]" || true
   [ -f "$OUT/$name.hlo.pb" ] || { echo "prepare.sh: exporting $name failed" >&2; exit 1; }
   "$PY" "$TOOL/prepare.py" "$OUT/$name.hlo.pb" >/dev/null
+  # run.py reads only the header (aliasing) and the ENTRY parameters from the text form; the rest of it (150 MB
+  # for BERT-large) would not fit the 64 MiB the device tool carries.
+  "$PY" - "$OUT/$name.hlo.txt" <<'TRIM'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+entry = text[text.index("\nENTRY") + 1:]
+entry = entry[:entry.index("\n}")].splitlines()
+keep = [text[:text.index("\n")], entry[0]] + [line for line in entry[1:] if re.search(r" parameter\(\d+\)", line)]
+open(path, "w").write("\n".join(keep) + "\n}\n")
+TRIM
 }
 
 # ResNet: the 8-GPU flagfile's 3264 / 8 = 408 per GPU, bf16; fp16 with loss scaling; the 256 of the anchor figures.
@@ -47,5 +58,5 @@ python3 .gpubench/torch_peers.py --resnet_batch=408 --bert_batch=28
 python3 .gpubench/torch_peers.py --resnet_batch=408 --bert_batch=28 --compile
 MEASURE
 chmod +x "$OUT/measure.sh"
-du -sh "$OUT"
+du -sh "$OUT"  # the device tool carries at most 64 MiB
 echo "[prepare] done: carry .gpubench to the device machine and run: bash .gpubench/measure.sh"
