@@ -169,6 +169,10 @@ class Task(abc.ABC):
     if self.runtime.is_chief:
       print(f"[tf_gp2bm] {message}", flush=True)
 
+  def warn(self, message) -> None:
+    """A line for the run's console from every rank it holds on (one host may differ from the chief's)."""
+    print(f"[tf_gp2bm] rank {self.runtime.rank}: {message}", flush=True)
+
   def run_end_events(self, samples_trained) -> Dict[str, Any]:
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""
     return {}

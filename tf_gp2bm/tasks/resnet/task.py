@@ -32,7 +32,8 @@ class ResNetTask(Task):
       self.image_op, why = jpeg_op.resolve(config.image_op)
     except jpeg_op.OpUnavailable as e:
       raise InputError(f"--image_op=fused: {e}") from None
-    self.note(f"train images: {why}")
+    fell_back = config.image_op == "auto" and self.image_op == "tf"  # every rank says so: hosts may differ
+    (self.warn if fell_back else self.note)(f"train images: {why}")
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
