@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tf_gp2bm import files
+
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(FOLDER, "decode_crop_resize.cc")
 HEADERS = [os.path.join(FOLDER, "sub_image.h")]
@@ -67,12 +69,11 @@ def build():
     fcntl.flock(lock, fcntl.LOCK_EX)  # another rank may be building the same library
     if os.path.exists(path):
       return path
-    partial = f"{path}.{os.getpid()}.partial"
-    result = subprocess.run(compile_command(partial), capture_output=True, text=True)
-    if result.returncode != 0:
-      errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()[-10:]
-      raise OpUnavailable(f"building the fused image op failed; it {INSTALL_HINT}:\n  " + "\n  ".join(errors[:10]))
-    os.replace(partial, path)  # a concurrent loader never sees a half-written library
+    with files.atomic_output(path) as partial:  # a concurrent loader never sees a half-written library
+      result = subprocess.run(compile_command(partial), capture_output=True, text=True)
+      if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()[-10:]
+        raise OpUnavailable(f"building the fused image op failed; it {INSTALL_HINT}:\n  " + "\n  ".join(errors[:10]))
   return path
 
 
