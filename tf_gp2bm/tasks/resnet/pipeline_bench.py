@@ -103,7 +103,7 @@ def profile(data_dir, images, image_size):
   import tensorflow as tf
   from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op
   records = imagenet_input.ImageNetRecords(data_dir)
-  raw = tf.data.TFRecordDataset([f for f, _ in records.shards("train")]).take(images)
+  raw = list(tf.data.TFRecordDataset([f for f, _ in records.shards("train")]).take(images))  # read once
   encoded = tf.stack([imagenet_input._parse(r, "")[0] for r in raw])
   tf.random.set_seed(0)
   draws = [imagenet_input._random_crop_flip(e) for e in encoded]
@@ -116,7 +116,7 @@ def profile(data_dir, images, image_size):
       "tf": lambda r, e, w, f: jpeg_op.tf_decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
       "fused": lambda r, e, w, f: jpeg_op.decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
   }
-  serialized = tf.stack(list(raw))
+  serialized = tf.stack(raw)
   out = {}
   for name, stage in stages.items():
     loop = tf.function(lambda stage=stage: tf.map_fn(lambda a: tf.cast(stage(*a), tf.int32),
