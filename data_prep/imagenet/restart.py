@@ -54,8 +54,7 @@ def copy_shard(source, out):
   name = os.path.basename(source)
   with files.atomic_output(os.path.join(out, name)) as tmp:
     shutil.copyfile(source, tmp)
-  summary = {"name": name, "num_examples": None, "bytes": os.path.getsize(os.path.join(out, name)),
-             "sha256": files.sha256_file(os.path.join(out, name))}
+    summary = {"name": name, "num_examples": None, "bytes": os.path.getsize(tmp), "sha256": files.sha256_file(tmp)}
   files.write_json_atomic(_part(out, name), summary)
   return summary
 
