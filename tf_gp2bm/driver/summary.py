@@ -51,7 +51,7 @@ def task_summary(rs, ts):
        "non_converged": [i for i, r in enumerate(ts.runs) if not r.converged], "runs": runs,
        "spread": _spread(kept) if ts.valid else None}
   gbs = next((r.global_batch_size for r in ts.runs if r.global_batch_size), None)
-  t["rcp"] = checks.rcp_lookup(ts.task, gbs, rs.config["ruleset"]).line() if gbs else "no global_batch_size logged"
+  t["rcp"] = checks.rcp_lookup(ts.task, gbs, rs.config.ruleset).line() if gbs else "no global_batch_size logged"
   scaling = os.path.join(package.results_dir(rs, ts.task), "scaling.json")
   if os.path.exists(scaling) and ts.latency:
     factor = read_json(scaling, "RCP scaling")["scaling_factor"]
@@ -91,7 +91,7 @@ def verdict(rs, tasks, pc, changed_logs):
   """DEMO, SUBMITTABLE or NOT SUBMITTABLE, with every reason."""
   c = rs.config
   reasons = []
-  if c.get("forced"):
+  if c.forced:
     reasons.append("started with --force past failed preflight checks")
   for name, t in tasks.items():
     if not t["valid"]:
@@ -109,7 +109,7 @@ def verdict(rs, tasks, pc, changed_logs):
   reasons += [f"{rel}: changed after the run was recorded" for rel in changed_logs]
   if not pc["passed"]:
     reasons.append(f"package checker: {pc['summary'][:300]}")
-  if c["mode"] == "demo":
+  if c.demo:
     return {"kind": DEMO, "headline": f"DEMO: {DEMO_NOTE}", "reasons": reasons}
   if reasons:
     return {"kind": NOT_SUBMITTABLE, "headline": f"NOT SUBMITTABLE: {len(reasons)} reason(s) below",
@@ -124,7 +124,7 @@ def build(rs, scored, sysdesc, pc, preflight_rows, changed_logs):
       "verdict": verdict(rs, tasks, pc, changed_logs),
       "system": {k: sysdesc.get(k) for k in SYSTEM_KEYS if sysdesc.get(k)},
       "score": score_block(tasks),
-      "set_folder": os.path.basename(rs.path), "set": rs.config, "ruleset": rs.config["ruleset"],
+      "set_folder": os.path.basename(rs.path), "set": rs.config.to_record(), "ruleset": rs.config.ruleset,
       "tasks": tasks, "package_checker": pc, "preflight": preflight_rows,
   }
   return relative_paths(summary, rs.path)
