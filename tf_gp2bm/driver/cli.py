@@ -7,8 +7,8 @@ commands:
   preflight    only the checks, printed as a table
   report       re-scores a finished set folder, re-checks changed logs and rewrites its reports
   package      the hand-in tarball of a finished set folder
-  score        score PATH... [--pair A B]: vendors' MLPerf results (any implementation), checked, scored and
-               ranked like our own sets (run_benchmark.sh score --help)
+  score        score PATH... [--pair A B] [--out DIR]: vendors' MLPerf results (any implementation), checked,
+               scored and ranked like our own sets (run_benchmark.sh score --help)
 Rerunning the same command continues the newest unfinished set of that mode; --new starts another folder.
 One driver at a time per results folder (a lock file; a second one is refused, naming the first).
 

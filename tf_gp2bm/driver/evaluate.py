@@ -240,7 +240,7 @@ def score_entry(entry, out_dir, jobs=2):
                "counts, failure rules and RCPs are met", "reasons": [], "notes": notes}
   result = {
       "verdict": verdict, "system": describe(entry), "score": score,
-      "title": f"GP2BM evaluation of {entry.name}", "name": entry.name,
+      "title": f"GP2BM evaluation of {entry.name}", "name": entry.name, "report_folder": os.path.basename(out_dir),
       "sources": sorted(entry.folders.values()), "ruleset": "/".join(rulesets) or task_spec.RULESET,
       "tasks": tasks, "package_checker": pc,
   }
@@ -297,7 +297,7 @@ def describe(entry):
 
 # --- ranking -----------------------------------------------------------------------------------------------------
 RANK_COLUMNS = ["rank", "system", "verdict", "score"] + [s.score_symbol + " (min)" for s in task_spec.specs()] + [
-    "accelerators", "ruleset", "why"]
+    "accelerators", "ruleset", "reports", "why"]
 
 
 def ranking_rows(results):
@@ -311,7 +311,7 @@ def ranking_rows(results):
     accel = " x ".join(str(sysd[k]) for k in ("accelerators_per_node", "accelerator_model_name") if sysd.get(k))
     rows.append(dict(zip(RANK_COLUMNS, [rank if valid else "-", s["name"], s["verdict"]["kind"], s["score"]["value"]]
                          + [s["score"]["latency_min"].get(t.name) for t in task_spec.specs()]
-                         + [accel, s["ruleset"], "; ".join(s["verdict"]["reasons"])[:300]])))
+                         + [accel, s["ruleset"], s["report_folder"], "; ".join(s["verdict"]["reasons"])[:300]])))
   return rows
 
 
@@ -327,8 +327,8 @@ def ranking_text(rows):
   return "\n".join(lines)
 
 
-def write_ranking(out_dir, results, sheets):
-  """ranking.md / .csv / .xlsx; sheets: system name -> its folder (the xlsx gets each system's MLPerf tab)."""
+def write_ranking(out_dir, results):
+  """ranking.md / .csv / .xlsx (with each system's MLPerf tab)."""
   import csv
   import openpyxl
   rows = ranking_rows(results)
@@ -337,8 +337,7 @@ def write_ranking(out_dir, results, sheets):
         "| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
   md += ["| " + " | ".join(_cell(r[c], 4 if c == "score" else 3).replace("|", "/") for c in RANK_COLUMNS) + " |"
          for r in rows]
-  md += ["", "Each system's reports (verdict, system, score, runs, plots) are in its folder: "
-         + ", ".join(f"`{os.path.basename(sheets[r['system']])}/summary.md`" for r in rows), ""]
+  md += ["", "Each system's reports (verdict, system, score, runs, plots) are in its folder (column reports).", ""]
   with open(paths["md"], "w") as f:
     f.write("\n".join(md))
   with open(paths["csv"], "w", newline="") as f:
@@ -363,11 +362,11 @@ def write_ranking(out_dir, results, sheets):
 
 
 def _sheet_name(name, used):
-  base = re.sub(r"[\[\]:*?/\\']", "_", name)[:28]
+  base = re.sub(r"[\[\]:*?/\\']", "_", name)[:31]  # Excel's limit and forbidden characters
   sheet, n = base, 1
   while sheet in used:
     n += 1
-    sheet = f"{base[:26]}~{n}"
+    sheet = f"{base[:28]}~{n}"
   used.add(sheet)
   return sheet
 
@@ -402,7 +401,7 @@ def main(argv):
   out = os.path.abspath(a.out or os.path.join(REPO, "results", f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
   logging.getLogger().setLevel(logging.WARNING)  # the RCP checker logs every step at INFO
-  results, folders, used = [], {}, set()
+  results, used = [], set()
   for entry in entries:
     folder = os.path.join(out, _unique(package.safe_name(entry.name.replace("/", "__")), used))
     os.makedirs(folder, exist_ok=True)
@@ -413,16 +412,16 @@ def main(argv):
                                            "reasons": [f"{type(e).__name__}: {e}"], "notes": []},
            "system": describe(entry), "score": summary.score_block({}), "ruleset": a.ruleset, "tasks": {},
            "title": f"GP2BM evaluation of {entry.name}", "sources": sorted(entry.folders.values()),
+           "report_folder": os.path.basename(folder),
            "package_checker": {"passed": None, "summary": "not run"}}
     results.append(s)
-    folders[entry.name] = folder
     v = s["verdict"]
     print(f"{entry.name}: {v['kind']}  score {_cell(s['score']['value'], 4)}  ({s['score']['computation']})")
     for line in v["reasons"]:
       print(f"  - {line}")
     for line in v.get("notes", []):
       print(f"  note: {line}")
-  paths, rows = write_ranking(out, results, folders)
+  paths, rows = write_ranking(out, results)
   print()
   print(ranking_text(rows))
   print(f"\nreports: {paths['md']}, ranking.csv, ranking.xlsx; one folder per system in {out}")

@@ -99,6 +99,7 @@ def write_markdown(path, summary):
   if v["reasons"] and v["kind"] == DEMO:
     out += ["What would keep a real set from being submittable (for information):", ""]
   out += [f"- {r}" for r in v["reasons"]] + ([""] if v["reasons"] else [])
+  out += [f"- note: {n}" for n in v.get("notes", [])] + ([""] if v.get("notes") else [])
   out += ["## System", "", "| field | value |", "|---|---|"]
   out += [f"| {k} | {val} |" for k, val in s["system"].items()]
   if "set" in s:
