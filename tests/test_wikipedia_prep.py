@@ -2,7 +2,7 @@
 
 The expected examples come from tests/reference_pretraining_data.py (a plain re-statement of the reference
 create_pretraining_data.py + tokenization.py), never from data_prep itself. Inputs are the real WikiExtractor
-sample and the real 30,522-entry uncased vocab from ../shared/data.
+sample and the real 30,522-entry uncased vocab from tests/data.
 """
 import os
 import random
@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pretraining_data as reference  # noqa: E402
-from conftest import skip_unless  # noqa: E402
+from conftest import BERT_VOCAB as VOCAB, WIKI_SAMPLE as SAMPLE  # noqa: E402
 
 from data_prep import bert_records, native  # noqa: E402
 from tf_gp2bm.formats import bert_pretraining  # noqa: E402
@@ -24,14 +24,6 @@ from data_prep.wikipedia.tfrecords import pick_eval, run_tfrecords  # noqa: E402
 from data_prep.wikipedia.text import clean_file, sed_clean_line, strip_doc_markup  # noqa: E402
 from data_prep.wikipedia.wordpiece import WordpieceTokenizer  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = sorted((SHARED / "wiki_sample").glob("wiki_??"))
-VOCAB = SHARED / "bert_uncased_vocab.txt"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_data():
-  skip_unless(SAMPLE and VOCAB.exists(), f"{SHARED} (the WikiExtractor sample and the vocab) is not available")
 
 
 @pytest.fixture(scope="module")
