@@ -81,6 +81,19 @@ def _folders_up(path):
     path = parent
 
 
+def _file_ids(folder):
+  """{(device, inode): path} of the files directly in `folder` (entries that cannot be read are left to
+  check_readable)."""
+  ids = {}
+  for entry in os.scandir(folder):
+    try:
+      if entry.is_file():
+        ids[_identity(entry.path)] = entry.path
+    except OSError:
+      continue
+  return ids
+
+
 def check_readable(path, flag):
   """Raises InputError naming `path` unless it is a regular file or folder this process can read: a symlink loop, a
   dangling link, a file without read permission or a device is bad input, not something to skip."""
@@ -105,14 +118,7 @@ def check_out_apart(out, inputs, out_flag="--out"):
   folders; paths that do not exist are left to the tool's own checks."""
   out_up = _folders_up(out)  # out itself (when it exists) and every folder above it
   out_id = _identity(out) if os.path.isdir(out) else None
-  in_out = {}
-  if out_id is not None:
-    for entry in os.scandir(out):
-      try:
-        if entry.is_file():
-          in_out[_identity(entry.path)] = entry.path
-      except OSError:
-        continue
+  in_out = _file_ids(out) if out_id is not None else {}
   for flag, path in inputs:
     if not path or not os.path.exists(path):
       continue
@@ -125,10 +131,10 @@ def check_out_apart(out, inputs, out_flag="--out"):
         raise InputError(f"{where}: {out_flag} is inside the input folder; write to a folder outside it")
       if out_id is not None and out_id in _folders_up(path):
         raise InputError(f"{where}: the input is inside {out_flag}; write to a folder that holds no input")
-      for entry in os.scandir(path):
-        if entry.is_file() and _identity(entry.path) in in_out:
-          raise InputError(f"{where}: {in_out[_identity(entry.path)]} is the input file {entry.path} (a hard "
-                           "link); writing it would overwrite the input")
+      for identity, input_file in _file_ids(path).items():
+        if identity in in_out:
+          raise InputError(f"{where}: {in_out[identity]} is the input file {input_file} (a hard link); writing "
+                           "it would overwrite the input")
     else:
       if out_id is not None and out_id in _folders_up(os.path.dirname(os.path.abspath(path))):
         raise InputError(f"{where}: the input is inside {out_flag}; write to a folder that holds no input")

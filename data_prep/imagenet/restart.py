@@ -98,7 +98,8 @@ def _check_folders(source, out):
   if not out:
     raise RestartError("--out is required: a new folder for the rewritten records")
   try:
-    files.check_readable(source, "--input")
+    if os.path.lexists(source):  # a missing one is named by the manifest check below
+      files.check_readable(source, "--input")
     files.check_out_apart(out, [("--input", source)])
     manifest = imagenet_records.read_manifest(source)
     for shards in manifest.splits.values():

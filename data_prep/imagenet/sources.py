@@ -112,9 +112,11 @@ def _readable(path, flag):
 def _dir_images(directory, synset, flag):
   images = []
   for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-    if entry.name.startswith(".") or entry.is_dir():
+    if entry.name.startswith("."):
       continue
-    _readable(entry.path, flag)
+    _readable(entry.path, flag)  # first: is_dir() itself raises on a symlink loop
+    if entry.is_dir():
+      continue
     images.append(SourceImage(entry.name, synset, directory, None, entry.stat().st_size, directory))
   return images
 
