@@ -19,7 +19,7 @@ import sys
 import openpyxl
 import pytest
 
-from tf_gp2bm.driver import evaluate
+from tf_gp2bm.driver import evaluate, ranking
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data", "mlperf_training_v4.0")
@@ -92,8 +92,8 @@ def test_real_systems_score_as_the_hand_computed_olympic_means(scored):
 @pytest.mark.slow
 def test_ranking_files_order_the_systems_by_score(scored):
   r, out = scored
-  ranking = r.stdout.split("\nrank ", 1)[1].splitlines()
-  assert ranking[1].startswith(f"1     {ASUS}") and ranking[2].startswith(f"2     {QUANTA}")
+  table = r.stdout.split("\nrank ", 1)[1].splitlines()
+  assert table[1].startswith(f"1     {ASUS}") and table[2].startswith(f"2     {QUANTA}")
   rows = list(csv.DictReader(open(os.path.join(out, "ranking.csv"))))
   assert [(row["rank"], row["system"], row["verdict"]) for row in rows] == [("1", ASUS, "VALID"),
                                                                            ("2", QUANTA, "VALID")]
@@ -101,7 +101,7 @@ def test_ranking_files_order_the_systems_by_score(scored):
   assert f"| 1 | {ASUS} | VALID | 2.1824 |" in open(os.path.join(out, "ranking.md")).read()
   wb = openpyxl.load_workbook(os.path.join(out, "ranking.xlsx"))
   assert wb.sheetnames == ["Ranking", "ASUSTeK_ESC_N8A-E12", "Quanta_Cloud_Technology_D74H-7U"]
-  score_col = evaluate.RANK_COLUMNS.index("score") + 1
+  score_col = ranking.RANK_COLUMNS.index("score") + 1
   link = wb["Ranking"].cell(2, score_col).value
   assert link.startswith("='ASUSTeK_ESC_N8A-E12'!C")  # the ranking reads each system tab's own formula
   system_tab = wb["ASUSTeK_ESC_N8A-E12"]

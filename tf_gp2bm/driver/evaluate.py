@@ -6,7 +6,7 @@ a folder of such trees, or one system's results folder. `--pair A B` joins two b
 submitted under two system names into one system. `PATH@RULESET` checks that input under another ruleset (the
 GP2BM score is defined on the pinned one, so it is then INVALID, but its checker output is there to read).
 Every system gets a verdict line; one bad system never stops the others. Reports: one folder per system (the
-same reports as a set of our own) plus ranking.md / .csv / .xlsx.
+same reports as a set of our own) plus ranking.md / .csv / .xlsx (ranking.py).
 """
 import argparse
 import concurrent.futures
@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from mlperf_logging.rcp_checker import rcp_checker
 
@@ -26,12 +26,11 @@ from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 from tf_gp2bm.files import read_json
 from tf_gp2bm.tasks import spec as task_spec
 
-from . import checks, package, reports, scoring, summary
+from . import checks, package, ranking, reports, scoring, summary
 
-VALID, INVALID = "VALID", "INVALID"
+from .ranking import INVALID, VALID
 EXIT_INVALID = 3  # finished, but at least one system has no valid score (as the driver's NOT SUBMITTABLE)
 RESULT_FILE = re.compile(r"result_(\d+)\.txt$")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclasses.dataclass
@@ -295,82 +294,6 @@ def describe(entry):
   return out
 
 
-# --- ranking -----------------------------------------------------------------------------------------------------
-RANK_COLUMNS = ["rank", "system", "verdict", "score"] + [s.score_symbol + " (min)" for s in task_spec.specs()] + [
-    "accelerators", "ruleset", "reports", "why"]
-
-
-def ranking_rows(results):
-  """One row per system: valid systems by score (best first), then the others by name."""
-  order = sorted(results, key=lambda s: (s["verdict"]["kind"] != VALID, -(s["score"]["value"] or 0), s["name"]))
-  rows, rank = [], 0
-  for s in order:
-    valid = s["verdict"]["kind"] == VALID
-    rank += valid
-    sysd = s["system"]
-    accel = " x ".join(str(sysd[k]) for k in ("accelerators_per_node", "accelerator_model_name") if sysd.get(k))
-    rows.append(dict(zip(RANK_COLUMNS, [rank if valid else "-", s["name"], s["verdict"]["kind"], s["score"]["value"]]
-                         + [s["score"]["latency_min"].get(t.name) for t in task_spec.specs()]
-                         + [accel, s["ruleset"], s["report_folder"], "; ".join(s["verdict"]["reasons"])[:300]])))
-  return rows
-
-
-def _cell(v, digits=3):
-  return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def ranking_text(rows):
-  cells = [[_cell(r[c], 4 if c == "score" else 3) for c in RANK_COLUMNS[:-1]] for r in rows]
-  widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(RANK_COLUMNS[:-1])]
-  lines = ["  ".join(c.ljust(w) for c, w in zip(RANK_COLUMNS[:-1], widths))]
-  lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
-  return "\n".join(lines)
-
-
-def write_ranking(out_dir, results):
-  """ranking.md / .csv / .xlsx (with each system's MLPerf tab)."""
-  import csv
-  import openpyxl
-  rows = ranking_rows(results)
-  paths = {k: os.path.join(out_dir, f"ranking.{k}") for k in ("md", "csv", "xlsx")}
-  md = [f"# GP2BM ranking ({task_spec.score_formula()})", "",
-        "| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
-  md += ["| " + " | ".join(_cell(r[c], 4 if c == "score" else 3).replace("|", "/") for c in RANK_COLUMNS) + " |"
-         for r in rows]
-  md += ["", "Each system's reports (verdict, system, score, runs, plots) are in its folder (column reports).", ""]
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(md))
-  with open(paths["csv"], "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(RANK_COLUMNS)
-    w.writerows([[r[c] for c in RANK_COLUMNS] for r in rows])
-  wb = openpyxl.Workbook()
-  ws = wb.active
-  ws.title = "Ranking"
-  ws.append(RANK_COLUMNS)
-  by_name = {s["name"]: s for s in results}
-  used = {"Ranking"}
-  for r in rows:
-    sheet = _sheet_name(r["system"], used)
-    score_cell = reports.fill_sheet(wb.create_sheet(sheet), by_name[r["system"]])
-    values = [r[c] for c in RANK_COLUMNS]
-    values[RANK_COLUMNS.index("score")] = f"='{sheet}'!{score_cell.coordinate}"  # the system tab's formula
-    ws.append(values)
-    ws.cell(ws.max_row, RANK_COLUMNS.index("score") + 1).number_format = "0.0000"
-  wb.save(paths["xlsx"])
-  return paths, rows
-
-
-def _sheet_name(name, used):
-  base = re.sub(r"[\[\]:*?/\\']", "_", name)[:31]  # Excel's limit and forbidden characters
-  sheet, n = base, 1
-  while sheet in used:
-    n += 1
-    sheet = f"{base[:28]}~{n}"
-  used.add(sheet)
-  return sheet
-
-
 # --- command line ------------------------------------------------------------------------------------------------
 def build_parser():
   p = argparse.ArgumentParser(
@@ -380,13 +303,14 @@ def build_parser():
   p.add_argument("paths", nargs="*", metavar="PATH[@RULESET]", help="submission tree(s) or system results folder(s)")
   p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RESNET_FOLDER", "BERT_FOLDER"),
                  help="two benchmark folders submitted under two system names, scored as one system (repeatable)")
-  p.add_argument("--out", default=None, help="report folder; default results/score-<UTC time> in the repository")
+  p.add_argument("--out", default=None, help="report folder; default <results root>/score-<UTC time>")
   p.add_argument("--ruleset", default=task_spec.RULESET, help="ruleset for inputs without @RULESET")
   p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compliance checkers run at once")
   return p
 
 
-def main(argv):
+def main(argv, results_root):
+  """The `score` command; results_root holds the default report folder (the driver's results folder)."""
   a = build_parser().parse_args(argv)
   if not a.paths and not a.pair:
     print("error: give at least one PATH or --pair (see run_benchmark.sh score --help)", file=sys.stderr)
@@ -398,7 +322,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-  out = os.path.abspath(a.out or os.path.join(REPO, "results", f"score-{stamp}"))
+  out = os.path.abspath(a.out or os.path.join(results_root, f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
   logging.getLogger().setLevel(logging.WARNING)  # the RCP checker logs every step at INFO
   results, used = [], set()
@@ -416,14 +340,14 @@ def main(argv):
            "package_checker": {"passed": None, "summary": "not run"}}
     results.append(s)
     v = s["verdict"]
-    print(f"{entry.name}: {v['kind']}  score {_cell(s['score']['value'], 4)}  ({s['score']['computation']})")
+    print(f"{entry.name}: {v['kind']}  score {ranking.cell(s['score']['value'], 4)}  ({s['score']['computation']})")
     for line in v["reasons"]:
       print(f"  - {line}")
     for line in v.get("notes", []):
       print(f"  note: {line}")
-  paths, rows = write_ranking(out, results)
+  paths, rows = ranking.write(out, results)
   print()
-  print(ranking_text(rows))
+  print(ranking.text(rows))
   print(f"\nreports: {paths['md']}, ranking.csv, ranking.xlsx; one folder per system in {out}")
   return 0 if all(s["verdict"]["kind"] == VALID for s in results) else EXIT_INVALID
 
