@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+from mlperf_logging.package_checker.seed_checker import SeedChecker
 from mlperf_logging.rcp_checker import rcp_checker
 
 from tf_gp2bm.tasks import spec as task_spec
@@ -62,6 +63,15 @@ def system_desc_check(json_path, ruleset, log_output=None):
   passed = rc == 0 and not re.search(r"ERROR|FAILED|Traceback", text)
   return Verdict(passed, "SUCCESS" if passed else "FAILED: " + text.strip().splitlines()[-1][:300]
                  if text.strip() else f"exit {rc}", text)
+
+
+def seed_check(result_files, ruleset):
+  """The package checker's seed check on one benchmark's result files (each logs a seed, none logs another's);
+  the tree around them is not needed."""
+  errors = SeedChecker(ruleset)._assert_unique_seed_per_run(sorted(result_files))
+  if not errors:
+    return Verdict(True, "SUCCESS")
+  return Verdict(False, "FAILED: " + "; ".join(errors)[:300], "\n".join(errors))
 
 
 @dataclasses.dataclass

@@ -228,6 +228,11 @@ def score_entry(entry, out_dir, jobs=2):
     reasons.append(f"package checker: {pc['summary'][:300]}")
   elif pc["passed"] is None:
     notes.append(f"package checker {pc['summary']}")
+  try:
+    system = describe(entry)
+  except ValueError as e:  # not JSON, or not an object of fields
+    system = _bare_description(entry)
+    reasons.append(f"system description: {e}")
   score = summary.score_block(tasks)
   if score["value"] is None and not reasons:
     reasons.append(f"no score: {score['why_none']}")
@@ -238,7 +243,7 @@ def score_entry(entry, out_dir, jobs=2):
     verdict = {"kind": VALID, "headline": f"VALID: every log passes the {rulesets[0]} compliance checker, the run "
                "counts, failure rules and RCPs are met", "reasons": [], "notes": notes}
   result = {
-      "verdict": verdict, "system": describe(entry), "score": score,
+      "verdict": verdict, "system": system, "score": score,
       "title": f"GP2BM evaluation of {entry.name}", "name": entry.name, "report_folder": os.path.basename(out_dir),
       "sources": sorted(entry.folders.values()), "ruleset": "/".join(rulesets) or task_spec.RULESET,
       "tasks": tasks, "package_checker": pc,
@@ -264,6 +269,10 @@ def score_task_folder(spec, folder, ruleset, out_dir, jobs):
     if r.division not in (None, "closed"):
       reasons.append(f"{spec.name} {os.path.basename(p)}: logged submission_division {r.division!r} (the score "
                      "compares closed-division results)")
+  if all(r.division in (None, "closed") for r in results):  # the package checker seeds-checks closed results only
+    seeds = checks.seed_check(logs, ruleset)
+    if not seeds.passed:
+      reasons.append(f"{spec.name}: seed checker {seeds.summary}")
   ts = scoring.score_task(spec.name, results, min_runs=spec.min_runs)
   if not ts.valid:
     reasons.append(ts.reason)
@@ -285,13 +294,20 @@ def describe(entry):
   """The system description fields the reports show first, from the system json(s)."""
   descs = [read_json(j, "system description") for j in entry.system_jsons.values() if j and os.path.exists(j)]
   if not descs:
-    return {"system_name": entry.name.split("/", 1)[1], "submitter": entry.org}
+    return _bare_description(entry)
+  bad = [j for j, d in zip(entry.system_jsons.values(), descs) if not isinstance(d, dict)]
+  if bad:
+    raise ValueError(f"{bad[0]}: expected a JSON object of system fields")
   out = {}
   for k in summary.SYSTEM_KEYS:
     values = list(dict.fromkeys(str(d.get(k)) for d in descs if d.get(k) not in (None, "")))
     if values:
       out[k] = " + ".join(values)
   return out
+
+
+def _bare_description(entry):
+  return {"system_name": entry.name.split("/", 1)[1], "submitter": entry.org}
 
 
 # --- command line ------------------------------------------------------------------------------------------------
@@ -324,7 +340,7 @@ def main(argv, results_root):
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
   out = os.path.abspath(a.out or os.path.join(results_root, f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
-  logging.getLogger().setLevel(logging.WARNING)  # the RCP checker logs every step at INFO
+  logging.getLogger().setLevel(logging.ERROR)  # the RCP checker logs every step; its verdict is in the reports
   results, used = [], set()
   for entry in entries:
     folder = os.path.join(out, _unique(package.safe_name(entry.name.replace("/", "__")), used))
@@ -334,10 +350,11 @@ def main(argv, results_root):
     except Exception as e:  # a system the checkers choke on gets its verdict; the others are still scored
       s = {"name": entry.name, "verdict": {"kind": INVALID, "headline": "INVALID: could not be scored",
                                            "reasons": [f"{type(e).__name__}: {e}"], "notes": []},
-           "system": describe(entry), "score": summary.score_block({}), "ruleset": a.ruleset, "tasks": {},
+           "system": _bare_description(entry), "score": summary.score_block({}), "ruleset": a.ruleset, "tasks": {},
            "title": f"GP2BM evaluation of {entry.name}", "sources": sorted(entry.folders.values()),
            "report_folder": os.path.basename(folder),
            "package_checker": {"passed": None, "summary": "not run"}}
+      reports.write_all(folder, s)
     results.append(s)
     v = s["verdict"]
     print(f"{entry.name}: {v['kind']}  score {ranking.cell(s['score']['value'], 4)}  ({s['score']['computation']})")

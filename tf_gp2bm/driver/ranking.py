@@ -36,10 +36,12 @@ def cell(v, digits=3):
 
 
 def text(rows):
-  cells = [[cell(r[c], 4 if c == "score" else 3) for c in RANK_COLUMNS[:-1]] for r in rows]
-  widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(RANK_COLUMNS[:-1])]
-  lines = ["  ".join(c.ljust(w) for c, w in zip(RANK_COLUMNS[:-1], widths))]
-  lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
+  """The terminal table (the verdict lines above it say why; the files add the report folders)."""
+  columns = [c for c in RANK_COLUMNS if c not in ("reports", "why")]
+  cells = [[cell(r[c], 4 if c == "score" else 3) for c in columns] for r in rows]
+  widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(columns)]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+  lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in cells]
   return "\n".join(lines)
 
 
