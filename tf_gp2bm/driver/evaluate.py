@@ -169,8 +169,9 @@ def rcp_check(folder, ruleset):
 
 
 def package_check_staged(entry, out_dir, ruleset):
-  """The package checker on a copy of the system's part of the tree (it writes scaling.json into what it
-  checks). Runs only where the tree is complete; returns the report block."""
+  """The package checker on a copy of the system's part of the tree (it writes scaling.json into the results it
+  checks; the implementation folders it only reads are linked). Runs only where the tree is complete; returns the
+  report block."""
   org_dir = entry.org_dir
   missing = [] if org_dir else ["the input is not inside a submission tree"]
   missing += [f"systems/{s}.json" for s, j in entry.system_jsons.items() if not (j and os.path.exists(j))]
@@ -187,10 +188,13 @@ def package_check_staged(entry, out_dir, ruleset):
     system, bench = os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
     for log in result_files(folder):
       shutil.copyfile(log, os.path.join(_mkdir(stage, "results", system, bench), os.path.basename(log)))
-    shutil.copytree(os.path.join(org_dir, "benchmarks", bench), os.path.join(stage, "benchmarks", bench),
-                    dirs_exist_ok=True)
+    link = os.path.join(_mkdir(stage, "benchmarks"), bench)
+    if not os.path.lexists(link):
+      os.symlink(os.path.abspath(os.path.join(org_dir, "benchmarks", bench)), link)
   log = os.path.join(out_dir, "package_checker.log")
   v = checks.package_check(stage, ruleset, log)
+  with open(os.path.join(out_dir, "package_checker.txt"), "w") as f:
+    f.write(v.output)
   return {"passed": v.passed, "summary": v.summary, "log": os.path.basename(log)}
 
 
