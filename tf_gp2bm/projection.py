@@ -62,7 +62,8 @@ def main(argv=None):
   for r in rows:
     print(f"  {r['rcp']}")
   score = task_spec.gp2bm_score({r["task"]: r["minutes"] for r in rows})
-  terms = " + ".join(f"{s.score_weight:g}/{r['minutes']:.2f}" for s, r in zip(specs, rows))
+  minutes = {r["task"]: r["minutes"] for r in rows}
+  terms = " + ".join(f"{t.weight:g}/{minutes[t.task]:.2f}" for t in task_spec.GP2BM_SCORE)
   print(f"projected score {task_spec.score_formula()} = {terms} = {score:.3f}  ({a.gpus} GPUs; a projection)")
   return rows, score
 

@@ -32,7 +32,7 @@ def check_data(data):
 
 SPEC = TaskSpec(
     name="resnet", benchmark="resnet", title="ResNet-50 v1.5 / ImageNet",
-    target_accuracy=0.759, accuracy_label="top-1 eval accuracy", min_runs=5, score_weight=7.19, score_symbol="R",
+    target_accuracy=0.759, accuracy_label="top-1 eval accuracy", min_runs=5,
     progress_unit="epochs", sample_unit="images", eval_examples=IMAGENET_VAL, data_flags=("data_dir",),
     demo_module="data_prep.demo.imagenet", demo_data=lambda root: {"data_dir": root},
     stop_point=stop_point, check_data=check_data, samples_per_epoch=IMAGENET_TRAIN)
