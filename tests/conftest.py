@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+# Real inputs kept in the repository (tests/data/README.md: source and licence): WikiExtractor files and BERT's vocab.
+TEST_DATA = ROOT / "tests" / "data"
+WIKI_SAMPLE = sorted((TEST_DATA / "wikipedia_sample").glob("wiki_??"))
+BERT_VOCAB = TEST_DATA / "bert_uncased_vocab.txt"
 PYTHON = sys.executable
 HOROVODRUN = os.path.join(os.path.dirname(PYTHON), "horovodrun")  # scripts/setup.sh builds Horovod into the venv
 
