@@ -47,7 +47,7 @@ def test_an_unknown_flag_or_task_is_exit_2():
   r = run_train("--task=resnet", "--no_such_flag=1", timeout=60)
   assert r.returncode == 2 and "Unknown command line flag 'no_such_flag'" in r.stderr, r.stderr
   r = run_train("--task=resnet50", timeout=60)
-  assert r.returncode == 2 and "--task='resnet50': expected one of bert, resnet" in r.stderr, r.stderr
+  assert r.returncode == 2 and "--task=resnet50: expected one of bert, resnet" in r.stderr, r.stderr
 
 
 def test_help_shows_each_tasks_flags_in_its_own_section():
