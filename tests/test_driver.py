@@ -20,11 +20,11 @@ import pytest
 
 from tf_gp2bm.driver import checks, cli, digest, flow, package, runs, scoring, system_desc
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.files import sha256_file, write_json_atomic
+from tf_gp2bm.files import repo_root, sha256_file, write_json_atomic
 
 from test_scoring import write_log
 
-REPO = runs.REPO
+REPO = repo_root()
 
 
 def make_set(tmp_path, runs_per_task=None, mode="demo"):

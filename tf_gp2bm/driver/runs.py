@@ -19,13 +19,12 @@ import threading
 import time
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT
-from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 
 from . import checks, digest, scoring
 from .launch import tool_env
 from .system_desc import MLLOG_STATUS
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
 MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
 ATTEMPT = ".attempt-"
@@ -270,7 +269,7 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   last_output = [time.monotonic()]
   with open(os.path.join(run_dir, CONSOLE), "ab") as console:
     try:
-      proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     except OSError as e:  # a launcher that is not installed fails every run the same way: bad input
       console.write(f"error: cannot start {cmd[0]}: {e.strerror or e} (is it installed and on PATH?)\n".encode())
