@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, skip_unless
+from conftest import BERT_VOCAB as VOCAB, ROOT, WIKI_SAMPLE as SAMPLE
 from tf_gp2bm import kernels
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.tasks.bert import model as bert_model, packing
@@ -115,16 +115,12 @@ def test_packed_rows_attend_only_within_their_sequence(task_and_model):
   assert changed == [1]
 
 
-# --- the pack stage on the shared Wikipedia sample ---------------------------------------------------------------
-SHARED_DATA = ROOT.parent / "shared" / "data"
-SAMPLE = sorted((SHARED_DATA / "wiki_sample").glob("wiki_??"))
-VOCAB = SHARED_DATA / "bert_uncased_vocab.txt"
+# --- the pack stage on the Wikipedia sample (tests/data) ---------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def sample_records(tmp_path_factory):
-  """The shared WikiExtractor sample, cleaned, through the tfrecords stage (official 512/76, dupe factor 1)."""
-  skip_unless(SAMPLE and VOCAB.exists(), f"{SHARED_DATA} (the Wikipedia sample and vocab) is not available")
+  """The WikiExtractor sample, cleaned, through the tfrecords stage (official 512/76, dupe factor 1)."""
   from data_prep.wikipedia.cli import main
   from data_prep.wikipedia.text import clean_file
   root = tmp_path_factory.mktemp("wiki")
