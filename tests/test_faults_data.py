@@ -310,6 +310,8 @@ def test_every_writing_tool_refuses_an_out_that_aliases_its_input(tmp_path, caps
   assert wikipedia_cli.main(["tfrecords", f"--input={text}", f"--vocab={vocab}", f"--out={tmp_path / 'text_link'}",
                              *SEQ]) == EXIT_BAD_INPUT
   assert "the input is inside --out" in capsys.readouterr().err and _snapshot(text) == before
+  assert wikipedia_cli.main(["clean", f"--input={text}", f"--out={tmp_path / 'text_link'}"]) == EXIT_BAD_INPUT
+  assert "are the same folder" in capsys.readouterr().err and _snapshot(text) == before
   # convert: --out the folder holding the tars.
   src = _imagenet_tars(tmp_path / "src")
   assert _convert(src, src) == EXIT_BAD_INPUT

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.files import atomic_output, check_out_apart, check_readable, read_json, write_json_atomic
 from tf_gp2bm.formats import bert_checkpoint as identity
-from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, sizes as bert_sizes
 
 
 def source_manifest(prefix, log=print):
@@ -44,7 +44,7 @@ def _check_inputs_and_out(prefix, bert_config, out):
   """The checkpoint's files and the config are readable, and --out holds none of them (nor is their folder): the
   conversion writes bert_config.json and model.* there."""
   inputs = [("--tf1_checkpoint", path) for path in sorted(glob.glob(glob.escape(prefix) + ".*"))]
-  if bert_config not in bert_model.NAMED:
+  if bert_config not in bert_sizes.NAMED:
     inputs.append(("--bert_config", bert_config))
   for flag, path in inputs:
     check_readable(path, flag)
@@ -52,7 +52,7 @@ def _check_inputs_and_out(prefix, bert_config, out):
 
 
 def convert(tf1_checkpoint, bert_config, out, log=print):
-  if bert_config not in bert_model.NAMED and bert_config and os.path.lexists(bert_config):
+  if bert_config not in bert_sizes.NAMED and bert_config and os.path.lexists(bert_config):
     check_readable(bert_config, "--bert_config")
   config = bert_model.load_config(bert_config)
   kind, prefix = checkpoint.resolve(tf1_checkpoint)
