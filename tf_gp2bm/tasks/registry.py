@@ -47,7 +47,7 @@ def names():
 def package(name):
   known = packages()
   if name not in known:
-    raise InputError(f"--task={name!r}: expected one of {', '.join(sorted(known))}")
+    raise InputError(f"--task={name}: expected one of {', '.join(sorted(known))}")
   return known[name]
 
 
