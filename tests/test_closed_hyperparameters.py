@@ -67,3 +67,20 @@ def test_closed_configs_refuse_a_fixed_value_changed():
                          (bert, {"max_seq_length": 384}), (bert, {"max_predictions_per_seq": 80})):
     with pytest.raises(InputError, match=f"--{next(iter(change))}"):
       dataclasses.replace(config, **change).validate(closed=True)
+
+
+def test_tunable_values_reach_the_optimizer_and_schedule():
+  """What the flags say is what the optimizer computes with (the log reports the config, so a value dropped on
+  the way would be logged but not used)."""
+  resnet = _task("resnet", CLOSED["resnet"][0])
+  resnet = type(resnet)(resnet.runtime, dataclasses.replace(resnet.config, lars_momentum=0.95, weight_decay=1e-4,
+                                                            base_learning_rate=7.0, warmup_epochs=3.0))
+  lars = resnet.build_optimizer(_model("conv2d/kernel"))
+  assert (lars.momentum, lars.weight_decay, lars.learning_rate.base_lr) == (0.95, 1e-4, 7.0)
+  assert lars.learning_rate.warmup_steps == 3 * resnet.steps_per_epoch
+  bert = _task("bert", CLOSED["bert"][0])
+  bert = type(bert)(bert.runtime, dataclasses.replace(bert.config, lamb_beta_1=0.7, lamb_beta_2=0.95,
+                                                      lamb_epsilon=1e-8, weight_decay=0.02, train_steps=1234))
+  lamb = bert.build_optimizer(_model("layer_0/attention/kernel"))
+  assert (lamb.beta_1, lamb.beta_2, lamb.epsilon, lamb.weight_decay) == (0.7, 0.95, 1e-8, 0.02)
+  assert lamb.learning_rate.train_steps == 1234
