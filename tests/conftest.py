@@ -81,13 +81,13 @@ def build_trainer(task_name, *flag_args, distribution="none", seed=1, build=True
   a dataset until a test feeds a batch or runs the trainer. The MLPerf log is written only to `mlperf_log_path`."""
   import tf_keras
   from absl import flags
-  from tf_gp2bm import cli_flags, mlperf_log, tasks  # noqa: F401  (cli_flags defines the trainer's flags)
+  from tf_gp2bm import cli_flags, mlperf_log, tasks
   from tf_gp2bm.runtime.factory import create_runtime
   from tf_gp2bm.runtime.precision import Precision
   from tf_gp2bm.trainer import Trainer
   fv = flags.FLAGS
   fv.unparse_flags()
-  fv(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags", *flag_args])
+  cli_flags.parse(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags", *flag_args])
   runtime = create_runtime(distribution)
   precision = Precision(fv.precision)
   tf_keras.utils.set_random_seed(seed)

@@ -5,7 +5,6 @@ The trainer runs its real init path up to the hyperparameters (so the MLLOG line
 skips every input check, prints the plan (each eval point with the learning rate in force there, the schedule's
 end and the step cap) and exits 0. `parse_config` gives the same validated config in-process (tests, tools).
 """
-import copy
 import shutil
 import sys
 import tempfile
@@ -13,7 +12,7 @@ import tempfile
 from absl import flags
 from mlperf_logging.mllog import constants as C
 
-from tf_gp2bm import cli_flags  # noqa: F401  (the common flags parse_config copies)
+from tf_gp2bm import cli_flags
 from tf_gp2bm import errors, tasks
 from tf_gp2bm.errors import InputError
 
@@ -60,14 +59,11 @@ def plan_lines(task):
 
 
 def parse_config(task_name, argv):
-  """The validated config that `--task=TASK_NAME` with `argv` (e.g. ["--flagfile=F"]) gives, parsed on a private
-  copy of the registered flags so the process's own flags stay untouched."""
-  private = flags.FlagValues()
-  for name, flag in flags.FLAGS._flags().items():  # noqa: SLF001  (absl has no public copy of a registry)
-    if name == flag.name:  # short-name aliases come along with their flag
-      private[name] = copy.deepcopy(flag)
+  """The validated config that `--task=TASK_NAME` with `argv` (e.g. ["--flagfile=F"]) gives, parsed as the trainer
+  parses it but on a private copy of its flags, so the process's own flags stay untouched."""
+  private = cli_flags.new_flag_values(task_name)
   try:
-    private(["parse_config", *map(str, argv)])
+    cli_flags.parse(["parse_config", f"--task={task_name}", *map(str, argv)], private)
   except flags.Error as e:
     raise InputError(str(e)) from None
   return tasks.config_from_flags(task_name, private)

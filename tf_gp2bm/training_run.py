@@ -90,7 +90,7 @@ def run(flag_values, seed, log):
     ml = mlperf_log.MLPerfLogger(os.path.join(flag_values.output_dir, mlperf_log.LOG_NAME),
                                  enabled=runtime.is_chief)
     ml.start(C.INIT_START)
-    task_cls = tasks.get_task_class(flag_values.task)
+    task_cls = tasks.task_class(flag_values.task)
     _log_submission(ml, flag_values, task_cls)
     ml.event(C.SEED, seed)
     seed_random_generators(seed, runtime.rank)
