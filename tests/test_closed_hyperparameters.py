@@ -21,7 +21,7 @@ REPLICAS = {"1xgpu": 1, "8xgpu": 8, "2x8xgpu": 16}
 def _task(task, path):
   from tf_gp2bm import tasks
   config = dry_run.parse_config(task, [f"--flagfile={path}"])
-  return tasks.get_task_class(task)(dry_run.PlanningRuntime(REPLICAS[path.stem]), config)
+  return tasks.task_class(task)(dry_run.PlanningRuntime(REPLICAS[path.stem]), config)
 
 
 def _model(*names):
