@@ -7,6 +7,8 @@ commands:
   preflight    only the checks, printed as a table
   report       re-scores a finished set folder, re-checks changed logs and rewrites its reports
   package      the hand-in tarball of a finished set folder
+  score        score PATH... [--pair A B] [--out DIR]: vendors' MLPerf results (any implementation), checked,
+               scored and ranked like our own sets (run_benchmark.sh score --help)
 Rerunning the same command continues the newest unfinished set of that mode; --new starts another folder.
 One driver at a time per results folder (a lock file; a second one is refused, naming the first).
 
@@ -26,6 +28,7 @@ from tf_gp2bm.tasks import spec as task_spec
 from . import config as cfg
 from . import lock, system_desc
 
+SCORE_COMMAND = "score"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -37,7 +40,7 @@ def build_parser():
   names = [s.name for s in specs]
   description = __doc__.format(counts=" + ".join(f"{s.min_runs} {s.name}" for s in specs), names=", ".join(names))
   p = argparse.ArgumentParser(prog="run_benchmark.sh", description=description, formatter_class=_Formatter)
-  p.add_argument("command", choices=list(cfg.RUN_COMMANDS) + names + list(cfg.TOOL_COMMANDS),
+  p.add_argument("command", choices=list(cfg.RUN_COMMANDS) + names + list(cfg.TOOL_COMMANDS) + [SCORE_COMMAND],
                  help="what to do (see above)")
   p.add_argument("--system", default="8xgpu",
                  help=f"flagfile set: flags/<task>/<system>.flags (the demo always uses {cfg.DEMO_SYSTEM})")
@@ -136,7 +139,11 @@ def _terminate(signum, frame):
 
 
 def main(argv=None):
-  config = parse_args(sys.argv[1:] if argv is None else argv)
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == [SCORE_COMMAND]:  # the evaluator's command has its own arguments (paths, not a set)
+    from . import evaluate
+    return evaluate.main(argv[1:])
+  config = parse_args(argv)
   signal.signal(signal.SIGTERM, _terminate)
   # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also
   # when the venv is not activated.

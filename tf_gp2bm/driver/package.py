@@ -80,11 +80,11 @@ def snapshot_kernels(set_dir, module):
 
 
 def org_dir(runset):
-  return os.path.join(runset.path, "submission", safe_name(runset.config["org"]))
+  return os.path.join(runset.path, "submission", safe_name(runset.config.org))
 
 
 def results_dir(runset, task):
-  return os.path.join(org_dir(runset), "results", safe_name(runset.config["system_name"]), task)
+  return os.path.join(org_dir(runset), "results", safe_name(runset.config.system_name), task)
 
 
 def build_tree(runset, scored, sysdesc):
@@ -104,7 +104,7 @@ def build_tree(runset, scored, sysdesc):
 def _build_tree(runset, scored, sysdesc):
   c = runset.config
   org = org_dir(runset)
-  system = safe_name(c["system_name"])
+  system = safe_name(c.system_name)
   sys_json = os.path.join(org, "systems", f"{system}.json")
   if not os.path.exists(sys_json):
     os.makedirs(os.path.dirname(sys_json), exist_ok=True)
