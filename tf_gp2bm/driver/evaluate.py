@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 from mlperf_logging.rcp_checker import rcp_checker
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
-from tf_gp2bm.files import read_json
+from tf_gp2bm.files import read_json, repo_root
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import checks, package, reports, scoring, summary
@@ -31,7 +31,6 @@ from . import checks, package, reports, scoring, summary
 VALID, INVALID = "VALID", "INVALID"
 EXIT_INVALID = 3  # finished, but at least one system has no valid score (as the driver's NOT SUBMITTABLE)
 RESULT_FILE = re.compile(r"result_(\d+)\.txt$")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclasses.dataclass
@@ -211,7 +210,7 @@ def score_entry(entry, out_dir, jobs=2):
   for r in rulesets:
     if r != task_spec.RULESET:
       reasons.append(f"ruleset {r}: the GP2BM score is defined on MLPerf Training {task_spec.RULESET} results")
-  for s in task_spec.specs():
+  for s in task_spec.scored_specs():
     folder = entry.folders.get(s.name)
     if not folder:
       reasons.append(f"no {s.name} results")
@@ -398,7 +397,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-  out = os.path.abspath(a.out or os.path.join(REPO, "results", f"score-{stamp}"))
+  out = os.path.abspath(a.out or os.path.join(repo_root(), "results", f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
   logging.getLogger().setLevel(logging.WARNING)  # the RCP checker logs every step at INFO
   results, used = [], set()

@@ -71,6 +71,11 @@ def get(name):
   return registry.spec(name)
 
 
+def scored_specs():
+  """The specs of the GP2BM score's tasks, in the score's order."""
+  return [get(t.task) for t in GP2BM_SCORE]
+
+
 def score_term(name):
   """The task's term of the GP2BM score, or None for a task the score does not combine."""
   return next((t for t in GP2BM_SCORE if t.task == name), None)
