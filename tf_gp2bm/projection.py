@@ -10,18 +10,19 @@ a run can actually stop (the task's eval schedule). The global batch defaults to
 import argparse
 import os
 
+from tf_gp2bm.files import flags_dir
 from tf_gp2bm.tasks import spec as task_spec
 
-FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 
 
-def project(spec, gpus, rate, gbs, eval_speedup, startup_s, ruleset=task_spec.RULESET):
-  """Minutes for one run of spec's task: train to the first eval at or after the RCP mean, plus the evals."""
+def project(spec, gpus, rate, gbs, eval_speedup, startup_s, ruleset=task_spec.RULESET, progress=None):
+  """Minutes for one run of spec's task: train to the first eval at or after the RCP mean (or `progress`, in the
+  spec's progress unit), plus the evals."""
   from tf_gp2bm.driver.checks import rcp_lookup  # the RCP tables load slowly: not for --help
-  rcp = rcp_lookup(spec.benchmark, gbs, ruleset)
-  if rcp.mean is None:
-    raise SystemExit(f"{spec.name}: {rcp.line()}; no convergence point to project from")
-  stop = spec.stop_point(gbs, rcp.mean)
+  rcp = rcp_lookup(spec.name, gbs, ruleset)
+  if progress is None and rcp.mean is None:
+    raise SystemExit(f"{spec.name}: {rcp.line()}; no convergence point to project from (give --{spec.name}_progress)")
+  stop = spec.stop_point(gbs, rcp.mean if progress is None else progress)
   train_s = stop.samples / (rate * gpus)
   eval_s = stop.evals * spec.eval_examples / (rate * eval_speedup * gpus)
   progress = f"{int(stop.progress):,}" if float(stop.progress).is_integer() else f"{stop.progress:,.2f}"
@@ -41,6 +42,8 @@ def main(argv=None):
                    "per GPU (required)")
     p.add_argument(f"--{s.name}_gbs", type=int, default=None, help=f"{s.name} global batch size (default: the "
                    "--system flagfile's)")
+    p.add_argument(f"--{s.name}_progress", type=float, default=None, help=f"{s.name}: {s.progress_unit} to "
+                   "converge (default: the RCP mean of the global batch)")
   p.add_argument("--eval_speedup", type=float, default=3.0, help="eval samples/s over train samples/s (default 3)")
   p.add_argument("--startup_s", type=float, default=30.0, help="seconds from run_start to the first step and other "
                  "fixed cost (default 30)")
@@ -51,18 +54,20 @@ def main(argv=None):
   for s in specs:
     gbs = getattr(a, f"{s.name}_gbs")
     if gbs is None:
-      flagfile = os.path.join(FLAGS_DIR, s.name, f"{a.system}.flags")
+      flagfile = os.path.join(flags_dir(), s.name, f"{a.system}.flags")
       gbs = flagfile_global_batch_size(flagfile) if os.path.exists(flagfile) else None
       if gbs is None:
         p.error(f"--{s.name}_gbs: not given and {flagfile} sets no --global_batch_size")
-    rows.append(project(s, a.gpus, getattr(a, f"{s.name}_rate"), gbs, a.eval_speedup, a.startup_s, a.ruleset))
+    rows.append(project(s, a.gpus, getattr(a, f"{s.name}_rate"), gbs, a.eval_speedup, a.startup_s, a.ruleset,
+                        getattr(a, f"{s.name}_progress")))
   print(f"{'task':7} {'converges at':32} {'train min':>10} {'eval min':>9} {'total min':>10}")
   for r in rows:
     print(f"{r['task']:7} {r['converge_at']:32} {r['train_min']:10.2f} {r['eval_min']:9.2f} {r['minutes']:10.2f}")
   for r in rows:
     print(f"  {r['rcp']}")
   score = task_spec.gp2bm_score({r["task"]: r["minutes"] for r in rows})
-  terms = " + ".join(f"{s.score_weight:g}/{r['minutes']:.2f}" for s, r in zip(specs, rows))
+  minutes = {r["task"]: r["minutes"] for r in rows}
+  terms = " + ".join(f"{t.weight:g}/{minutes[t.task]:.2f}" for t in task_spec.GP2BM_SCORE)
   print(f"projected score {task_spec.score_formula()} = {terms} = {score:.3f}  ({a.gpus} GPUs; a projection)")
   return rows, score
 

@@ -22,13 +22,13 @@ import signal
 import sys
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
+from tf_gp2bm.files import flags_dir, repo_root
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import config as cfg
 from . import lock, system_desc
 
 SCORE_COMMAND = "score"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -58,14 +58,14 @@ def build_parser():
                    help=f"{s.title} runs in the set (official mode: at least {s.min_runs})")
   p.add_argument("--tasks", choices=names, nargs="+", default=None,
                  help="demo only: a subset of the tasks (for tests; a subset has no GP2BM score)")
-  p.add_argument("--flags_dir", default=os.path.join(REPO, "flags"), help="folder holding <task>/<system>.flags")
+  p.add_argument("--flags_dir", default=flags_dir(), help="folder holding <task>/<system>.flags")
   for s in specs:
     for flag in s.data_flags:
       p.add_argument(s.data_flag_option(flag), default=None,
                      help=f"{s.name}: the trainer's --{flag} (demo: the generated demo data)")
   p.add_argument("--demo_data_dir", default=None, help="where demo data is generated once; default "
                  "<results_root>/demo_data")
-  p.add_argument("--results_root", default=os.path.join(REPO, "results"), help="folder of set folders")
+  p.add_argument("--results_root", default=os.path.join(repo_root(), "results"), help="folder of set folders")
   p.add_argument("--set_dir", default=None, help="an existing set folder (resume, report, package)")
   p.add_argument("--new", action="store_true", help="start a new set folder even if one is unfinished")
   p.add_argument("--force", action="store_true", help="start despite failed preflight checks (the set is then "
@@ -142,7 +142,7 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   if argv[:1] == [SCORE_COMMAND]:  # the evaluator's command has its own arguments (paths, not a set)
     from . import evaluate
-    return evaluate.main(argv[1:], os.path.join(REPO, "results"))
+    return evaluate.main(argv[1:])
   config = parse_args(argv)
   signal.signal(signal.SIGTERM, _terminate)
   # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
-from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, summary, system_desc
@@ -52,7 +52,7 @@ def prepare_demo_data(config, ui):
       log_path = os.path.join(root, f"{name}.log")
       ui.say(f"generating demo data: python -m {spec.demo_module} --out={out}  (output in {log_path})")
       with open(log_path, "ab") as log:
-        rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=runs.REPO,
+        rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=repo_root(),
                              stdout=log, stderr=subprocess.STDOUT)
       if rc != 0:
         raise InputError(f"python -m {spec.demo_module} --out={out} failed with exit {rc}; see {log_path}")
@@ -254,7 +254,7 @@ def finalize(rs, ui):
   ui.say(f"reports: {rs.rel(paths['md'])}, summary.json, summary.csv, gp2bm.xlsx in {rs.path}")
   if verdict["kind"] == summary.NOT_SUBMITTABLE:
     return EXIT_NOT_SUBMITTABLE
-  if score["value"] is None and len(scored) == len(task_spec.specs()):
+  if score["value"] is None and all(t.task in scored for t in task_spec.GP2BM_SCORE):
     return EXIT_NOT_SUBMITTABLE
   return 0
 

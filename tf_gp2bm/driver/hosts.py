@@ -13,6 +13,8 @@ import tempfile
 import threading
 import time
 
+from tf_gp2bm.files import repo_root
+
 from . import host_probe, srun
 from . import launch as launch_mod
 
@@ -43,7 +45,7 @@ def run_on_every_host(launch, probe_args, timeout=PROBE_TIMEOUT_S, cmd=None):
   env = launch_mod.tool_env(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1"))
   try:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=host_probe.REPO, start_new_session=True)
+                            cwd=repo_root(), start_new_session=True)
   except FileNotFoundError:
     return {}, f"{cmd[0]} not found on PATH"
   reports, lines = {}, []

@@ -20,14 +20,13 @@ import threading
 import time
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT
-from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 
 from . import checks, digest, scoring
 from .config import SetRecord
 from .launch import tool_env
 from .system_desc import MLLOG_STATUS
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
 MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
 ATTEMPT = ".attempt-"
@@ -189,8 +188,8 @@ class RunSet:
       write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, pgid=pgid))
 
     t0 = time.monotonic()
-    code, hang = launch(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
-                        xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
+    code, hang = run_watched(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
+                             xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
     rec.update(wall_s=round(time.monotonic() - t0, 1), ended=utc_now())
     if hang:
       ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config.watchdog_minutes:g} min, killed")
@@ -260,7 +259,7 @@ def _kill_orphan(pgid):
   return True
 
 
-def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
+def run_watched(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
   """Runs cmd in its own process group, its output going to run_dir/console.log (and the terminal with
   --verbose). `poll` is called every second (the digest reads mlperf.log there).
 
@@ -279,7 +278,7 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   last_output = [time.monotonic()]
   with open(os.path.join(run_dir, CONSOLE), "ab") as console:
     try:
-      proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     except OSError as e:  # a launcher that is not installed fails every run the same way: bad input
       console.write(f"error: cannot start {cmd[0]}: {e.strerror or e} (is it installed and on PATH?)\n".encode())

@@ -59,9 +59,10 @@ def task_block(ts, runs, ruleset, scaling_factor=None):
   spec = task_spec.get(ts.task)
   window = range(*ts.window) if ts.window else range(0)
   kept = [runs[i]["time_to_train_min"] for i in window if i not in ts.dropped]
+  term = task_spec.score_term(ts.task)  # None for a task outside the GP2BM score
   t = {"title": spec.title, "target": spec.target_accuracy, "accuracy_label": spec.accuracy_label,
-       "progress_unit": spec.progress_unit, "sample_unit": spec.sample_unit, "weight": spec.score_weight,
-       "symbol": spec.score_symbol, "window": list(ts.window) if ts.window else None, "latency_min": ts.latency,
+       "progress_unit": spec.progress_unit, "sample_unit": spec.sample_unit, "weight": term and term.weight,
+       "symbol": term and term.symbol, "window": list(ts.window) if ts.window else None, "latency_min": ts.latency,
        "valid": ts.valid, "reason": ts.reason, "dropped": ts.dropped,
        "non_converged": [i for i, r in enumerate(ts.runs) if not r.converged], "runs": runs,
        "spread": _spread(kept) if ts.valid else None}
@@ -83,14 +84,13 @@ def _spread(times):
 def score_block(tasks):
   latency = {n: t["latency_min"] for n, t in tasks.items()}
   value = task_spec.gp2bm_score(latency)
-  specs = [s for s in task_spec.specs()]
-  parts = [f"{s.score_weight:g}/{latency[s.name]:.3f}" if latency.get(s.name) else f"{s.score_weight:g}/-"
-           for s in specs]
+  terms = task_spec.GP2BM_SCORE
+  parts = [f"{t.weight:g}/{latency[t.task]:.3f}" if latency.get(t.task) else f"{t.weight:g}/-" for t in terms]
   block = {"formula": task_spec.score_formula(), "latency_min": latency, "value": value,
            "computation": f"{' + '.join(parts)} = {'INVALID' if value is None else f'{value:.4f}'}",
-           "symbols": {s.score_symbol: f"{s.name} olympic mean time to train, minutes" for s in specs}}
+           "symbols": {t.symbol: f"{t.task} olympic mean time to train, minutes" for t in terms}}
   if value is None:
-    missing = [s.name for s in specs if s.name not in tasks]
+    missing = [t.task for t in terms if t.task not in tasks]
     block["why_none"] = (f"the set has no {', '.join(missing)} runs" if missing
                          else "; ".join(t["reason"] for t in tasks.values() if not t["valid"]))
   scaled = {n: t.get("mlperf_rcp_scaling", {}).get("normalized_min") for n, t in tasks.items()}
