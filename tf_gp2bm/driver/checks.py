@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from mlperf_logging import compliance_checker
+from mlperf_logging.package_checker.seed_checker import SeedChecker
 from mlperf_logging.rcp_checker import rcp_checker
 
 from tf_gp2bm.tasks import spec as task_spec
@@ -74,6 +75,15 @@ def package_check(org_dir, ruleset, log_output, rcp_bypass=False):
   if key:
     summary += ": " + "; ".join(dict.fromkeys(key))[:600]
   return Verdict(passed, summary, text)
+
+
+def seed_check(result_files, ruleset):
+  """The package checker's seed check on one benchmark's result files (each logs a seed, none logs another's);
+  the tree around them is not needed."""
+  errors = SeedChecker(ruleset)._assert_unique_seed_per_run(sorted(result_files))
+  if not errors:
+    return Verdict(True, "SUCCESS")
+  return Verdict(False, "FAILED: " + "; ".join(errors)[:300], "\n".join(errors))
 
 
 @dataclasses.dataclass
