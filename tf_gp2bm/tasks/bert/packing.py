@@ -18,7 +18,7 @@ import numpy as np
 
 from tf_gp2bm.errors import InputError
 
-FORMAT = "tf_gp2bm.bert_packed/1"
+FORMAT = "tf_gp2bm.bert_packed/2"
 MANIFEST = "manifest-pack.json"
 MAX_SEQUENCES = 3  # per row: enough for the short-sequence tail of the Wikipedia data (see docs/performance.md)
 FEATURES = ("input_ids", "segment_ids", "position_ids", "sequence_ids", "masked_lm_positions", "masked_lm_ids",
@@ -32,37 +32,97 @@ def predictions_per_row(max_predictions_per_seq, max_sequences=MAX_SEQUENCES):
   return max_predictions_per_seq + max_sequences
 
 
-def first_fit_decreasing(lengths, capacity, max_sequences=MAX_SEQUENCES):
-  """Rows as lists of indices into `lengths`: longest first, each into the first row with room for it and fewer
-  than max_sequences sequences (ties by index, so the result is deterministic). O(n log n) with a max-tree over
-  the rows' free space."""
+def pack_histogram(lengths, capacity, max_sequences=MAX_SEQUENCES):
+  """Row patterns for a multiset of sequence lengths: [(lengths of one row, how many such rows)], every length
+  placed exactly once, at most max_sequences sequences and `capacity` tokens per row.
+
+  Row by row, on the length histogram: a row starts with the longest sequence left, and the other max_sequences-1
+  places take the lengths that fill the rest best (for 3 per row: the pair of largest sum that fits, exactly
+  searched; ties to the larger partner, keeping the shortest sequences as fillers for later rows). Identical rows
+  are made in one step, as many as the histogram allows, so the work is O(capacity^2) whatever the number of
+  sequences, and memory is the histogram. Filling each row with up to two partners keeps the short tail spread
+  over the long rows; best-fit by single sequences leaves it to form rows of three short sequences."""
   lengths = np.asarray(lengths, np.int64)
   if lengths.size and (lengths.min() < 1 or lengths.max() > capacity):
     raise ValueError(f"sequence lengths must be in 1..{capacity}, got {lengths.min()}..{lengths.max()}")
-  order = np.argsort(-lengths, kind="stable")
-  size = 1
-  while size < max(1, len(lengths)):
-    size *= 2
-  free = np.full(2 * size, -1, np.int64)  # leaves: free tokens of each row (-1: no row yet, or row full)
-  rows = []
-  for index in order:
-    need = lengths[index]
-    if free[1] >= need:
-      node = 1
-      while node < size:  # leftmost leaf with enough room
-        node = 2 * node if free[2 * node] >= need else 2 * node + 1
-      row = node - size
-    else:
-      row, node = len(rows), len(rows) + size
-      rows.append([])
-      free[node] = capacity
-    rows[row].append(int(index))
-    free[node] = free[node] - need if len(rows[row]) < max_sequences else -1
-    node //= 2
-    while node:
-      free[node] = max(free[2 * node], free[2 * node + 1])
-      node //= 2
-  return rows
+  if not 1 <= max_sequences <= 3:
+    raise ValueError(f"max_sequences={max_sequences}: 1, 2 or 3 sequences per row")
+  left = np.bincount(lengths, minlength=capacity + 1)
+  left[0] = 0
+  patterns = {}
+  while True:
+    present = np.flatnonzero(left)
+    if not present.size:
+      break
+    first = int(present[-1])
+    left[first] -= 1  # the row's first sequence, taken out while its partners are searched
+    partners = _best_partners(left, capacity - first, max_sequences - 1)
+    left[first] += 1
+    pattern = (first,) + partners
+    need = np.bincount(pattern, minlength=capacity + 1)
+    used = np.flatnonzero(need)
+    rows = int(min(left[used] // need[used]))
+    left[used] -= need[used] * rows
+    patterns[pattern] = patterns.get(pattern, 0) + rows
+  return sorted(patterns.items(), key=lambda item: (-len(item[0]), item[0]))
+
+
+def _best_partners(left, room, places):
+  """Up to `places` (0..2) lengths from the histogram `left` of largest sum <= room, as a tuple longest first."""
+  if places == 0 or room <= 0:
+    return ()
+  # largest[x]: the longest length still there that is <= x (0: none)
+  have = np.where(left[:room + 1] > 0, np.arange(room + 1), 0)
+  largest = np.maximum.accumulate(have)
+  if places == 1 or not largest[room]:
+    return (int(largest[room]),) if largest[room] else ()
+  seconds = np.flatnonzero(left[1:room + 1]) + 1  # every candidate for the longer partner
+  # the shorter partner: the longest <= min(second, room - second), not the same sequence unless two are left
+  cap = np.minimum(seconds, room - seconds)
+  third = np.where(cap > 0, largest[np.maximum(cap, 0)], 0)
+  same = (third == seconds) & (left[seconds] < 2)
+  third = np.where(same, largest[np.maximum(third - 1, 0)], third)
+  total = seconds + third
+  # ties: two partners rather than one (the short tail is used up), then the longer partner
+  best = np.lexsort((seconds, third > 0, total))[-1]
+  return tuple(int(x) for x in (seconds[best], third[best]) if x)
+
+
+def assign_rows(lengths, patterns, rng, max_sequences=MAX_SEQUENCES):
+  """[rows, max_sequences] indices into `lengths` (-1: no sequence), the rows in an order drawn from `rng`: the
+  patterns are laid out and shuffled, and the sequences of each length are dealt to them in a shuffled order (as
+  NVIDIA's packed-data tool assigns its strategies)."""
+  lengths = np.asarray(lengths, np.int64)
+  rows = sum(count for _, count in patterns)
+  slot_lengths = np.zeros((rows, max_sequences), np.int64)  # 0: empty slot
+  r = 0
+  for pattern, count in patterns:
+    slot_lengths[r:r + count, :len(pattern)] = pattern
+    r += count
+  slot_lengths = slot_lengths[rng.permutation(rows)]
+  table = np.full((rows, max_sequences), -1, np.int64)
+  if np.count_nonzero(slot_lengths) != lengths.size:
+    raise ValueError(f"the patterns hold {np.count_nonzero(slot_lengths)} sequences, the input has {lengths.size}")
+  for length in np.unique(lengths):
+    slots = slot_lengths == length
+    pool = np.flatnonzero(lengths == length)
+    if slots.sum() != pool.size:
+      raise ValueError(f"the patterns hold {slots.sum()} sequences of {length} tokens, the input has {pool.size}")
+    table[slots] = rng.permutation(pool)
+  return table
+
+
+def pack_stats(lengths, rows, capacity, max_sequences=MAX_SEQUENCES):
+  """The figures NVIDIA's strategy tool prints, for `rows` packed rows of `lengths`: packing factor (sequences per
+  row), the lower bound on rows max(ceil(tokens / capacity), ceil(sequences / max_sequences)) and the factor it
+  allows, and the padding share of the packed and of the unpacked rows."""
+  lengths = np.asarray(lengths, np.int64)
+  sequences, tokens = int(lengths.size), int(lengths.sum())
+  bound = max(-(-tokens // capacity), -(-sequences // max_sequences))
+  return {"sequences": sequences, "tokens": tokens, "rows": int(rows), "bound_rows": bound,
+          "packing_factor": sequences / rows, "bound_factor": sequences / bound,
+          "rows_over_bound": rows / bound - 1.0, "padding_share": 1.0 - tokens / (rows * capacity),
+          "unpacked_padding_share": 1.0 - tokens / (sequences * capacity)}
 
 
 def sequence_length(example):
