@@ -11,15 +11,10 @@ sequences unpacked.
 The packing itself (first-fit-decreasing) and the row layout are plain Python/NumPy so that data_prep can write
 packed records; the TensorFlow helpers import TensorFlow when called.
 """
-import json
-import os
-
 import numpy as np
 
-from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats.bert_pretraining import PACK_FORMAT as FORMAT, PACK_MANIFEST as MANIFEST
 
-FORMAT = "tf_gp2bm.bert_packed/2"
-MANIFEST = "manifest-pack.json"
 MAX_SEQUENCES = 3  # per row: enough for the short-sequence tail of the Wikipedia data (see docs/performance.md)
 FEATURES = ("input_ids", "segment_ids", "position_ids", "sequence_ids", "masked_lm_positions", "masked_lm_ids",
             "masked_lm_weights", "next_sentence_labels", "next_sentence_weights", "cls_positions")
@@ -218,79 +213,23 @@ def next_sentence_loss(nsp_logits, labels, weights=None):
   return tf.reduce_sum(weights * nll) / tf.reduce_sum(weights)
 
 
-def read_manifest(data_dir, max_seq_length, max_predictions_per_seq):
-  """(record files, rows_by_sequences totals) of a folder written by `python -m data_prep.wikipedia pack`, checked
-  against the configured lengths; metadata only, no record is read."""
-  path = os.path.join(data_dir or "", MANIFEST)
-  if not data_dir or not os.path.isfile(path):
-    raise InputError(f"--data_dir={data_dir}: no {MANIFEST}; --packed trains on the output of "
-                     "`python -m data_prep.wikipedia pack`")
-  try:
-    with open(path) as f:
-      manifest = json.load(f)
-    settings, total = manifest["settings"], manifest["total"]
-    files = [os.path.join(data_dir, name) for name in sorted(manifest["files"])]
-    rows_by_sequences = [int(n) for n in total["rows_by_sequences"]]
-  except (ValueError, KeyError, TypeError) as e:
-    raise InputError(f"{path}: not a pack manifest ({e})") from None
-  if settings.get("format") != FORMAT or settings.get("max_sequences") != len(rows_by_sequences):
-    raise InputError(f"{path}: format {settings.get('format')!r} with {settings.get('max_sequences')} sequences per "
-                     f"row, expected {FORMAT!r}")
-  got = (settings.get("max_seq_length"), settings.get("max_predictions_per_seq"))
-  if got != (max_seq_length, max_predictions_per_seq):
-    raise InputError(f"{path}: rows packed from records of {got[0]} tokens / {got[1]} predictions, but "
-                     f"--max_seq_length={max_seq_length} --max_predictions_per_seq={max_predictions_per_seq}")
-  missing = [f for f in files if not os.path.isfile(f)]
-  if missing:
-    raise InputError(f"--data_dir={data_dir}: {len(missing)} packed file(s) listed in {MANIFEST} are missing, "
-                     f"e.g. {missing[0]}")
-  return files, rows_by_sequences
-
-
-def batch_recipe(sequences, rows_by_sequences):
-  """Rows holding 1, 2, ... sequences that make up one batch of exactly `sequences` sequences, in about the mix the
-  packed data holds (`rows_by_sequences`, the pack manifest's totals). A fixed count per batch keeps every step at
-  the unpacked batch's sequences, so samples, the eval cadence and the schedule count as unpacked."""
-  rows_total = sum(rows_by_sequences)
-  if rows_total <= 0:
-    raise ValueError("no packed rows")
-  factor = sum((k + 1) * n for k, n in enumerate(rows_by_sequences)) / rows_total
-  rows = max(1, round(sequences / factor))
-  recipe = [0] * len(rows_by_sequences)
-  for k in range(len(recipe) - 1, 0, -1):  # the multi-sequence rows in proportion, the rest single sequences
-    recipe[k] = int(rows * rows_by_sequences[k] / rows_total)
-  while True:
-    recipe[0] = sequences - sum((k + 1) * n for k, n in enumerate(recipe) if k)
-    if recipe[0] >= 0:
-      return recipe
-    k = max(k for k, n in enumerate(recipe) if k and n)
-    recipe[k] -= 1
-
-
-def train_dataset(files, input_context, recipe, accumulation_steps, max_seq_length, max_predictions_per_seq, seed,
+def train_dataset(files, input_context, rows, max_seq_length, max_predictions_per_seq, seed,
                   max_sequences=MAX_SEQUENCES, cycle_length=8, shuffle_buffer=1000):
-  """Batches of `accumulation_steps` micro-batches, each `recipe[k]` rows holding k+1 sequences (batch_recipe).
+  """Batches of `rows` packed rows for one replica, from ONE stream of all packed rows.
 
-  For each k, this rank's files are read as the unpacked pipeline reads them (file shuffle, interleave of
-  min(8, files), record shuffle, repeat after it) and filtered to the rows of k+1 sequences; the streams are
-  zipped into micro-batches. Every row is read once per pass of its stream."""
+  Every replica builds the same stream (the same seed everywhere): the file list shuffled, min(cycle_length, files)
+  files interleaved in a fixed order, a shuffle buffer, repeated with a new order each pass; replica i takes rows
+  i, i + n, i + 2n, ... of it. So each pass trains every row, hence every sequence, exactly once over the
+  replicas, in an order drawn from the seed, and the per-replica batches keep static shapes. Each replica reads
+  every file's bytes and parses only its own rows."""
   import tensorflow as tf
   n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-  mine = files[i::n]
   spec = feature_spec(max_seq_length, max_predictions_per_seq, max_sequences)
-  weights_only = {"next_sentence_weights": spec["next_sentence_weights"]}
-
-  def rows_of(k, count):
-    ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed + k)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    held = lambda r: tf.reduce_sum(tf.io.parse_single_example(r, weights_only)["next_sentence_weights"])  # noqa
-    ds = ds.filter(lambda r: tf.equal(held(r), float(k)))
-    return ds.shuffle(shuffle_buffer, seed=seed + k).repeat().batch(count, drop_remainder=True)
-
-  streams = [rows_of(k + 1, count) for k, count in enumerate(recipe) if count]
-  ds = tf.data.Dataset.zip(tuple(streams)).map(lambda *parts: tf.concat(parts, 0))
-  ds = ds.batch(accumulation_steps, drop_remainder=True).map(lambda r: tf.reshape(r, [-1]))
+  ds = tf.data.Dataset.from_tensor_slices(list(files)).shuffle(len(files), seed=seed)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
+  ds = ds.shard(n, i).batch(rows, drop_remainder=True)
   ds = ds.map(lambda r: to_model_inputs(tf.io.parse_example(r, spec)), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
