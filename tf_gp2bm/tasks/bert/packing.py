@@ -8,8 +8,10 @@ masked-LM predictions (positions shifted to the row). With that, the masked-LM l
 divided by their count) and the next-sentence loss (mean over sequences) of a batch of rows are those of the same
 sequences unpacked.
 
-The packing itself (first-fit-decreasing) and the row layout are plain Python/NumPy so that data_prep can write
-packed records; the TensorFlow helpers import TensorFlow when called.
+The packing itself (pack_histogram, assign_rows) and the row layout are plain Python/NumPy so that data_prep can
+write packed records; the TensorFlow helpers import TensorFlow when called. Training reads the rows as NVIDIA's
+accepted packed BERT does: a step is a fixed number of rows from one shuffled stream of all rows (train_dataset),
+and the trainer counts the sequences they hold (tasks/bert/task.py).
 """
 import numpy as np
 
@@ -162,11 +164,13 @@ def pack_row(examples, max_seq_length, max_predictions_per_row, max_sequences=MA
 
 
 def pack(examples, max_seq_length, max_predictions_per_seq, rng, max_sequences=MAX_SEQUENCES):
-  """All examples packed into rows, in an order drawn from `rng` (each example in exactly one row)."""
-  rows = first_fit_decreasing([sequence_length(e) for e in examples], max_seq_length, max_sequences)
+  """Unpacked examples (dicts of the bert_pretraining features) -> packed rows, each example in exactly one row,
+  the rows in an order drawn from `rng` (in memory: for small sets and tests; the pack stage streams)."""
+  lengths = [sequence_length(e) for e in examples]
+  table = assign_rows(lengths, pack_histogram(lengths, max_seq_length, max_sequences), rng, max_sequences)
   slots = predictions_per_row(max_predictions_per_seq, max_sequences)
-  return [pack_row([examples[i] for i in rows[r]], max_seq_length, slots, max_sequences)
-          for r in rng.permutation(len(rows))]
+  return [pack_row([examples[i] for i in members if i >= 0], max_seq_length, slots, max_sequences)
+          for members in table]
 
 
 # --- TensorFlow side --------------------------------------------------------------------------------------------
