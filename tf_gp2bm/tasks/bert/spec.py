@@ -46,6 +46,17 @@ def check_packed(data_dir):
           f"{packed.packing_factor:.3f} ({packed.manifest})")
 
 
+DEFAULT_PACKING_FACTOR = 2.0  # the real training set packs at 1.999 (NVIDIA's v4.0 packed-data README)
+
+
+def packing_factor(data_dir=None):
+  """(sequences per packed row, where the figure comes from): the pack manifest's in data_dir, else 2.0."""
+  if data_dir and os.path.isfile(os.path.join(data_dir, bert_pretraining.PACK_MANIFEST)):
+    packed = bert_pretraining.read_pack_manifest(data_dir)
+    return packed.packing_factor, packed.manifest
+  return DEFAULT_PACKING_FACTOR, "default: the real training set packs at 1.999"
+
+
 def check_data(data):
   rows = []
   for flag, what in (("data_dir", "BERT training records"), ("eval_dir", "BERT eval set")):
@@ -68,4 +79,4 @@ SPEC = TaskSpec(
     target_accuracy=0.720, accuracy_label="masked-LM accuracy", min_runs=10, score_weight=9.05, score_symbol="B",
     progress_unit="samples", sample_unit="sequences", eval_examples=EVAL_EXAMPLES,
     data_flags=("data_dir", "eval_dir", "init_checkpoint"), demo_module="data_prep.demo.bert",
-    demo_data=demo_data, stop_point=stop_point, check_data=check_data)
+    demo_data=demo_data, stop_point=stop_point, check_data=check_data, packing_factor=packing_factor)
