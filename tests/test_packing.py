@@ -331,7 +331,6 @@ def test_packed_smoke_run_counts_sequences_and_converges_with_a_compliant_log(de
   assert [e["value"] for e in events if e["key"] == "global_batch_size"] == [gbs]
   for k, samples in enumerate(counted, 1):  # past the point by less than one step of 3 sequences per row
     assert 1600 * k <= samples < 1600 * k + 32 * 3
-  assert counted != [1600 * (k + 1) for k in range(len(counted))]
   assert [e["value"] for e in events if e["key"] == "train_samples"] == [counted[-1]] and evals[-1]["value"] >= 0.720
 
 

@@ -215,7 +215,7 @@ class Trainer:
     if self.precision.loss_scaling:
       stats["loss_scale"] = float(self.precision.scale.read_value())
     if self.task.counts_samples:  # this process's replicas, then summed over processes: the same on every rank
-      stats["samples"] = int(round(self.runtime.all_sum_host([self.sample_sum.read_value()])[0]))
+      stats["samples"] = int(round(self.runtime.all_sum_host([float(self.sample_sum.read_value())])[0]))
       self.sample_sum.assign(0.0)
     self.loss_sum.assign(0.0)
     self.skipped.assign(0.0)
