@@ -4,6 +4,8 @@ cannot be built."""
 import io
 import json
 import os
+import shutil
+import subprocess
 import types
 
 import numpy as np
@@ -164,3 +166,38 @@ def test_without_a_compiler_auto_falls_back_and_fused_is_refused(tmp_path, demo_
   assert "train images: TensorFlow's ops: the fused op is unavailable" in r.stdout
   r = run_train(*common, "--image_op=fused", f"--output_dir={tmp_path / 'fused'}", env=env)
   assert r.returncode == 2 and "--image_op=fused: " in r.stderr and "no `c++` on PATH" in r.stderr, r.stderr[-2000:]
+
+
+def _library_without_the_op(folder):
+  """A real shared library that TensorFlow loads but that registers none of the fused op's ops."""
+  source = folder / "empty.cc"
+  source.write_text('extern "C" int gp2bm_nothing() { return 0; }\n')
+  path = folder / "empty.so"
+  subprocess.run(["c++", "-shared", "-fPIC", str(source), "-o", str(path)], check=True)
+  return path
+
+
+@pytest.mark.slow
+def test_a_cached_library_that_cannot_serve_falls_back_or_is_refused(tmp_path, demo_imagenet, monkeypatch):
+  # Every way a cached library can fail ends in OpUnavailable naming it (which auto falls back from), never in
+  # an AttributeError or a raw TensorFlow error.
+  empty = _library_without_the_op(tmp_path)
+  with pytest.raises(jpeg_op.OpUnavailable, match="lacks the op"):
+    jpeg_op._load_checked(str(empty))
+  garbage = tmp_path / "garbage.so"
+  garbage.write_bytes(b"not a shared library")
+  with pytest.raises(jpeg_op.OpUnavailable, match="does not load"):
+    jpeg_op._load_checked(str(garbage))
+  # The trainer, with that empty library in the op cache where its build would be.
+  cache = tmp_path / "cache"
+  monkeypatch.setenv("GP2BM_OP_CACHE", str(cache))
+  cached = jpeg_op.library_path()
+  os.makedirs(os.path.dirname(cached))
+  shutil.copyfile(empty, cached)
+  env = {"GP2BM_OP_CACHE": str(cache)}
+  common = ("--task=resnet", "--flagfile=flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}", "--dry_run")
+  r = run_train(*common, f"--output_dir={tmp_path / 'auto'}", env=env)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "train images: TensorFlow's ops: the fused op is unavailable" in r.stdout and "lacks the op" in r.stdout
+  r = run_train(*common, "--image_op=fused", f"--output_dir={tmp_path / 'fused'}", env=env)
+  assert r.returncode == 2 and "--image_op=fused: " in r.stderr and cached in r.stderr, r.stderr[-2000:]

@@ -7,8 +7,27 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
+
+from tf_gp2bm.errors import InputError
 
 TMP_SUFFIX = ".tmp"
+
+
+def repo_root():
+  """The folder that holds the tf_gp2bm package: the repository in a checkout (flags/, data_prep/,
+  run_benchmark.sh), site-packages in an install. Child processes start here, so `python -m tf_gp2bm...` and
+  `python -m data_prep...` import this copy whatever the caller's working directory."""
+  return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def flags_dir():
+  """The shipped flagfiles, <task>/<system>.flags: the repository's flags/ in a checkout, the copy installed as
+  package data (tf_gp2bm/flags) in an install."""
+  checkout = os.path.join(repo_root(), "flags")
+  if os.path.isdir(checkout):
+    return checkout
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
 
 
 def hash_file(path, algorithm, chunk=1 << 20):
@@ -55,3 +74,98 @@ def read_json(path, what="manifest"):
     raise FileNotFoundError(f"{path}: {what} not found") from None
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}: {what} is not valid JSON ({e})") from None
+
+
+# -- Inputs a tool reads and the folder it writes: readable, and never the same place ----------------------------
+# Compared by (device, inode), not by path: a symlink, a bind mount or `..` in a path all name the same folder.
+
+
+def _identity(path):
+  st = os.stat(path)
+  return st.st_dev, st.st_ino
+
+
+def _folders_up(path):
+  """(device, inode) of `path`'s folder and of each folder above it, up to the root (only those that exist)."""
+  ids, path = [], os.path.abspath(path)
+  while True:
+    if os.path.isdir(path):
+      ids.append(_identity(path))
+    parent = os.path.dirname(path)
+    if parent == path:
+      return ids
+    path = parent
+
+
+def _file_ids(folder):
+  """{(device, inode): path} of the files directly in `folder` (entries that cannot be read are left to
+  check_readable)."""
+  ids = {}
+  for entry in os.scandir(folder):
+    try:
+      if entry.is_file():
+        ids[_identity(entry.path)] = entry.path
+    except OSError:
+      continue
+  return ids
+
+
+def check_readable(path, flag):
+  """Raises InputError naming `path` unless it is a regular file or folder this process can read: a symlink loop, a
+  dangling link, a file without read permission or a device is bad input, not something to skip."""
+  try:
+    st = os.stat(path)
+  except OSError as e:
+    if os.path.islink(path):
+      raise InputError(f"{flag}: {path} is a symlink that leads nowhere readable ({e.strerror})") from None
+    raise InputError(f"{flag}: cannot read {path} ({e.strerror})") from None
+  if stat.S_ISDIR(st.st_mode):
+    if not os.access(path, os.R_OK | os.X_OK):
+      raise InputError(f"{flag}: cannot read the folder {path} (permission denied)")
+  elif not stat.S_ISREG(st.st_mode):
+    raise InputError(f"{flag}: {path} is not a regular file")
+  elif not os.access(path, os.R_OK):
+    raise InputError(f"{flag}: cannot read {path} (permission denied)")
+
+
+def check_out_apart(out, inputs, out_flag="--out"):
+  """Raises InputError unless the folder `out` is apart from every input: not the same folder, neither inside the
+  other, and no file in it the same file (a hard link) as an input file. inputs: (flag, path) pairs, files or
+  folders; paths that do not exist are left to the tool's own checks."""
+  out_up = _folders_up(out)  # out itself (when it exists) and every folder above it
+  out_id = _identity(out) if os.path.isdir(out) else None
+  in_out = _file_ids(out) if out_id is not None else {}
+  for flag, path in inputs:
+    if not path or not os.path.exists(path):
+      continue
+    where = f"{out_flag}={out} and {flag}={path}"
+    if os.path.isdir(path):
+      folder = _identity(path)
+      if out_id == folder:
+        raise InputError(f"{where} are the same folder: write to a new folder")
+      if folder in out_up:
+        raise InputError(f"{where}: {out_flag} is inside the input folder; write to a folder outside it")
+      if out_id is not None and out_id in _folders_up(path):
+        raise InputError(f"{where}: the input is inside {out_flag}; write to a folder that holds no input")
+      for identity, input_file in _file_ids(path).items():
+        if identity in in_out:
+          raise InputError(f"{where}: {in_out[identity]} is the input file {input_file} (a hard link); writing "
+                           "it would overwrite the input")
+    else:
+      if out_id is not None and out_id in _folders_up(os.path.dirname(os.path.abspath(path))):
+        raise InputError(f"{where}: the input is inside {out_flag}; write to a folder that holds no input")
+      if _identity(path) in in_out:
+        raise InputError(f"{where}: {in_out[_identity(path)]} is the input file {path} (a hard link); writing it "
+                         "would overwrite the input")
+
+
+def readable_files(paths, flag):
+  """The files among `paths` (matches of an input pattern), folders left out; any other match that cannot be read
+  (a symlink loop, a dangling link, no read permission) is an InputError naming it, never silently dropped."""
+  found = []
+  for path in paths:
+    if os.path.isdir(path):
+      continue
+    check_readable(path, flag)
+    found.append(path)
+  return found

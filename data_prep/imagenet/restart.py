@@ -5,20 +5,24 @@ image op can decode only each crop window's blocks (docs/performance.md). For re
     python -m data_prep.imagenet restart --input=/data/imagenet_ref --out=/data/imagenet
 
 Every train record keeps its features; only image/encoded is rewritten, losslessly (the same pixels, compared per
-image; progressive and CMYK JPEGs are kept as they are). Validation shards are copied. A finished shard's summary
-goes to .restart_parts/ in --out, so a rerun skips it. The manifest is the input's with the new shard sizes and
-sha256 and the rewrite counts.
+image; progressive and CMYK JPEGs are kept as they are). Validation shards are copied. Every JPEG must decode: one
+that does not is refused, naming the shard, the record and the image. A finished shard's summary goes to
+.restart_parts/ in --out, so a rerun skips it; the input's identity (its manifest's sha256) is recorded there too,
+so a rerun resumes only from the same input. One `restart` at a time writes a folder (a lock). The manifest is the
+input's with the new shard sizes and sha256 and the rewrite counts.
 """
 import multiprocessing
 import os
 import shutil
 
 from tf_gp2bm import files
+from tf_gp2bm.driver.lock import LockHeld, ResultsLock
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_records
 from tf_gp2bm.progress import Progress
 
 PARTS_DIR = ".restart_parts"
+SOURCE = "source.json"  # in PARTS_DIR: which input the shards there were made from
 
 
 class RestartError(Exception):
@@ -29,6 +33,32 @@ def _part(out, name):
   return os.path.join(out, PARTS_DIR, name + ".json")
 
 
+def _image_name(example):
+  names = example.features.feature["image/filename"].bytes_list.value
+  return names[0].decode(errors="replace") if names else "(no image/filename)"
+
+
+def _records(tf, source):
+  """(index, tf.train.Example) of each record of `source`; a record that cannot be read is a RestartError."""
+  index = 0
+  try:
+    for raw in tf.data.TFRecordDataset(source).as_numpy_iterator():
+      yield index, tf.train.Example.FromString(raw)
+      index += 1
+  except tf.errors.OpError as e:
+    raise RestartError(f"{source}: unreadable after {index} records ({e.message.splitlines()[0]})") from None
+
+
+def _check_decodes(tf, jpeg, source, index, example):
+  """A JPEG the rewrite could not handle is kept as it is only if it decodes (progressive, CMYK): a truncated or
+  corrupt one would stop a training run later, so it is refused here, named."""
+  try:
+    tf.io.decode_jpeg(jpeg, channels=3)
+  except tf.errors.OpError as e:
+    raise RestartError(f"{source} record {index} (image {_image_name(example)}): the JPEG does not decode "
+                       f"({e.message.splitlines()[0]}); convert that image again from its original") from None
+
+
 def rewrite_shard(source, out):
   """Rewrites one train shard into `out`; returns its summary (also written to .restart_parts/)."""
   import tensorflow as tf  # in the workers only: --help needs no TensorFlow
@@ -37,10 +67,11 @@ def rewrite_shard(source, out):
   counts = {"rewritten": 0, "kept": 0}
   with files.atomic_output(os.path.join(out, name)) as tmp:
     with tf.io.TFRecordWriter(tmp) as writer:
-      for raw in tf.data.TFRecordDataset(source).as_numpy_iterator():
-        example = tf.train.Example.FromString(raw)
+      for index, example in _records(tf, source):
         encoded = example.features.feature["image/encoded"].bytes_list
         jpeg, rewritten = jpeg_op.restart_every_mcu(encoded.value[0])
+        if not rewritten:
+          _check_decodes(tf, jpeg, source, index, example)
         encoded.value[0] = jpeg
         counts["rewritten" if rewritten else "kept"] += 1
         writer.write(example.SerializeToString(deterministic=True))
@@ -51,6 +82,10 @@ def rewrite_shard(source, out):
 
 
 def copy_shard(source, out):
+  """Copies one validation shard byte for byte, after checking that each of its JPEGs decodes."""
+  import tensorflow as tf
+  for index, example in _records(tf, source):
+    _check_decodes(tf, example.features.feature["image/encoded"].bytes_list.value[0], source, index, example)
   name = os.path.basename(source)
   with files.atomic_output(os.path.join(out, name)) as tmp:
     shutil.copyfile(source, tmp)
@@ -62,12 +97,16 @@ def copy_shard(source, out):
 def _check_folders(source, out):
   if not out:
     raise RestartError("--out is required: a new folder for the rewritten records")
-  if os.path.abspath(source) == os.path.abspath(out):
-    raise RestartError(f"--out={out} is --input: write the rewritten records to a new folder")
+  if os.path.lexists(source):  # a missing one is named by the manifest check below
+    files.check_readable(source, "--input")
+  files.check_out_apart(out, [("--input", source)])
   try:
     manifest = imagenet_records.read_manifest(source)
   except InputError as e:
     raise RestartError(f"--input={source}: {e}") from None
+  for shards in manifest.splits.values():
+    for shard in shards:
+      files.check_readable(shard.path, "--input")
   if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, PARTS_DIR)):
     raise RestartError(f"--out={out} is not empty and holds no {PARTS_DIR} (not a folder `restart` started); use "
                        "an empty folder")
@@ -75,12 +114,49 @@ def _check_folders(source, out):
     os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
   except OSError as e:
     raise RestartError(f"--out={out}: cannot write there ({e.strerror})") from None
+  return manifest
+
+
+def _lock(out):
+  """The output folder's lock, held until the process ends: two restarts into one folder would mix shards."""
+  try:
+    return ResultsLock(out, command="python -m data_prep.imagenet restart", who="`restart`",
+                       what="the output folder", hint="or use another --out").acquire()
+  except LockHeld as e:
+    raise RestartError(f"--out={out}: {e}") from None
+
+
+def _check_source(source, out):
+  """Records which input the folder's shards come from, or refuses a resume from another input."""
+  identity = {"input": os.path.realpath(source),
+              "manifest_sha256": files.sha256_file(os.path.join(source, imagenet_records.MANIFEST))}
+  path = os.path.join(out, PARTS_DIR, SOURCE)
+  if os.path.exists(path):
+    recorded = files.read_json(path, "restart source record")
+    if recorded.get("manifest_sha256") != identity["manifest_sha256"]:
+      raise RestartError(f"--out={out} holds a partial restart of another input ({recorded.get('input')}, manifest "
+                         f"sha256 {recorded.get('manifest_sha256')}), not of --input={source} (manifest sha256 "
+                         f"{identity['manifest_sha256']}); rerun with that --input, or use another --out")
+  elif any(n.endswith(".json") for n in os.listdir(os.path.join(out, PARTS_DIR))):
+    raise RestartError(f"--out={out} holds shards of a restart that did not record its input; use an empty --out")
+  else:
+    files.write_json_atomic(path, identity)
+
+
+def _remove_temps(out):
+  """A temporary file in a locked folder belongs to a killed run: none is a live writer's."""
+  for folder in (out, os.path.join(out, PARTS_DIR)):
+    for name in os.listdir(folder):
+      if files.TMP_SUFFIX + "." in name:
+        os.remove(os.path.join(folder, name))
+
+
+def _load_rewriter():
   from tf_gp2bm.tasks.resnet import jpeg_op  # loads TensorFlow: only now, after the cheap checks
   try:
     jpeg_op.load()
   except jpeg_op.OpUnavailable as e:
     raise RestartError(f"the rewrite needs the fused image op, which is unavailable: {e}") from None
-  return manifest
 
 
 def _finished(out, shard):
@@ -96,6 +172,18 @@ def _finished(out, shard):
 def restart(source, out, workers=1, progress_stream=None):
   """Writes the rewritten record set to `out`; returns its manifest."""
   manifest = _check_folders(source, out)
+  lock = _lock(out)
+  try:
+    _check_source(source, out)
+    _remove_temps(out)
+    _load_rewriter()
+    return _restart(manifest, source, out, workers, progress_stream)
+  finally:
+    _remove_temps(out)  # a worker ended by an error elsewhere leaves its temporary file
+    lock.release()
+
+
+def _restart(manifest, source, out, workers, progress_stream):
   jobs, summaries = [], {}
   for split, shards in manifest.splits.items():
     for shard in shards:

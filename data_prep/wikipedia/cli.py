@@ -222,8 +222,9 @@ def build_parser():
   p.set_defaults(func=cmd_verify)
 
   p = sub.add_parser("bench", help="time tfrecords against the reference-style implementation")
-  p.add_argument("--input", default=None, help="WikiExtractor files (default: ../shared/data/wiki_sample/*)")
-  p.add_argument("--vocab", default=None, help="default: ../shared/data/bert_uncased_vocab.txt")
+  p.add_argument("--input", default=None, help="WikiExtractor files (default: the "
+                 "repository's sample, tests/data/wikipedia_sample/*)")
+  p.add_argument("--vocab", default=None, help="default: tests/data/bert_uncased_vocab.txt")
   p.add_argument("--dupe_factor", type=int, default=published.OFFICIAL_SETTINGS["dupe_factor"])
   p.add_argument("--workers", type=int, default=None)
   p.add_argument("--work_dir", default=None, help="scratch folder (default: a temporary one)")

@@ -32,7 +32,7 @@ from data_prep.bert_records import read_records, write_records
 from data_prep.wikipedia.manifest import (StageError, is_done, mark_done, read_marker, remove_stale_temps,
                                           write_manifest)
 from data_prep.wikipedia.tfrecords import check_writable, output_name
-from tf_gp2bm.files import write_json_atomic
+from tf_gp2bm.files import check_out_apart, readable_files, write_json_atomic
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.progress import Progress
 from tf_gp2bm.tasks.bert import packing
@@ -48,7 +48,7 @@ def list_inputs(spec):
              if not n.startswith(".") and not n.endswith(_SKIP) and ".tmp." not in n]
   else:
     paths = sorted(glob.glob(spec))
-  paths = [p for p in paths if os.path.isfile(p)]
+  paths = readable_files(paths, "--input")
   if not paths:
     raise StageError(f"--input={spec}: no record files there")
   return paths
@@ -224,8 +224,7 @@ def run_pack(inputs, out_dir, seed, max_sequences=packing.MAX_SEQUENCES, workers
   clashes = sorted({n for n in names if names.count(n) > 1})
   if clashes:
     raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
-  if any(os.path.abspath(os.path.dirname(p)) == os.path.abspath(out_dir) for p in inputs):
-    raise StageError(f"--out={out_dir}: must not be the folder of the inputs (packed files keep their names)")
+  check_out_apart(out_dir, [("--input", p) for p in inputs])  # packed files keep their names
   try:
     seq, preds = _record_shape(inputs[0])
   except ValueError as e:
@@ -280,6 +279,8 @@ def add_parser(sub):
 def cmd_pack(args):
   if not 1 <= args.max_sequences <= 3:
     raise StageError(f"--max_sequences={args.max_sequences}: expected 1, 2 or 3")
+  if os.path.isdir(args.input):
+    check_out_apart(args.out, [("--input", args.input)])  # nor inside the input folder
   manifest = run_pack(list_inputs(args.input), args.out, args.seed, args.max_sequences, args.workers)
   total = manifest["total"]
   figures = dict(total, rows_over_bound=total["rows"] / total["bound_rows"] - 1)

@@ -18,7 +18,7 @@ from data_prep.wikipedia.instances import create_pretraining_examples
 from data_prep.wikipedia.manifest import (StageError, code_version, is_done, mark_done, remove_stale_temps,
                                           write_manifest)
 from data_prep.wikipedia.wordpiece import load_vocab
-from tf_gp2bm.files import md5_file
+from tf_gp2bm.files import check_out_apart, check_readable, md5_file, readable_files
 from tf_gp2bm.progress import Progress
 
 EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_10k"
@@ -33,7 +33,7 @@ def expand_inputs(spec):
     pattern = os.path.expanduser(pattern)
     if os.path.isdir(pattern):
       pattern = os.path.join(glob.escape(pattern), "part-*")
-    matched = [p for p in sorted(glob.glob(pattern)) if os.path.isfile(p) and ".tmp." not in p]
+    matched = readable_files([p for p in sorted(glob.glob(pattern)) if ".tmp." not in p], "--input")
     if not matched:
       raise StageError(f"input {pattern!r} matches no file")
     paths.extend(matched)
@@ -102,8 +102,9 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   """Generates one TFRecord file per input text file into out_dir; resumes from done markers. With `split`
   ("train"), also reads the outputs back into manifest.json (see data_prep.bert_manifest)."""
   for path in inputs:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
       raise StageError(f"input {path} does not exist")
+    check_readable(path, "--input")
     if os.path.getsize(path) == 0:
       raise StageError(f"input {path} is empty (0 bytes): an empty part would become a record file of no "
                        "examples; remove it from the inputs or regenerate it")
@@ -111,6 +112,7 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   clashes = sorted({n for n in names if names.count(n) > 1})
   if clashes:
     raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
+  check_out_apart(out_dir, [("--input", p) for p in inputs] + [("--vocab", vocab_file)])
   vocab_size = check_vocab(vocab_file, settings)
   check_writable(out_dir)
   remove_stale_temps(out_dir)
