@@ -73,7 +73,7 @@ def main(argv=None):
       gbs = flagfile_global_batch_size(flagfile) if os.path.exists(flagfile) else None
       if gbs is None:
         p.error(f"--{s.name}_gbs: not given and {flagfile} sets no --global_batch_size")
-    flagfile = os.path.join(FLAGS_DIR, s.name, f"{a.system}.flags")
+    flagfile = os.path.join(flags_dir(), s.name, f"{a.system}.flags")
     factor = 1.0
     if s.packing_factor and os.path.exists(flagfile) and flagfile_trains_packed(flagfile):
       factor, source = getattr(a, f"{s.name}_packing_factor"), f"--{s.name}_packing_factor"
