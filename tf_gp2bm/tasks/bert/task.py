@@ -3,14 +3,12 @@
 Built from a validated `Config` (tasks/bert/config.py, which also holds the rules' constants).
 """
 import math
-import os
 
 import tensorflow as tf
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.files import read_json
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
 from tf_gp2bm.runtime.single_device import SingleDevice
@@ -23,15 +21,8 @@ from tf_gp2bm.tasks.bert.spec import (EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPE
 
 
 def packing_factor(packed_dir):
-  """Sequences per row of packed records, from the pack stage's manifest."""
-  path = os.path.join(packed_dir, packing.MANIFEST)
-  if not os.path.isfile(path):
-    raise InputError(f"--packed_data_dir={packed_dir}: no {packing.MANIFEST}; expected the output of "
-                     "`python -m data_prep.wikipedia pack`")
-  total = read_json(path).get("total", {})
-  if not total.get("rows") or not total.get("sequences"):
-    raise InputError(f"{path}: no total.sequences / total.rows")
-  return total["sequences"] / total["rows"]
+  """Sequences per row of packed records, from the pack stage's manifest (its files checked as at init)."""
+  return bert_pretraining.read_pack_manifest(packed_dir).packing_factor
 
 
 class BertTask(Task):
