@@ -296,42 +296,72 @@ def test_a_packed_set_whose_files_do_not_match_its_manifest_is_refused(packed_se
     bert_pretraining.read_pack_manifest(str(copy))
 
 
+@pytest.fixture(scope="module")
+def packed_demo(demo_bert, tmp_path_factory):
+  """The demo records packed, and the smoke flags that train them at 32 rows per step at the set's own factor."""
+  import json
+  import types
+  from data_prep.wikipedia.cli import main as wikipedia
+  root = tmp_path_factory.mktemp("packed_demo")
+  assert wikipedia(["pack", f"--input={demo_bert.train}", f"--out={root / 'packed'}", "--workers=1"]) == 0
+  factor = json.loads((root / "packed" / packing.MANIFEST).read_text())["total"]["packing_factor"]
+  gbs = round(32 * factor)
+  flags = [f"--flagfile={ROOT}/flags/bert/smoke.flags", "--task=bert", "--seed=4321", "--packed",
+           f"--global_batch_size={gbs}", f"--packing_factor={gbs / 32}"]
+  flags += [f for f in demo_bert.flags if not f.startswith("--data_dir=")]
+  return types.SimpleNamespace(root=root, packed=root / "packed", flags=flags, gbs=gbs)
+
+
+def _packed_run(packed_demo, out, ranks=None):
+  """A packed smoke run: (its MLLOG events, the eval points' counted sequences); the log passes the checker."""
+  import json
+  from conftest import check_compliance, run_train
+  r = run_train(*packed_demo.flags, f"--data_dir={packed_demo.packed}", f"--output_dir={out}", ranks=ranks)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  ok, report = check_compliance(out / "mlperf.log", out.parent)
+  assert ok, report
+  events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line]
+  return events, [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def packed_smoke(packed_demo):
+  return _packed_run(packed_demo, packed_demo.root / "run")
+
+
 @pytest.mark.slow
-def test_packed_smoke_run_counts_sequences_and_converges_with_a_compliant_log(demo_bert, tmp_path):
+def test_packed_smoke_run_counts_sequences_and_converges_with_a_compliant_log(packed_demo, packed_smoke, tmp_path):
   """--packed on the packed demo records: a step is 32 rows; the evals land at the first step whose counted
   sequences reach each multiple of the interval, train_samples is the count, and the log passes the checker. A
   packed file cut short is refused at init (exit 2, naming it)."""
-  import json
   import shutil
-  from conftest import check_compliance, run_train
-  from data_prep.wikipedia.cli import main as wikipedia
-  packed = tmp_path / "packed"
-  assert wikipedia(["pack", f"--input={demo_bert.train}", f"--out={packed}", "--workers=1"]) == 0
-  factor = json.loads((packed / packing.MANIFEST).read_text())["total"]["packing_factor"]
-  gbs = round(32 * factor)  # 32 rows per step at the set's own factor
-  flags = [f for f in demo_bert.flags if not f.startswith("--data_dir=")] + [
-      "--packed", f"--global_batch_size={gbs}", f"--packing_factor={gbs / 32}"]
+  from conftest import run_train
   cut = tmp_path / "cut"
-  shutil.copytree(packed, cut)
+  shutil.copytree(packed_demo.packed, cut)
   victim = sorted(cut.glob("part-*"))[0]
   victim.write_bytes(victim.read_bytes()[:-50])
-  r = run_train("--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags", *flags, f"--data_dir={cut}",
-                f"--output_dir={tmp_path / 'cut_run'}")
+  r = run_train(*packed_demo.flags, f"--data_dir={cut}", f"--output_dir={tmp_path / 'cut_run'}")
   assert r.returncode == 2 and str(victim) in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
 
-  out = tmp_path / "run"
-  r = run_train("--task=bert", f"--flagfile={ROOT}/flags/bert/smoke.flags", *flags, f"--data_dir={packed}",
-                f"--output_dir={out}", "--seed=4321")
-  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-  ok, report = check_compliance(out / "mlperf.log", tmp_path)
-  assert ok, report
-  events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line]
-  evals = [e for e in events if e["key"] == "eval_accuracy"]
-  counted = [e["metadata"]["epoch_num"] for e in evals]
-  assert [e["value"] for e in events if e["key"] == "global_batch_size"] == [gbs]
+  events, counted = packed_smoke
+  assert [e["value"] for e in events if e["key"] == "global_batch_size"] == [packed_demo.gbs]
   for k, samples in enumerate(counted, 1):  # past the point by less than one step of 3 sequences per row
     assert 1600 * k <= samples < 1600 * k + 32 * 3
-  assert [e["value"] for e in events if e["key"] == "train_samples"] == [counted[-1]] and evals[-1]["value"] >= 0.720
+  accuracy = [e["value"] for e in events if e["key"] == "eval_accuracy"]
+  assert [e["value"] for e in events if e["key"] == "train_samples"] == [counted[-1]] and accuracy[-1] >= 0.720
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_two_horovod_ranks_count_the_sequences_one_rank_counts(packed_demo, packed_smoke, tmp_path):
+  """2 Horovod ranks of 16 rows train the same stream rows per step as 1 rank of 32 (one stream): the counts
+  summed over the ranks put every eval at the same sequence count, and the ranks stay in step to the end."""
+  from conftest import require_horovod
+  require_horovod()
+  _, one = packed_smoke
+  _, two = _packed_run(packed_demo, tmp_path / "run", ranks=2)
+  shared = min(len(one), len(two))
+  assert shared >= 1 and two[:shared] == one[:shared]
 
 
 def test_pack_stage_writes_nothing_when_a_sequence_would_be_lost(tmp_path, monkeypatch, capsys):
