@@ -69,8 +69,10 @@ class Config(TaskConfig):
     return round(self.global_batch_size / self.packing_factor)
 
   def check_replicas(self, num_replicas):
-    super().check_replicas(num_replicas)
-    if self.packed and self.packed_rows % (num_replicas * self.accumulation_steps):
+    """Packed, the rows split evenly (the sequences they hold are an average, not split)."""
+    if not self.packed:
+      return super().check_replicas(num_replicas)
+    if self.packed_rows % (num_replicas * self.accumulation_steps):
       raise InputError(f"--global_batch_size={self.global_batch_size} / --packing_factor={self.packing_factor:g} = "
                        f"{self.packed_rows} packed rows per update, not divisible by replicas ({num_replicas}) x "
                        f"--accumulation_steps ({self.accumulation_steps})")
