@@ -296,7 +296,7 @@ def describe(entry):
 
 
 # --- ranking -----------------------------------------------------------------------------------------------------
-RANK_COLUMNS = ["rank", "system", "verdict", "score"] + [s.score_symbol + " (min)" for s in task_spec.specs()] + [
+RANK_COLUMNS = ["rank", "system", "verdict", "score"] + [t.symbol + " (min)" for t in task_spec.GP2BM_SCORE] + [
     "accelerators", "ruleset", "reports", "why"]
 
 
@@ -310,7 +310,7 @@ def ranking_rows(results):
     sysd = s["system"]
     accel = " x ".join(str(sysd[k]) for k in ("accelerators_per_node", "accelerator_model_name") if sysd.get(k))
     rows.append(dict(zip(RANK_COLUMNS, [rank if valid else "-", s["name"], s["verdict"]["kind"], s["score"]["value"]]
-                         + [s["score"]["latency_min"].get(t.name) for t in task_spec.specs()]
+                         + [s["score"]["latency_min"].get(t.task) for t in task_spec.GP2BM_SCORE]
                          + [accel, s["ruleset"], s["report_folder"], "; ".join(s["verdict"]["reasons"])[:300]])))
   return rows
 
