@@ -32,8 +32,8 @@ def test_eval_cadence(gbs, samples):
 
 
 def _closed(**kw):
-  """The closed 8xgpu configuration as its flagfile gives it, with `kw` replaced (not validated again)."""
-  config = dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/8xgpu.flags"])
+  """The closed unpacked 8xgpu configuration as its flagfile gives it, with `kw` replaced (not validated again)."""
+  config = dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/8xgpu_unpacked.flags"])
   return dataclasses.replace(config, **kw)
 
 

@@ -23,7 +23,7 @@ from typing import Dict, Optional
 from mlperf_logging.rcp_checker import rcp_checker
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
-from tf_gp2bm.files import read_json, repo_root
+from tf_gp2bm.files import read_json
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import checks, package, ranking, reports, scoring, summary
@@ -323,14 +323,14 @@ def build_parser():
   p.add_argument("paths", nargs="*", metavar="PATH[@RULESET]", help="submission tree(s) or system results folder(s)")
   p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RESNET_FOLDER", "BERT_FOLDER"),
                  help="two benchmark folders submitted under two system names, scored as one system (repeatable)")
-  p.add_argument("--out", default=None, help="report folder; default results/score-<UTC time> in the repository")
+  p.add_argument("--out", default=None, help="report folder; default <results root>/score-<UTC time>")
   p.add_argument("--ruleset", default=task_spec.RULESET, help="ruleset for inputs without @RULESET")
   p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compliance checkers run at once")
   return p
 
 
-def main(argv):
-  """The `score` command (run_benchmark.sh score ...): exit status as build_parser says."""
+def main(argv, results_root):
+  """The `score` command; results_root holds the default report folder (the driver's results folder)."""
   a = build_parser().parse_args(argv)
   if not a.paths and not a.pair:
     print("error: give at least one PATH or --pair (see run_benchmark.sh score --help)", file=sys.stderr)
@@ -342,7 +342,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-  out = os.path.abspath(a.out or os.path.join(repo_root(), "results", f"score-{stamp}"))
+  out = os.path.abspath(a.out or os.path.join(results_root, f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
   logging.getLogger().setLevel(logging.ERROR)  # the RCP checker logs every step; its verdict is in the reports
   results, used = [], set()

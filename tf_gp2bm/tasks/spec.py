@@ -39,6 +39,8 @@ class TaskSpec:
   stop_point: Callable[[int, float], StopPoint]              # (global batch, progress needed) -> where it stops
   check_data: Callable[[Mapping[str, Optional[str]]], list]  # data flag values -> [(check, status, detail)]
   samples_per_epoch: Optional[int] = None                    # the training set size, where progress is in epochs
+  # Tasks that can train packed rows: data folder (or None) -> (samples per row, where that figure comes from)
+  packing_factor: Optional[Callable[[Optional[str]], Tuple[float, str]]] = None
 
   def data_flag_option(self, flag):
     """The driver's option for one of the trainer's data flags: --resnet_data_dir, --bert_eval_dir, ..."""
