@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, ROOT, run_train
+from conftest import PYTHON, ROOT, mounted_tmpfs, run_train
 
 SMOKE = ["--task=resnet", "--flagfile=flags/resnet/smoke.flags"]
 
@@ -162,3 +162,48 @@ def test_a_kernel_that_raises_is_bad_input_naming_the_module(demo_imagenet, tmp_
   assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
   summary = json.loads((out / "run.json").read_text())
   assert summary["exit_code"] == 2 and message in summary["reason"]
+
+
+# --- everything the run writes is checked before it starts: exit 2 naming the path ------------------------------
+def _path_error(out, *args):
+  r = run_train(*SMOKE, "--data_dir=/nonexistent-data", f"--output_dir={out}", *args, timeout=300)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-3000:]
+  return r.stderr
+
+
+def test_tensorboard_folder_that_is_a_file_exits_2(tmp_path):
+  out = tmp_path / "run"
+  out.mkdir()
+  (out / "tensorboard").write_text("in the way")
+  err = _path_error(out)
+  assert f"--output_dir={out}: {out / 'tensorboard'}: exists and is not a directory" in err, err[-2000:]
+  assert (out / "tensorboard").read_text() == "in the way"
+  assert not (out / "mlperf.log").exists()  # refused before init_start
+  assert json.loads((out / "run.json").read_text())["exit_code"] == 2
+
+
+def _deep_folder(root, length):
+  """A folder path of about `length` bytes made of 200-byte names (each within the usual 255-byte name limit)."""
+  path = str(root)
+  while len(path) < length - 1:
+    path = os.path.join(path, "d" * min(200, length - len(path) - 1))
+  return path
+
+
+@pytest.mark.parametrize("length", [4070, 4200])  # the run's own files past PATH_MAX; the folder itself past it
+def test_output_dir_past_the_path_limit_exits_2(tmp_path, length):
+  out = _deep_folder(tmp_path, length)
+  err = _path_error(out)
+  assert "the path is too long" in err and "this file system allows" in err, err[-2000:]
+
+
+def test_output_dir_name_past_the_name_limit_exits_2(tmp_path):
+  out = tmp_path / ("x" * 300)
+  err = _path_error(out)
+  assert f"--output_dir={out}: the name xxxx" in err and "is too long" in err, err[-2000:]
+
+
+def test_output_dir_on_a_read_only_file_system_exits_2(tmp_path):
+  with mounted_tmpfs(tmp_path / "ro", read_only=True) as ro:
+    err = _path_error(ro / "run")
+    assert f"--output_dir={ro / 'run'}: cannot create it (Read-only file system)" in err, err[-2000:]

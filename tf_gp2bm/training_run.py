@@ -18,11 +18,12 @@ from mlperf_logging.mllog import constants as C
 from tf_gp2bm import dry_run, errors, kernels, mlperf_log, native_log, tasks
 from tf_gp2bm.cli_flags import parse_profile_steps
 from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
+from tf_gp2bm.files import check_output_path
 from tf_gp2bm.kernels import determinism
 from tf_gp2bm.runtime import launcher_rank
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.runtime.precision import Precision
-from tf_gp2bm.summaries import RunSummaries
+from tf_gp2bm.summaries import LOG_SUBDIR as TENSORBOARD_DIR, RunSummaries
 from tf_gp2bm.trainer import Trainer
 
 
@@ -86,6 +87,9 @@ def run(flag_values, seed, log):
   try:
     tasks.config_from_flags(flag_values.task, flag_values)  # flag errors end the run before its log exists
     runtime = _create_runtime(flag_values)
+    if runtime.is_chief and not flag_values.dry_run:  # TensorBoard's folder too, before the run's log exists
+      tensorboard = os.path.join(flag_values.output_dir, TENSORBOARD_DIR)
+      check_output_path(tensorboard, True, f"--output_dir={flag_values.output_dir}: {tensorboard}")
     chief_log = log if runtime.is_chief else (lambda *_: None)
     ml = mlperf_log.MLPerfLogger(os.path.join(flag_values.output_dir, mlperf_log.LOG_NAME),
                                  enabled=runtime.is_chief)
