@@ -14,6 +14,7 @@ import pytest
 from tf_gp2bm.driver import cli, flow, lock, package, runs, system_desc
 from tf_gp2bm.files import write_json_atomic
 
+from conftest import mounted_tmpfs, remount
 from test_driver import QUIET, REPO, add_crafted_run, finish_crafted_set, make_set
 from test_scoring import write_log
 
@@ -226,3 +227,60 @@ def test_driver_stopped_during_a_run_keeps_it_as_an_attempt_and_redoes_it(demo_i
   (row,) = s["tasks"]["resnet"]["runs"]
   assert row["attempts"] == [{"folder": "runs/resnet/run_0.attempt-1", "seed": first_seed,
                               "started": attempt["started"], "note": stopped["stopped"]}]
+
+
+# --- the driver's own files on a full or read-only file system: say what and where, keep what was written -------
+def _fill(disk):
+  """Fills the file system at `disk` to the last byte; returns the filler's path."""
+  filler = os.path.join(disk, "filler")
+  fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+  try:
+    while True:
+      os.write(fd, b"\0" * (1 << 16))
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+  return filler
+
+
+def _snapshot(rs):
+  """Every file of the set's runs, with its bytes: what a failed report must not lose or change."""
+  found = {}
+  for dirpath, _, files in os.walk(os.path.join(rs.path, "runs")):
+    for name in files:
+      with open(os.path.join(dirpath, name), "rb") as f:
+        found[os.path.join(dirpath, name)] = f.read()
+  return found
+
+
+def test_report_on_a_full_disk_names_the_file_and_a_rerun_finishes(tmp_path):
+  with mounted_tmpfs(tmp_path / "disk", size="64m") as disk:
+    rs = finished_demo_set(disk)
+    before = _snapshot(rs)
+    filler = _fill(disk)
+    out = driver("report", f"--set_dir={rs.path}")
+    assert out.returncode == flow.EXIT_STOPPED, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "error: No space left on device: " + rs.path in out.stderr, out.stderr
+    assert "rerun the same command" in out.stderr
+    after = _snapshot(rs)
+    assert all(after.get(p) == data for p, data in before.items())  # nothing already written was lost
+    os.remove(filler)
+    again = driver("report", f"--set_dir={rs.path}")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert json.load(open(os.path.join(rs.path, "summary.json")))["tasks"]["resnet"]["valid"]
+
+
+def test_report_on_a_read_only_file_system_names_it_and_a_rerun_finishes(tmp_path):
+  with mounted_tmpfs(tmp_path / "disk", size="64m") as disk:
+    rs = finished_demo_set(disk)
+    before = _snapshot(rs)
+    remount(disk, read_only=True)
+    out = driver("report", f"--set_dir={rs.path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-3000:]
+    assert f"the results folder {os.path.dirname(rs.path)}: cannot create its lock file" in out.stderr
+    assert "(Read-only file system)" in out.stderr, out.stderr
+    remount(disk, read_only=False)
+    assert _snapshot(rs) == before
+    again = driver("report", f"--set_dir={rs.path}")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]

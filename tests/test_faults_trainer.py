@@ -165,17 +165,18 @@ def test_a_kernel_that_raises_is_bad_input_naming_the_module(demo_imagenet, tmp_
 
 
 # --- everything the run writes is checked before it starts: exit 2 naming the path ------------------------------
-def _path_error(out, *args):
-  r = run_train(*SMOKE, "--data_dir=/nonexistent-data", f"--output_dir={out}", *args, timeout=300)
+def _path_error(out, data_dir="/nonexistent-data"):
+  r = run_train(*SMOKE, f"--data_dir={data_dir}", f"--output_dir={out}", timeout=300)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-3000:]
   return r.stderr
 
 
-def test_tensorboard_folder_that_is_a_file_exits_2(tmp_path):
+@pytest.mark.slow
+def test_tensorboard_folder_that_is_a_file_exits_2(demo_imagenet, tmp_path):
   out = tmp_path / "run"
   out.mkdir()
   (out / "tensorboard").write_text("in the way")
-  err = _path_error(out)
+  err = _path_error(out, demo_imagenet)  # good data: nothing else stops the run before TensorBoard's folder
   assert f"--output_dir={out}: {out / 'tensorboard'}: exists and is not a directory" in err, err[-2000:]
   assert (out / "tensorboard").read_text() == "in the way"
   assert not (out / "mlperf.log").exists()  # refused before init_start

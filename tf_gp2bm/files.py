@@ -38,6 +38,10 @@ def atomic_output(path):
   try:
     yield tmp
     os.replace(tmp, path)
+  except OSError as e:
+    if e.filename is None:  # a write or close that hit a full disk: say which file it was for
+      raise OSError(e.errno, e.strerror, path) from e
+    raise
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)

@@ -34,9 +34,8 @@ def dispatch(config):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_STOPPED
   except OSError as e:  # a read-only or full file system under the results: say where, keep what was written
-    if e.filename is None:
-      raise
-    print(f"error: {e.strerror or e}: {e.filename}. Nothing already written was removed; make room (or make it "
+    where = e.filename or f"a file under {config.set_dir or config.results_root}"
+    print(f"error: {e.strerror or e}: {where}. Nothing already written was removed; make room (or make it "
           "writable), then rerun the same command: finished runs are kept, an interrupted one is redone",
           file=sys.stderr)
     return EXIT_STOPPED

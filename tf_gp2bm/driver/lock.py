@@ -42,8 +42,11 @@ class ResultsLock:
                      f"finish, or stop it (its pid is the first field), {self.hint}") from None
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = f"pid {os.getpid()} ({self.command} {' '.join(sys.argv[1:])}), since {started}\n".encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text, 0)
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, text, 0)
+    except OSError:  # a full disk: the flock holds all the same, only the holder's details go unwritten
+      pass
     self._fd = fd
     return self
 
