@@ -43,15 +43,16 @@ def _write_weights_digest(trainer, output_dir, rank):
     f.write(digest.hexdigest() + "\n")
 
 
-def diagnose_data_error(error, task):
-  """Turns a data error raised inside tf.data into a message naming the file, or None for a real crash."""
-  message = getattr(error, "message", str(error))
-  if isinstance(error, tf.errors.InvalidArgumentError) and "label out of range in" in message:
-    detail = message.split("label out of range in", 1)[1].strip().splitlines()[0]
-    return f"label out of range in {detail} (expected the label convention written in the manifest)"
-  if task is not None and hasattr(task, "diagnose_data_error"):
+def _diagnose(task, error):
+  """The task's line naming the file and record behind a data error, or None for a real crash. A diagnosis that
+  fails itself (it reads the data again) leaves the crash as it was."""
+  if task is None:
+    return None
+  try:
     return task.diagnose_data_error(error)
-  return None
+  except Exception:  # noqa: BLE001 -- the original error is the one to report
+    traceback.print_exc()
+    return None
 
 
 def _route_tensorflow_python_log(path):
@@ -136,7 +137,7 @@ def run(flag_values, seed, log):
   except Terminated as e:
     code, reason = e.exit_code, str(e)
   except Exception as e:  # a crash still closes the run in the log
-    diagnosis = diagnose_data_error(e, task)
+    diagnosis = _diagnose(task, e)
     if diagnosis:
       code, reason = errors.EXIT_BAD_INPUT, diagnosis
     else:

@@ -196,6 +196,11 @@ class Task(abc.ABC):
   def check_inputs(self) -> None:
     """Validates data, checkpoint and flags before anything is built; raises InputError."""
 
+  def diagnose_data_error(self, error) -> Optional[str]:
+    """For an error raised while the run read this task's data (tf.data, mid-run): a line naming the file, and the
+    record where it can be known, that makes the run end as bad input (exit 2); None for a real crash."""
+    return None
+
   @abc.abstractmethod
   def hyperparameters(self) -> Dict[str, Any]:
     """mllog key -> value for every hyperparameter the closed ruleset requires (logged before init_stop)."""
