@@ -130,8 +130,8 @@ def _abs(path):
 
 
 def _terminate(signum, frame):
-  # SIGTERM (kill, a batch scheduler) and SIGHUP unwind like Ctrl-C, so the running trainer's process group is killed and
-  # the unfinished run is left for the next resume instead of an orphan holding the GPUs.
+  # SIGTERM (kill, a batch scheduler) and SIGHUP unwind like Ctrl-C, so the running trainer's process group is
+  # killed and the unfinished run is left for the next resume instead of an orphan holding the GPUs.
   raise SystemExit(128 + signum)
 
 

@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
 MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
 ATTEMPT = ".attempt-"
-REDOS_PER_RUN = 3  # a run whose trainer a signal keeps ending is redone this often per driver session, then the set stops
+REDOS_PER_RUN = 3  # tries per run and driver session while signals keep ending its trainer; then the set stops
 
 
 class RunInterrupted(RuntimeError):
@@ -163,8 +163,9 @@ class RunSet:
     for task in self.config["tasks"]:
       for i, d in enumerate(self.run_dirs(task)):
         rec = self.driver_record(d)
-        if rec and not rec.get("finished") and not rec.get("stopped") and scoring.has_run_stop(os.path.join(d, MLLOG), task,
-                                                                      self.config["ruleset"]):
+        if not rec or rec.get("finished") or rec.get("stopped"):
+          continue  # nothing to record, recorded, or stopped by the driver (an attempt whatever its log says)
+        if scoring.has_run_stop(os.path.join(d, MLLOG), task, self.config["ruleset"]):
           self.recover(task, i, ui)
 
   def run_one(self, task, i, launch_command, drop_caches, ui):

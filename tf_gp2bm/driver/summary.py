@@ -41,7 +41,8 @@ def task_summary(rs, ts):
         "watchdog_killed": rec.get("watchdog_killed"), "log_changed": rec.get("log_changed"),
         "recovered": rec.get("recovered", False), "reason": r.reason,
         "attempts": [{"folder": rs.rel(p), "seed": (a or {}).get("seed"), "started": (a or {}).get("started"),
-                      "note": (a or {}).get("stopped") or "interrupted; kept as it was"} for p, a in rs.attempts(ts.task, i)],
+                      "note": (a or {}).get("stopped") or "interrupted; kept as it was"}
+                     for p, a in rs.attempts(ts.task, i)],
     })
   kept = [runs[i]["time_to_train_min"] for i in window if i not in ts.dropped]
   t = {"title": spec.title, "target": spec.target_accuracy, "accuracy_label": spec.accuracy_label,
