@@ -111,6 +111,7 @@ def test_interrupted_set_ends_with_exactly_the_requested_runs(demo_imagenet, tmp
     for a in row["attempts"]:
       seeds.append(a["seed"])
   assert len(seeds) == len(set(seeds)), f"a seed drawn twice: {seeds}"
+  print(f"schedule {schedule}: hits {happened}; attempts kept: {[a for a in names if runs.ATTEMPT in a]}")
   # Every hit on a running trainer, or on the driver while its trainer ran, left one attempt (a trainer that
   # finished before the kill landed is recorded instead, so there may be fewer).
   assert sum(len(r["attempts"]) for r in rows) <= len(happened), (happened, names)
