@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 
@@ -310,6 +311,8 @@ def test_every_writing_tool_refuses_an_out_that_aliases_its_input(tmp_path, caps
   assert wikipedia_cli.main(["tfrecords", f"--input={text}", f"--vocab={vocab}", f"--out={tmp_path / 'text_link'}",
                              *SEQ]) == EXIT_BAD_INPUT
   assert "the input is inside --out" in capsys.readouterr().err and _snapshot(text) == before
+  assert wikipedia_cli.main(["clean", f"--input={text}", f"--out={tmp_path / 'text_link'}"]) == EXIT_BAD_INPUT
+  assert "are the same folder" in capsys.readouterr().err and _snapshot(text) == before
   # convert: --out the folder holding the tars.
   src = _imagenet_tars(tmp_path / "src")
   assert _convert(src, src) == EXIT_BAD_INPUT
@@ -342,7 +345,7 @@ def test_pack_names_an_input_it_cannot_read(tmp_path):
   assert not (tmp_path / "packed" / "manifest-pack.json").exists()
 
 
-def test_every_tool_names_an_input_it_cannot_read(tmp_path, capsys):
+def test_every_tool_names_an_input_it_cannot_read(tmp_path, capsys, tiny_checkpoint):
   """A symlink loop or a dangling link in a folder or matching a pattern is exit 2 naming it (a file without read
   permission too, where the tests do not run as root, for whom every file is readable)."""
   records = tmp_path / "records"
@@ -379,6 +382,16 @@ def test_every_tool_names_an_input_it_cannot_read(tmp_path, capsys):
   assert imagenet_cli.main(args) == EXIT_BAD_INPUT
   assert f"--val: {bad_image} is a symlink that leads nowhere readable" in capsys.readouterr().err
   os.remove(bad_image)
+  # bert_checkpoint convert: the checkpoint's data file is a symlink loop.
+  folder, prefix = tiny_checkpoint
+  copy = tmp_path / "ckpt"
+  shutil.copytree(folder, copy)
+  data_file = copy / f"{os.path.basename(prefix)}.data-00000-of-00001"
+  os.remove(data_file)
+  _loop(data_file)
+  assert checkpoint_cli.main(["convert", f"--tf1_checkpoint={copy / os.path.basename(prefix)}", "--bert_config=tiny",
+                              f"--out={tmp_path / 'tf2'}"]) == EXIT_BAD_INPUT
+  assert f"--tf1_checkpoint: {data_file} is a symlink that leads nowhere readable" in capsys.readouterr().err
   if os.geteuid() != 0:
     unreadable = train / "n01000001" / "n01000001_0.JPEG"
     unreadable.chmod(0)

@@ -93,21 +93,34 @@ def _temps(folder):
   return [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names if files.TMP_SUFFIX + "." in n]
 
 
+def _wait_mid_shard(process, out):
+  """Until one train shard is finished and the next one's temporary file is open."""
+  deadline = time.monotonic() + 120
+  while not (os.path.isdir(out / restart.PARTS_DIR) and _temps(out)
+             and any(n.endswith("-of-00006.json") for n in os.listdir(out / restart.PARTS_DIR))):
+    assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+    time.sleep(0.002)
+
+
 @pytest.mark.slow
-def test_killed_restart_resumes_only_from_its_own_input_and_leaves_no_temporary_file(tmp_path):
+def test_stopped_restart_resumes_only_from_its_own_input_and_leaves_no_temporary_file(tmp_path):
   inputs = {}
   for seed in (0, 1):  # two record sets of the same layout and counts, other images
     inputs[seed] = tmp_path / f"input{seed}"
     demo_imagenet.generate(str(inputs[seed]), num_classes=3, train_per_class=30, val_per_class=2, train_shards=6,
                            val_shards=1, seed=seed, photo_like=True, restart_markers=False)
   out = tmp_path / "out"
+  # SIGTERM mid-shard: the run ends at once (143), its temporary shard removed.
+  stopped = _restart_cli(f"--input={inputs[0]}", f"--out={tmp_path / 'stopped'}", "--workers=1")
+  _wait_mid_shard(stopped, tmp_path / "stopped")
+  stopped.send_signal(signal.SIGTERM)
+  _, err = stopped.communicate(timeout=60)
+  assert stopped.returncode == 143 and "terminated by SIGTERM" in err, err
+  assert _temps(tmp_path / "stopped") == []
+  # SIGKILL mid-shard leaves the temporary shard to the rerun.
   first = _restart_cli(f"--input={inputs[0]}", f"--out={out}", "--workers=1")
-  deadline = time.monotonic() + 120
-  while not (os.path.isdir(out / restart.PARTS_DIR) and _temps(out)
-             and any(n.endswith("-of-00006.json") for n in os.listdir(out / restart.PARTS_DIR))):
-    assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-    time.sleep(0.002)
-  first.send_signal(signal.SIGKILL)  # mid-shard: one shard finished, the next one's temporary file open
+  _wait_mid_shard(first, out)
+  first.send_signal(signal.SIGKILL)
   first.communicate()
   assert _temps(out)
   other = _restart_cli(f"--input={inputs[1]}", f"--out={out}", "--workers=1")

@@ -12,10 +12,11 @@ match their manifest) exits 2 with a message naming the file or flag at fault.
 """
 import argparse
 import os
+import signal
 import sys
 
 from data_prep.imagenet import bench, convert, labels, plan, restart, sources, verify
-from tf_gp2bm.errors import EXIT_BAD_INPUT
+from tf_gp2bm.errors import EXIT_BAD_INPUT, Terminated
 from tf_gp2bm.formats import imagenet as imagenet_records
 
 
@@ -118,10 +119,16 @@ def _bench(args):
   return 0
 
 
+def _raise_terminated(signum, frame):
+  raise Terminated(signum)
+
+
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   user_errors = (convert.ConvertError, plan.PlanError, sources.SourceError,
                  labels.LabelError, verify.VerifyError, restart.RestartError, FileNotFoundError, ValueError)
+  # SIGTERM unwinds like Ctrl-C, so the writers' cleanup runs and no temporary shard is left behind.
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     return {"convert": _convert, "verify": _verify, "index": _index, "restart": _restart,
             "bench": _bench}[args.command](args)
@@ -131,3 +138,8 @@ def main(argv=None):
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+  except Terminated as e:
+    print(f"{e}; rerun the same command to resume", file=sys.stderr)
+    return e.exit_code
+  finally:
+    signal.signal(signal.SIGTERM, previous)

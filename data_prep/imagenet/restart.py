@@ -97,16 +97,16 @@ def copy_shard(source, out):
 def _check_folders(source, out):
   if not out:
     raise RestartError("--out is required: a new folder for the rewritten records")
+  if os.path.lexists(source):  # a missing one is named by the manifest check below
+    files.check_readable(source, "--input")
+  files.check_out_apart(out, [("--input", source)])
   try:
-    if os.path.lexists(source):  # a missing one is named by the manifest check below
-      files.check_readable(source, "--input")
-    files.check_out_apart(out, [("--input", source)])
     manifest = imagenet_records.read_manifest(source)
-    for shards in manifest.splits.values():
-      for shard in shards:
-        files.check_readable(shard.path, "--input")
   except InputError as e:
-    raise RestartError(f"--input={source}: {e}" if "--input" not in str(e) else str(e)) from None
+    raise RestartError(f"--input={source}: {e}") from None
+  for shards in manifest.splits.values():
+    for shard in shards:
+      files.check_readable(shard.path, "--input")
   if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, PARTS_DIR)):
     raise RestartError(f"--out={out} is not empty and holds no {PARTS_DIR} (not a folder `restart` started); use "
                        "an empty folder")
