@@ -193,14 +193,15 @@ def check_output_path(path, folder, where):
   """Raises InputError starting with `where` (the flag, and the path when the flag does not name it) unless the
   run can write `path`: within the file system's path and name limits, not a file where a folder goes (or the
   reverse), its folder writable. Creates `path` when it is a folder."""
-  length, path_max = len(os.fsencode(os.path.abspath(path))) + _TMP_ROOM, _limit(path, "PC_PATH_MAX", 4096)
-  if length >= path_max:
-    raise InputError(f"{where}: the path is too long ({length - _TMP_ROOM} bytes; this file system allows "
-                     f"{path_max - 1 - _TMP_ROOM} here, with room for temporary names); expected a shorter path")
+  room = 0 if folder else _TMP_ROOM  # a file may be written through a temporary name beside it
+  length, path_max = len(os.fsencode(os.path.abspath(path))), _limit(path, "PC_PATH_MAX", 4096)
+  if length + room >= path_max:
+    raise InputError(f"{where}: the path is too long ({length} bytes; this file system allows "
+                     f"{path_max - 1 - room} here, with room for temporary names); expected a shorter path")
   name, name_max = os.path.basename(os.path.abspath(path)), _limit(path, "PC_NAME_MAX", 255)
-  if len(os.fsencode(name)) + _TMP_ROOM > name_max:
+  if len(os.fsencode(name)) + room > name_max:
     raise InputError(f"{where}: the name {name[:40]}... is too long ({len(os.fsencode(name))} bytes; this file "
-                     f"system allows {name_max - _TMP_ROOM} with room for temporary names)")
+                     f"system allows {name_max - room} here, with room for temporary names)")
   if folder and os.path.lexists(path) and not os.path.isdir(path):
     raise InputError(f"{where}: exists and is not a directory")
   if not folder and os.path.isdir(path):
