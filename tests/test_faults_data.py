@@ -371,7 +371,7 @@ def test_every_tool_names_an_input_it_cannot_read(tmp_path, capsys, tiny_checkpo
   val.mkdir()
   for i in range(1, 3):
     (val / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(10 + i))
-  (tmp_path / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG n01000001\nILSVRC2012_val_00000002.JPEG n01000002\n")
+  (tmp_path / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{i}\n" for i in (1, 2)))
   args = ["convert", f"--train={train}", f"--val={val}", f"--val_labels={tmp_path / 'labels.txt'}",
           f"--out={tmp_path / 'imagenet'}", "--allow_partial", "--train_shards=1", "--val_shards=1", "--workers=1"]
   bad_image = _loop(train / "n01000002" / "n01000002_9.JPEG")
