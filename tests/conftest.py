@@ -82,21 +82,24 @@ def build_trainer(task_name, *flag_args, distribution="none", seed=1, build=True
   import tf_keras
   from absl import flags
   from tf_gp2bm import cli_flags, mlperf_log, tasks
+  from tf_gp2bm.run_config import RunConfig
   from tf_gp2bm.runtime.factory import create_runtime
   from tf_gp2bm.runtime.precision import Precision
   from tf_gp2bm.trainer import Trainer
   fv = flags.FLAGS
   fv.unparse_flags()
-  cli_flags.parse(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags", *flag_args])
+  cli_flags.parse(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags",
+                   f"--seed={seed}", *flag_args])
+  config = RunConfig.from_flags(fv)
   runtime = create_runtime(distribution)
-  precision = Precision(fv.precision)
+  precision = Precision(config.precision)
   tf_keras.utils.set_random_seed(seed)
-  task = tasks.create(task_name, runtime, fv)
-  task.seed = seed
-  if fv.data_dir:
+  task = tasks.create(task_name, runtime, config.task_config, config.seed)
+  if config.task_config.data_dir:
     task.check_inputs()
   ml = mlperf_log.MLPerfLogger(mlperf_log_path and str(mlperf_log_path), enabled=mlperf_log_path is not None)
-  trainer = Trainer(task, runtime, precision, ml, xla=fv.xla, steps_per_loop=fv.steps_per_loop, log=lambda *_: None)
+  trainer = Trainer(task, runtime, precision, ml, xla=config.xla, steps_per_loop=config.steps_per_loop,
+                    log=lambda *_: None)
   if build:
     trainer.build()
   return trainer

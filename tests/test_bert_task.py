@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import PYTHON, ROOT, check_compliance, require_horovod, run_train
-from tf_gp2bm import dry_run
+from tf_gp2bm import dry_run, kernels
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.tasks.bert import model as bert_model, pretraining_input, task as bert_task
@@ -321,3 +321,16 @@ def test_masked_lm_accuracy_counts_only_the_weighted_slots(demo_bert):
   nll = -log_probs[slots, labels]
   loss, _, _ = task._mlm(model, batch, training=False)[1]
   assert float(loss) == pytest.approx((weights * nll).sum() / (weights.sum() + 1e-5), rel=1e-5)
+
+
+def test_masked_lm_loss_denominator_is_the_weight_sum_plus_1e_5():
+  """The reference divides by sum(weights) + 1e-5: a slot of weight 1e-3 shows the 1e-5 at the 1 % level, and a
+  batch of padding only gives a loss of 0, not 0/0."""
+  logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+  labels = tf.constant([1, 2])
+  nll = -tf.nn.log_softmax(logits).numpy()[[0, 1], [1, 2]]
+  loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(logits, labels, tf.constant([1e-3, 0.0]))
+  assert float(loss) == pytest.approx(1e-3 * nll[0] / (1e-3 + 1e-5), rel=1e-5)
+  assert (float(correct), float(count)) == (0.0, pytest.approx(1e-3))
+  loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(logits, labels, tf.zeros([2]))
+  assert (float(loss), float(correct), float(count)) == (0.0, 0.0, 0.0)

@@ -71,7 +71,7 @@ def test_killed_driver_after_trainer_finished_is_recorded_not_redone(tmp_path):
                                                              flow.default_system_name(config, run_launch)))
   package.snapshot_source(rs.path)
   write_json_atomic(os.path.join(rs.path, "system.json"),
-                    system_desc.build(config.org, rs.config["system_name"], config.status, {}, demo=True))
+                    system_desc.build(config.org, rs.config.system_name, config.status, {}, demo=True))
   add_crafted_run(rs, "resnet", 0, 20)
   add_crafted_run(rs, "resnet", 1, 21)
   # Run 2: the trainer finished (run_stop logged, run.json written), the driver died before recording it.

@@ -144,3 +144,21 @@ def test_sigterm_during_init_writes_run_json(demo_imagenet, tmp_path):
   assert "run_start" not in [e["key"] for e in events]  # the clock never started: nothing to stop
   summary = json.loads((out / "run.json").read_text())
   assert summary["status"] == "aborted" and summary["exit_code"] == 143 and summary["samples_trained"] == 0
+
+
+# --- vendor kernel modules whose hot spot raises: bad --kernels input, not a crash ------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin,message", [
+    ("raises_when_called", "--kernels=kernel_plugins.raises_when_called: hot spot batch_norm raised RuntimeError: "
+                           "acme_bn: no kernel for input of rank 4"),
+    ("raises_when_traced", "--kernels=kernel_plugins.raises_when_traced: hot spot lars_apply raised "
+                           "NotImplementedError: acme_lars: graph mode is not supported"),
+])
+def test_a_kernel_that_raises_is_bad_input_naming_the_module(demo_imagenet, tmp_path, plugin, message):
+  out = tmp_path / "run"
+  r = run_train(*SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--seed=3",
+                f"--kernels=kernel_plugins.{plugin}", "--xla=false", timeout=600)
+  assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+  assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+  summary = json.loads((out / "run.json").read_text())
+  assert summary["exit_code"] == 2 and message in summary["reason"]

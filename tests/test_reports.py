@@ -25,7 +25,7 @@ KERNELS = "kernel_plugins.identity"  # tests/kernel_plugins: a real vendor modul
 def finished_set(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("set")
   rs = make_set(tmp_path)
-  rs.config["kernels"] = KERNELS
+  rs.update_config(kernels=KERNELS)
   package.snapshot_kernels(rs.path, KERNELS)
   finish_crafted_set(rs)
   assert flow.finalize(rs, QUIET) == 0

@@ -2,52 +2,19 @@
 two tasks may share a flag name, the closed division refuses what its rules fix, and the config layer loads no
 TensorFlow."""
 import dataclasses
-import subprocess
-import textwrap
 
 import pytest
 
-from conftest import PYTHON, ROOT, run_train
+import third_task
+from conftest import ROOT, run_train
+from third_task import python
 from tf_gp2bm import dry_run, tasks
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.base import flag_text, params
 
-# A third task's configuration, in a package outside the tree, registered through the entry point group.
-_TOY_CONFIG = '''
-import dataclasses
-from typing import Optional
-
-from tf_gp2bm.tasks.base import TaskConfig, param
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(TaskConfig):
-  train_steps: int = param(5, "Toy: optimizer updates (BERT has a flag of this name too).")
-  packed: bool = param(True, "Toy: a bool of the same name as BERT's.")
-  toy_width: Optional[int] = param(None, "Toy: its own flag.")
-'''
-
-
-def _toy_package(root, package="toy_flags_task", name="toy"):
-  (root / package).mkdir()
-  (root / package / "__init__.py").write_text("")
-  (root / package / "config.py").write_text(_TOY_CONFIG)
-  dist = root / f"{package}-0.1.dist-info"
-  dist.mkdir()
-  (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
-  (dist / "entry_points.txt").write_text(f"[tf_gp2bm.tasks]\n{name} = {package}\n")
-  return root
-
-
-def _python(code, *extra_path):
-  env_path = ":".join([str(ROOT), *map(str, extra_path)])
-  return subprocess.run([PYTHON, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                        env={"PYTHONPATH": env_path, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
-
-
 def test_the_config_layer_loads_no_tensorflow():
   # Parsing and validating every closed flagfile (BERT's reads its model size) and --help stay TensorFlow-free.
-  r = _python("""
+  r = python("""
       import glob, sys
       from tf_gp2bm import cli_flags, dry_run, tasks
       from tf_gp2bm.tasks import spec
@@ -80,7 +47,7 @@ def test_an_unknown_flag_or_task_is_exit_2():
   r = run_train("--task=resnet", "--no_such_flag=1", timeout=60)
   assert r.returncode == 2 and "Unknown command line flag 'no_such_flag'" in r.stderr, r.stderr
   r = run_train("--task=resnet50", timeout=60)
-  assert r.returncode == 2 and "--task='resnet50': expected one of bert, resnet" in r.stderr, r.stderr
+  assert r.returncode == 2 and "--task=resnet50: expected one of bert, resnet" in r.stderr, r.stderr
 
 
 def test_help_shows_each_tasks_flags_in_its_own_section():
@@ -121,12 +88,12 @@ def test_every_task_field_has_one_default_and_help():
 
 
 def test_a_third_task_may_name_its_flags_like_another_tasks(tmp_path):
-  root = _toy_package(tmp_path)
-  r = _python("""
+  root = third_task.install(tmp_path)
+  r = python("""
       from absl import flags
       from tf_gp2bm import cli_flags, tasks
       print("NAMES", tasks.names())
-      for argv in (["--task=toy", "--train_steps=3", "--nopacked", "--toy_width=4"],
+      for argv in (["--task=toy", "--train_steps=3", "--nopacked", "--hidden_units=4"],
                    ["--task=bert", "--train_steps=7", "--packed"]):
         fv = cli_flags.new_flag_values(argv[0].split("=")[1])
         cli_flags.parse(["p", *argv], fv)
@@ -137,7 +104,7 @@ def test_a_third_task_may_name_its_flags_like_another_tasks(tmp_path):
       except Exception as e:
         print("REFUSED", e)
       try:
-        cli_flags.parse(["p", "--task=resnet", "--toy_width=3"], cli_flags.new_flag_values("resnet"))
+        cli_flags.parse(["p", "--task=resnet", "--hidden_units=3"], cli_flags.new_flag_values("resnet"))
       except Exception as e:
         print("REFUSED", e)
       print("HELP" if "flags of the toy task (--task=toy):" in cli_flags.help_text("doc") else "NO HELP")
@@ -147,5 +114,5 @@ def test_a_third_task_may_name_its_flags_like_another_tasks(tmp_path):
   assert "NAMES ['resnet', 'bert', 'toy']" in out
   assert "PARSED toy 3 False" in out and "PARSED bert 7 True" in out
   assert "REFUSED --image_op belongs to --task=resnet, not --task=toy" in out
-  assert "REFUSED --toy_width belongs to --task=toy, not --task=resnet" in out
+  assert "REFUSED --hidden_units belongs to --task=toy, not --task=resnet" in out
   assert "HELP" in out.split()

@@ -14,6 +14,22 @@ from tf_gp2bm.errors import InputError
 TMP_SUFFIX = ".tmp"
 
 
+def repo_root():
+  """The folder that holds the tf_gp2bm package: the repository in a checkout (flags/, data_prep/,
+  run_benchmark.sh), site-packages in an install. Child processes start here, so `python -m tf_gp2bm...` and
+  `python -m data_prep...` import this copy whatever the caller's working directory."""
+  return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def flags_dir():
+  """The shipped flagfiles, <task>/<system>.flags: the repository's flags/ in a checkout, the copy installed as
+  package data (tf_gp2bm/flags) in an install."""
+  checkout = os.path.join(repo_root(), "flags")
+  if os.path.isdir(checkout):
+    return checkout
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
+
+
 def hash_file(path, algorithm, chunk=1 << 20):
   h = hashlib.new(algorithm)
   with open(path, "rb") as f:

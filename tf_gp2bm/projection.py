@@ -10,9 +10,9 @@ a run can actually stop (the task's eval schedule). The global batch defaults to
 import argparse
 import os
 
+from tf_gp2bm.files import flags_dir
 from tf_gp2bm.tasks import spec as task_spec
 
-FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 
 
 def project(spec, gpus, rate, gbs, eval_speedup, startup_s, ruleset=task_spec.RULESET):
@@ -51,7 +51,7 @@ def main(argv=None):
   for s in specs:
     gbs = getattr(a, f"{s.name}_gbs")
     if gbs is None:
-      flagfile = os.path.join(FLAGS_DIR, s.name, f"{a.system}.flags")
+      flagfile = os.path.join(flags_dir(), s.name, f"{a.system}.flags")
       gbs = flagfile_global_batch_size(flagfile) if os.path.exists(flagfile) else None
       if gbs is None:
         p.error(f"--{s.name}_gbs: not given and {flagfile} sets no --global_batch_size")
@@ -62,7 +62,8 @@ def main(argv=None):
   for r in rows:
     print(f"  {r['rcp']}")
   score = task_spec.gp2bm_score({r["task"]: r["minutes"] for r in rows})
-  terms = " + ".join(f"{s.score_weight:g}/{r['minutes']:.2f}" for s, r in zip(specs, rows))
+  minutes = {r["task"]: r["minutes"] for r in rows}
+  terms = " + ".join(f"{t.weight:g}/{minutes[t.task]:.2f}" for t in task_spec.GP2BM_SCORE)
   print(f"projected score {task_spec.score_formula()} = {terms} = {score:.3f}  ({a.gpus} GPUs; a projection)")
   return rows, score
 

@@ -24,7 +24,7 @@ class Trainer:
 
   def __init__(self, task, runtime, precision, mllogger, xla=True, steps_per_loop=100, log=print, summaries=None):
     self.task, self.runtime, self.precision, self.ml = task, runtime, precision, mllogger
-    self.xla, self.steps_per_loop, self.log = xla, max(1, steps_per_loop), log
+    self.xla, self.steps_per_loop, self.log = xla, steps_per_loop, log
     self.summaries = summaries or RunSummaries()
     # The all-reduce can sit inside the XLA region only where the back-end is a no-op or XLA-capable.
     self.fused_step = runtime.num_replicas == 1

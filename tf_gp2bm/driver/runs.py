@@ -8,6 +8,7 @@ Layout of a set folder (results/<UTC time>-<mode>/):
 A run is finished when its driver.json says so. On resume, a run whose log already holds run_stop (the driver
 died after the trainer finished) is recorded from its files, never redone; anything else is moved aside.
 """
+import dataclasses
 import datetime
 import glob
 import os
@@ -19,13 +20,13 @@ import threading
 import time
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT
-from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 
 from . import checks, digest, scoring
+from .config import SetRecord
 from .launch import tool_env
 from .system_desc import MLLOG_STATUS
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
 MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
 ATTEMPT = ".attempt-"
@@ -36,21 +37,28 @@ def utc_now():
 
 
 class RunSet:
-  """A set folder; `config` is its set.json."""
+  """A set folder; `config` is its set.json as a typed SetRecord."""
 
   def __init__(self, path):
     self.path = os.path.abspath(path)
-    self.config = read_json(os.path.join(self.path, "set.json"), "set description")
+    set_json = os.path.join(self.path, "set.json")
+    self.config = SetRecord.from_record(read_json(set_json, "set description"), set_json)
 
   @classmethod
   def create(cls, root, record):
+    """A new set folder for record (a SetRecord)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = os.path.join(root, f"{stamp}-{record['mode']}")
+    path = os.path.join(root, f"{stamp}-{record.mode}")
     os.makedirs(os.path.join(path, "flags"))  # fails if it exists: never reuse a folder
-    for task, src in record["flagfiles"].items():
+    for task, src in record.flagfiles.items():
       shutil.copyfile(src, os.path.join(path, "flags", f"{task}.flags"))
-    write_json_atomic(os.path.join(path, "set.json"), dict(record, created=utc_now()))
+    write_json_atomic(os.path.join(path, "set.json"), dataclasses.replace(record, created=utc_now()).to_record())
     return cls(path)
+
+  def update_config(self, **changes):
+    """Rewrites set.json with changes (e.g. forced=True when a resume is forced past failed checks)."""
+    self.config = dataclasses.replace(self.config, **changes)
+    write_json_atomic(os.path.join(self.path, "set.json"), self.config.to_record())
 
   @staticmethod
   def latest(root, mode):
@@ -73,7 +81,7 @@ class RunSet:
     return os.path.join(self.path, "runs", task, f"run_{i}")
 
   def run_dirs(self, task):
-    return [self.run_dir(task, i) for i in range(self.config["runs"][task])]
+    return [self.run_dir(task, i) for i in range(self.config.runs[task])]
 
   def attempts(self, task, i):
     """Earlier attempts of run i, oldest first: [(folder, driver record or None)]."""
@@ -91,7 +99,7 @@ class RunSet:
     return bool(rec and rec.get("finished"))
 
   def is_complete(self):
-    return all(self.is_finished(d) for t in self.config["tasks"] for d in self.run_dirs(t))
+    return all(self.is_finished(d) for t in self.config.tasks for d in self.run_dirs(t))
 
   def used_seeds(self):
     """Every seed handed out in this set, attempts included, so a redo never repeats one."""
@@ -121,12 +129,12 @@ class RunSet:
     c = self.config
     argv = [sys.executable, "-m", "tf_gp2bm.train", f"--task={task}", f"--flagfile={self.flagfile(task)}",
             f"--output_dir={run_dir}", f"--seed={seed}", f"--cache_clear={'true' if cache_clear else 'false'}",
-            f"--submission_org={c['org']}", f"--submission_platform={c['system_name']}",
-            f"--submission_status={MLLOG_STATUS[c['status']]}"]
-    if c.get("kernels"):
-      argv.append(f"--kernels={c['kernels']}")
+            f"--submission_org={c.org}", f"--submission_platform={c.system_name}",
+            f"--submission_status={MLLOG_STATUS[c.status]}"]
+    if c.kernels:
+      argv.append(f"--kernels={c.kernels}")
     # A path not given (only possible with --force past the preflight) is left to the trainer to reject.
-    return argv + [f"--{k}={v}" for k, v in c["data"][task].items() if v]
+    return argv + [f"--{k}={v}" for k, v in c.data[task].items() if v]
 
   def recover(self, task, i, ui):
     """Resume bookkeeping for run i: a log with run_stop is recorded as it is; any other leftover is moved
@@ -140,7 +148,7 @@ class RunSet:
     if rec and _kill_orphan(rec.get("pgid")):
       ui.say(f"[{task} {i + 1}] killed the trainer left running by the previous driver (process group "
              f"{rec['pgid']})")
-    if rec and scoring.has_run_stop(os.path.join(run_dir, MLLOG), task, self.config["ruleset"]):
+    if rec and scoring.has_run_stop(os.path.join(run_dir, MLLOG), task, self.config.ruleset):
       ui.say(f"[{task} {i + 1}] the trainer finished before the previous driver stopped: recorded from its files")
       rec.update(recovered=True, ended=rec.get("ended") or utc_now())
       return self.finish_record(task, run_dir, rec, launcher_exit=None, hang=False)
@@ -150,11 +158,11 @@ class RunSet:
   def record_finished_runs(self, ui):
     """Records every unrecorded run whose log is closed (before any preflight: nothing new needs to start for
     them); other leftovers are dealt with when their turn comes."""
-    for task in self.config["tasks"]:
+    for task in self.config.tasks:
       for i, d in enumerate(self.run_dirs(task)):
         rec = self.driver_record(d)
         if rec and not rec.get("finished") and scoring.has_run_stop(os.path.join(d, MLLOG), task,
-                                                                      self.config["ruleset"]):
+                                                                      self.config.ruleset):
           self.recover(task, i, ui)
 
   def run_one(self, task, i, launch_command, drop_caches, ui):
@@ -173,18 +181,18 @@ class RunSet:
     rec = {"task": task, "index": i, "seed": seed, "command": cmd, "cache_clear": cache_ok,
            "cache_detail": cache_detail, "started": utc_now(), "finished": False}
     write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
-    run_digest = digest.RunDigest(ui, task, i, self.config["runs"][task], os.path.join(run_dir, MLLOG))
+    run_digest = digest.RunDigest(ui, task, i, self.config.runs[task], os.path.join(run_dir, MLLOG))
     run_digest.start(seed, cache_detail)
 
     def started(pgid):
       write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, pgid=pgid))
 
     t0 = time.monotonic()
-    code, hang = launch(cmd, run_dir, self.config["watchdog_minutes"] * 60, ui,
+    code, hang = launch(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
                         xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
     rec.update(wall_s=round(time.monotonic() - t0, 1), ended=utc_now())
     if hang:
-      ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config['watchdog_minutes']:g} min, killed")
+      ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config.watchdog_minutes:g} min, killed")
     rec = self.finish_record(task, run_dir, rec, launcher_exit=code, hang=hang)
     run_digest.result(rec)
     return rec
@@ -195,7 +203,7 @@ class RunSet:
     run_json = os.path.join(run_dir, RUN_JSON)
     trainer = read_json(run_json, "trainer run record") if os.path.exists(run_json) else None
     mllog_path = os.path.join(run_dir, MLLOG)
-    result = scoring.parse_run(mllog_path, task, self.config["ruleset"])
+    result = scoring.parse_run(mllog_path, task, self.config.ruleset)
     verdict = self.compliance(run_dir)
     exit_code = trainer.get("exit_code") if trainer and trainer.get("exit_code") is not None else launcher_exit
     rec.update(exit_code=exit_code, launcher_exit_code=launcher_exit, watchdog_killed=hang, trainer=trainer,
@@ -204,7 +212,7 @@ class RunSet:
                log_sha256=sha256_file(mllog_path) if os.path.exists(mllog_path) else None)
     rec.pop("pgid", None)
     if hang:
-      rec["reason"] = f"watchdog: no log progress for {self.config['watchdog_minutes']:g} min, killed; {result.reason}"
+      rec["reason"] = f"watchdog: no log progress for {self.config.watchdog_minutes:g} min, killed; {result.reason}"
     if exit_code not in (0, 3):
       rec["error_lines"] = error_lines(trainer, os.path.join(run_dir, CONSOLE))
     write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
@@ -212,7 +220,7 @@ class RunSet:
 
   def compliance(self, run_dir):
     mllog_path = os.path.join(run_dir, MLLOG)
-    verdict = (checks.compliance_check(mllog_path, self.config["ruleset"], os.path.join(run_dir, "compliance.log"))
+    verdict = (checks.compliance_check(mllog_path, self.config.ruleset, os.path.join(run_dir, "compliance.log"))
                if os.path.exists(mllog_path) else checks.Verdict(False, "FAILED: no mlperf.log"))
     with open(os.path.join(run_dir, "compliance.txt"), "w") as f:
       f.write(verdict.output)
@@ -220,7 +228,7 @@ class RunSet:
 
   def results(self, task):
     """RunResults of the finished runs, in launch order."""
-    return [scoring.parse_run(os.path.join(d, MLLOG), task, self.config["ruleset"])
+    return [scoring.parse_run(os.path.join(d, MLLOG), task, self.config.ruleset)
             for d in self.run_dirs(task) if self.is_finished(d)]
 
 
@@ -270,7 +278,7 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
   last_output = [time.monotonic()]
   with open(os.path.join(run_dir, CONSOLE), "ab") as console:
     try:
-      proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      proc = subprocess.Popen(cmd, cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     except OSError as e:  # a launcher that is not installed fails every run the same way: bad input
       console.write(f"error: cannot start {cmd[0]}: {e.strerror or e} (is it installed and on PATH?)\n".encode())

@@ -9,6 +9,6 @@ def config_from_flags(name, flag_values):
   return config
 
 
-def create(name, runtime, flag_values):
-  """from_flags + validate + construct: the one way train.py and bench.py build a task."""
-  return task_class(name)(runtime, config_from_flags(name, flag_values))
+def create(name, runtime, config, seed):
+  """The task `name` for a validated `config` (RunConfig.task_config) and the run's seed."""
+  return task_class(name)(runtime, config, seed)

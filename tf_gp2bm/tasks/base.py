@@ -135,6 +135,19 @@ class TaskConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PipelineBenchOptions:
+  """What `python -m tf_gp2bm.bench --pipeline_only` (and --packed_data_dir) hand a task's benchmark hooks."""
+  batches: int = 40                         # batches per input-pipeline measurement
+  batch_size: int = 64                      # images per batch, where the task does not take its own
+  repeats: int = 3                          # alternating reference/ours measurements
+  cores: Optional[str] = None               # CPU cores both pipelines are pinned to (taskset style)
+  reference_dir: Optional[str] = None       # a checkout of mlcommons/training
+  reference_data_dir: Optional[str] = None  # records the reference reads (default: the task's data_dir)
+  stages: bool = False                      # also time each stage of one sample
+  packed_data_dir: Optional[str] = None     # packed records, for tasks that pack
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalPoint:
   """An evaluation after `step` optimizer updates; `epoch_num` is what eval_accuracy's metadata carries."""
   step: int
@@ -157,11 +170,11 @@ class Task(abc.ABC):
   progress_unit: str      # what EvalPoint.epoch_num counts: 'epochs' | 'samples'
   Config = TaskConfig     # each task's frozen config class
 
-  def __init__(self, runtime, config):
+  def __init__(self, runtime, config, seed=0):
     config.check_replicas(runtime.num_replicas)
     self.runtime = runtime
     self.config = config
-    self.seed = 0  # the trainer sets the run's seed before building datasets
+    self.seed = seed  # the run's seed (RunConfig.seed): each input pipeline's shuffle stream starts from it
 
   # --- configuration -----------------------------------------------------------------------------------------
   @property
@@ -221,6 +234,23 @@ class Task(abc.ABC):
   def warn(self, message) -> None:
     """A line for the run's console from every rank it holds on (one host may differ from the chief's)."""
     print(f"[tf_gp2bm] rank {self.runtime.rank}: {message}", flush=True)
+
+  # --- optional behaviour: each hook has a default here, and a task overrides what it has ------------------------
+  def diagnose_data_error(self, error) -> Optional[str]:
+    """A line naming the file or record behind `error`, raised while reading this task's data (the run then ends
+    as bad input, exit 2), or None when it is a real crash."""
+    return None
+
+  @classmethod
+  def pipeline_benchmark(cls, config, options: PipelineBenchOptions, out) -> None:
+    """`python -m tf_gp2bm.bench --pipeline_only`: times this task's input pipeline against its reference's and
+    prints lines with `out`. `config` is the task's Config, not yet validated (a pipeline needs no schedule)."""
+    raise InputError(f"--pipeline_only: --task={cls.benchmark} has no input-pipeline benchmark")
+
+  def step_benchmark_batches(self, options: PipelineBenchOptions) -> List[Any]:
+    """Extra batches the bench times the train step on besides the synthetic one: (label, batch, samples per
+    row), e.g. BERT's ("packed", rows, 1.1). Default: none."""
+    return []
 
   def run_end_events(self, samples_trained) -> Dict[str, Any]:
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""

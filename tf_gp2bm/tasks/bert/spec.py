@@ -48,7 +48,7 @@ def check_data(data):
 
 SPEC = TaskSpec(
     name="bert", benchmark="bert", title="BERT-large / Wikipedia 2020/01/01",
-    target_accuracy=0.720, accuracy_label="masked-LM accuracy", min_runs=10, score_weight=9.05, score_symbol="B",
+    target_accuracy=0.720, accuracy_label="masked-LM accuracy", min_runs=10,
     progress_unit="samples", sample_unit="sequences", eval_examples=EVAL_EXAMPLES,
     data_flags=("data_dir", "eval_dir", "init_checkpoint"), demo_module="data_prep.demo.bert",
     demo_data=demo_data, stop_point=stop_point, check_data=check_data)

@@ -3,18 +3,33 @@
 Built from a validated `Config` (tasks/bert/config.py, which also holds the rules' constants).
 """
 import math
+import os
 
 import tensorflow as tf
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.files import read_json
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
+from tf_gp2bm.runtime.single_device import SingleDevice
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
 from tf_gp2bm.tasks.bert.config import CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config
 from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps
+
+
+def packing_factor(packed_dir):
+  """Sequences per row of packed records, from the pack stage's manifest."""
+  path = os.path.join(packed_dir, packing.MANIFEST)
+  if not os.path.isfile(path):
+    raise InputError(f"--packed_data_dir={packed_dir}: no {packing.MANIFEST}; expected the output of "
+                     "`python -m data_prep.wikipedia pack`")
+  total = read_json(path).get("total", {})
+  if not total.get("rows") or not total.get("sequences"):
+    raise InputError(f"{path}: no total.sequences / total.rows")
+  return total["sequences"] / total["rows"]
 
 
 class BertTask(Task):
@@ -23,8 +38,8 @@ class BertTask(Task):
   progress_unit = SPEC.progress_unit
   Config = Config
 
-  def __init__(self, runtime, config):
-    super().__init__(runtime, config)
+  def __init__(self, runtime, config, seed=0):
+    super().__init__(runtime, config, seed)
     self.model_config = config.model_config
     self.train_files = self.eval_files = None
     self.packed_rows = None  # --packed: rows holding 1, 2, ... sequences, from the pack manifest
@@ -166,17 +181,33 @@ class BertTask(Task):
             "masked_lm_ids": ints([b, preds], vocab), "masked_lm_weights": tf.ones([b, preds]),
             "next_sentence_labels": ints([b], 2)}
 
-  def pipeline_benchmark(self, batches):
-    """Lines for `python -m tf_gp2bm.bench --pipeline_only`: our input pipeline (batch, then one vectorized
-    parse) vs the reference's record-at-a-time parse (map_and_batch of parse_single_example)."""
-    f, b = self.config, self.per_replica_batch_size
-    ctx = tf.distribute.InputContext(self.runtime.size, self.runtime.rank)
-    ours = data.train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
-    ref = data.reference_style_train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
+  @classmethod
+  def pipeline_benchmark(cls, config, options, out):
+    """Our input pipeline (batch, then one vectorized parse) vs the reference's record-at-a-time parse
+    (map_and_batch of parse_single_example), on one device."""
+    config.validate(closed=config.closed)
+    runtime = SingleDevice()
+    task = cls(runtime, config)
+    task.check_inputs()
+    f, b, batches = config, task.per_replica_batch_size, options.batches
+    ctx = tf.distribute.InputContext(runtime.size, runtime.rank)
+    ours = data.train_dataset(task.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
+    ref = data.reference_style_train_dataset(task.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
     rates = [data.samples_per_second(ds, batches, b) for ds in (ref, ours)]
-    return [f"input pipeline, {batches} batches of {b} x {f.max_seq_length} tokens:",
-            f"  reference-style parse : {rates[0]:10.1f} samples/s",
-            f"  tf_gp2bm parse        : {rates[1]:10.1f} samples/s  ({rates[1] / rates[0]:.2f}x)"]
+    for line in (f"input pipeline, {batches} batches of {b} x {f.max_seq_length} tokens:",
+                 f"  reference-style parse : {rates[0]:10.1f} samples/s",
+                 f"  tf_gp2bm parse        : {rates[1]:10.1f} samples/s  ({rates[1] / rates[0]:.2f}x)"):
+      out(line)
+
+  def step_benchmark_batches(self, options):
+    """Packed rows of --packed_data_dir's sequences per row, so the bench compares effective sequences/s."""
+    if not options.packed_data_dir:
+      return []
+    factor = packing_factor(options.packed_data_dir)
+    c = self.config
+    batch = packing.synthetic_batch(self.per_replica_batch_size, c.max_seq_length, c.max_predictions_per_seq,
+                                    self.model_config.vocab_size, factor)
+    return [("packed", batch, factor)]
 
   def diagnose_data_error(self, error):
     message = getattr(error, "message", str(error))

@@ -10,7 +10,7 @@ from typing import Optional
 
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.base import TaskConfig, check, finite, param
-from tf_gp2bm.tasks.resnet.spec import EVAL_PERIOD_EPOCHS  # the rules' eval period, defined once there
+from tf_gp2bm.tasks.resnet.spec import DEFAULT_EVAL_OFFSET_EPOCHS, EVAL_PERIOD_EPOCHS  # the rules', defined there
 
 # --- fixed by the rules ---------------------------------------------------------------------------------------
 LARS_END_LR, LARS_POLY_POWER, LARS_EPSILON, LARS_EETA = 1e-4, 2, 0.0, 0.001
@@ -28,7 +28,8 @@ class Config(TaskConfig):
   warmup_epochs: float = param(2.0, "Epochs of linear learning-rate warm-up before the polynomial decay.")
   train_epochs: int = param(37, "Epochs the learning-rate schedule spans (the reference's train_epochs); the run's "
                             "last eval is this rounded up onto the eval grid.")
-  eval_offset_epochs: int = param(2, "Epoch of the first eval (1..4); then one every 4 epochs.")
+  eval_offset_epochs: int = param(DEFAULT_EVAL_OFFSET_EPOCHS, f"Epoch of the first eval (1..{EVAL_PERIOD_EPOCHS}); then "
+                                  f"one every {EVAL_PERIOD_EPOCHS} epochs.")
   label_smoothing: float = param(0.1, "Label smoothing of the cross-entropy (closed: 0 or 0.1).")
   num_classes: int = param(1000, "Classifier outputs (1000, or 1001 with a background class).")
   image_op: str = param("auto", "How the host makes each train image: 'fused' (one C++ op, built on first use, "

@@ -23,6 +23,7 @@ CHANNEL_MEANS = (123.68, 116.78, 103.94)  # reference _CHANNEL_MEANS; no std div
 SHUFFLE_BUFFER = 10_000
 FILE_SHUFFLE_BUFFER = 1024
 CYCLE_LENGTH = 10
+LABEL_ERROR = "label out of range in"  # the label check's message; ResNetTask.diagnose_data_error reads it
 
 
 class ImageNetRecords:
@@ -86,8 +87,8 @@ def _parse(record, filename):
 
 def _checked_label(label, filename, offset, num_classes):
   label = label - offset
-  tf.debugging.assert_less(label, tf.cast(num_classes, tf.int64), message=["label out of range in", filename])
-  tf.debugging.assert_non_negative(label, message=["label out of range in", filename])
+  tf.debugging.assert_less(label, tf.cast(num_classes, tf.int64), message=[LABEL_ERROR, filename])
+  tf.debugging.assert_non_negative(label, message=[LABEL_ERROR, filename])
   return tf.cast(label, tf.int32)
 
 

@@ -2,7 +2,7 @@
 
 Built from a validated `Config` (tasks/resnet/config.py, which also holds the rules' constants).
 """
-import math
+import os
 
 import tensorflow as tf
 import tf_keras
@@ -12,11 +12,11 @@ from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op
+from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op, pipeline_bench
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
                                           LARS_POLY_POWER, Config)
 from tf_gp2bm.tasks.resnet.model import build_resnet
-from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC
+from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_grid_epoch
 
 
 class ResNetTask(Task):
@@ -25,8 +25,8 @@ class ResNetTask(Task):
   progress_unit = SPEC.progress_unit
   Config = Config
 
-  def __init__(self, runtime, config):
-    super().__init__(runtime, config)
+  def __init__(self, runtime, config, seed=0):
+    super().__init__(runtime, config, seed)
     self.records = None
     try:  # decided (and built) at construction, so --dry_run shows it too
       self.image_op, why = jpeg_op.resolve(config.image_op)
@@ -52,8 +52,7 @@ class ResNetTask(Task):
   @property
   def planned_epochs(self):
     """train_epochs rounded up onto the eval grid, as the reference's get_num_train_iterations."""
-    off = self.config.eval_offset_epochs
-    return off + math.ceil(max(self.config.train_epochs - off, 0) / EVAL_PERIOD_EPOCHS) * EVAL_PERIOD_EPOCHS
+    return eval_grid_epoch(self.config.train_epochs, self.config.eval_offset_epochs)
 
   def plan(self):
     off, spe, gbs = self.config.eval_offset_epochs, self.steps_per_epoch, self.global_batch_size
@@ -130,6 +129,10 @@ class ResNetTask(Task):
     return batch
 
   def diagnose_data_error(self, error):
+    message = getattr(error, "message", str(error))
+    if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
+      detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
+      return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
     if isinstance(error, tf.errors.DataLossError):
       files = [f for f, _ in self.records.shards("train")]
       files = files[self.runtime.rank::self.runtime.size] + [f for f, _ in self.records.shards("validation")]
@@ -137,6 +140,20 @@ class ResNetTask(Task):
       if bad:
         return f"{bad}: corrupt TFRecord ({message}); re-run `python -m data_prep.imagenet verify`"
     return None
+
+  @classmethod
+  def pipeline_benchmark(cls, config, options, out):
+    """Our train-image pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
+    if not config.data_dir:
+      raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
+    cores = pipeline_bench.parse_cores(options.cores or str(max(os.sched_getaffinity(0))))
+    pipeline_bench.find_reference(options.reference_dir)
+    for records in (config.data_dir, options.reference_data_dir):
+      if records:
+        imagenet_input.ImageNetRecords(records).shards("train")
+    pipeline_bench.compare(config.data_dir, options.reference_dir, cores, options.batch_size, options.batches,
+                           options.repeats, out=out, reference_data_dir=options.reference_data_dir,
+                           stages=options.stages)
 
   # --- model and math ---------------------------------------------------------------------------------------
   def build_model(self):
