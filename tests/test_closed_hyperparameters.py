@@ -84,3 +84,15 @@ def test_tunable_values_reach_the_optimizer_and_schedule():
   lamb = bert.build_optimizer(_model("layer_0/attention/kernel"))
   assert (lamb.beta_1, lamb.beta_2, lamb.epsilon, lamb.weight_decay) == (0.7, 0.95, 1e-8, 0.02)
   assert lamb.learning_rate.train_steps == 1234
+
+
+def test_defaults_without_a_flagfile_are_the_references():
+  """A command line that names no flagfile gets the reference's fixed values too: they are the flags' defaults."""
+  from tf_gp2bm import tasks
+
+  def defaults(task):
+    return {f.name: f.default for f in dataclasses.fields(tasks.config_class(task))}
+
+  resnet, bert = defaults("resnet"), defaults("bert")
+  assert [resnet[n] for n in ("label_smoothing", "num_classes", "resnet_depth", "image_size")] == [0.1, 1000, 50, 224]
+  assert [bert[n] for n in ("max_seq_length", "max_predictions_per_seq", "bert_config")] == [512, 76, "large"]

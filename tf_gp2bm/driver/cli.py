@@ -142,7 +142,7 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   if argv[:1] == [SCORE_COMMAND]:  # the evaluator's command has its own arguments (paths, not a set)
     from . import evaluate
-    return evaluate.main(argv[1:])
+    return evaluate.main(argv[1:], os.path.join(repo_root(), "results"))
   config = parse_args(argv)
   signal.signal(signal.SIGTERM, _terminate)
   # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also

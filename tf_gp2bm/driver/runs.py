@@ -188,8 +188,8 @@ class RunSet:
       write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, pgid=pgid))
 
     t0 = time.monotonic()
-    code, hang = launch(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
-                        xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
+    code, hang = run_watched(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
+                             xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
     rec.update(wall_s=round(time.monotonic() - t0, 1), ended=utc_now())
     if hang:
       ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config.watchdog_minutes:g} min, killed")
@@ -259,7 +259,7 @@ def _kill_orphan(pgid):
   return True
 
 
-def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
+def run_watched(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
   """Runs cmd in its own process group, its output going to run_dir/console.log (and the terminal with
   --verbose). `poll` is called every second (the digest reads mlperf.log there).
 

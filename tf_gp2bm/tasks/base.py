@@ -256,6 +256,26 @@ class Task(abc.ABC):
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""
     return {}
 
+  def plan_notes(self) -> List[str]:
+    """Extra lines for the dry run's plan (BERT packed: the rows per step and the sequences they hold)."""
+    return []
+
+  # --- samples per step: fixed unless the task counts them (packed BERT rows hold 1 to 3 sequences each) ---------
+  @property
+  def counts_samples(self) -> bool:
+    """True when a step's samples vary with its data: the trainer then counts them (batch_samples), evaluates at
+    the first step whose running count reaches an eval point's samples, and logs the counts."""
+    return False
+
+  def batch_samples(self, batch):
+    """Samples in one replica's batch (a scalar tensor), when counts_samples."""
+    raise NotImplementedError
+
+  @property
+  def max_step_samples(self) -> int:
+    """The most samples one update can hold over all replicas (global_batch_size when fixed)."""
+    return self.global_batch_size
+
   def block_metadata(self, prev: EvalPoint, point: EvalPoint) -> Dict[str, Any]:
     """Metadata of block_start/block_stop for the training between two eval points."""
     return {"samples_count": point.samples - (prev.samples if prev else 0)}

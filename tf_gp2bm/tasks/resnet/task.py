@@ -112,7 +112,7 @@ class ResNetTask(Task):
 
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
-                                        self.config.num_classes, seed=self.seed + ctx.input_pipeline_id,
+                                        self.config.num_classes, seed=self.seed,
                                         image_op=self.image_op)
 
   def eval_dataset(self, ctx):
