@@ -413,3 +413,61 @@ def test_verify_names_a_shard_that_is_a_symlink_loop(tmp_path):
   assert r.returncode == EXIT_BAD_INPUT, r.stdout + r.stderr
   assert f"FAIL verify: {shard} is a symlink that leads nowhere readable" in r.stdout, r.stdout
   assert "Traceback" not in r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------------- a second writer into the same --out
+def test_every_writing_tool_refuses_a_second_writer_into_its_out(tmp_path, capsys, tiny_checkpoint):
+  """While one run holds an output folder (its lock, as a running tool holds it), a second run of any writing tool
+  into that folder is exit 2 naming the folder and the holder, and writes nothing there."""
+  from tf_gp2bm.driver.lock import ResultsLock
+  records = tmp_path / "records"
+  for i in range(2):
+    _bert_records(records, f"part-0000{i}-of-00002", [_example(40 + i)] * 5)
+  text = tmp_path / "text"
+  text.mkdir()
+  (text / "part-00000-of-00001").write_text("A first sentence here.\nAnother one follows.\n\nNext article.\n")
+  (text / "eval.txt").write_text("An eval sentence.\nAnd one more.\n\nA second article.\n")
+  vocab = _vocab(tmp_path / "vocab.txt", 200)
+  folder, prefix = tiny_checkpoint
+  src = _imagenet_tars(tmp_path / "src")
+  cases = {
+      "wikipedia pack": lambda out: wikipedia_cli.main(["pack", f"--input={records}", f"--out={out}"]),
+      "wikipedia tfrecords": lambda out: wikipedia_cli.main(["tfrecords", f"--input={text}", f"--vocab={vocab}",
+                                                             f"--out={out}", *SEQ]),
+      "wikipedia eval": lambda out: wikipedia_cli.main(["eval", f"--input={text}", f"--vocab={vocab}",
+                                                        f"--out={out}", *SEQ]),
+      "wikipedia all": lambda out: wikipedia_cli.main(["all", f"--published_text={text}", f"--vocab={vocab}",
+                                                       f"--work={out}", *SEQ]),
+      "bert_checkpoint convert": lambda out: checkpoint_cli.main(["convert", f"--tf1_checkpoint={prefix}",
+                                                                  "--bert_config=tiny", f"--out={out}"]),
+      "imagenet convert": lambda out: _convert(src, out),
+  }
+  for tool, run in cases.items():
+    out = tmp_path / tool.replace(" ", "_")
+    flag = "--work" if tool == "wikipedia all" else "--out"
+    with ResultsLock(str(out), command=f"python -m data_prep.{tool}"):
+      assert run(out) == EXIT_BAD_INPUT, tool
+    err = capsys.readouterr().err
+    assert (f"{flag}={out}: the output folder {out} is in use by another `{tool.split()[-1]}`: pid {os.getpid()} "
+            in err), (tool, err)
+    assert os.listdir(out) == [".gp2bm.lock"], tool  # the refused run wrote nothing
+    run(out)  # once the folder is free, the same command is not refused for it (`all` then checks its text)
+    assert "in use by another" not in capsys.readouterr().err, tool
+
+
+# -------------------------------------------------------------- a listed file that cannot be read: not "missing"
+def test_a_listed_shard_that_cannot_be_read_is_named_not_missing(tmp_path, capsys):
+  """The record formats' manifest check: a shard a manifest lists that is a symlink loop is named as one."""
+  demo_imagenet.generate(str(tmp_path / "in"), num_classes=2, train_per_class=4, val_per_class=2, train_shards=2,
+                         val_shards=1, restart_markers=False)
+  shard = tmp_path / "in" / imagenet_format.shard_name("train", 1, 2)
+  os.remove(shard)
+  _loop(shard)
+  assert imagenet_cli.main(["restart", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'out'}"]) == EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert f"{shard} is a symlink that leads nowhere readable (Too many levels of symbolic links)" in err, err
+  assert "missing" not in err
+  os.remove(shard)
+  shard.mkdir()
+  assert imagenet_cli.main(["restart", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'out'}"]) == EXIT_BAD_INPUT
+  assert f"{shard}: a folder, not a file" in capsys.readouterr().err
