@@ -6,8 +6,12 @@ import io
 import json
 import os
 import shutil
+import site
 import subprocess
+import sys
 import tarfile
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,3 +475,69 @@ def test_a_listed_shard_that_cannot_be_read_is_named_not_missing(tmp_path, capsy
   shard.mkdir()
   assert imagenet_cli.main(["restart", f"--input={tmp_path / 'in'}", f"--out={tmp_path / 'out'}"]) == EXIT_BAD_INPUT
   assert f"{shard}: a folder, not a file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- a file without read permission, for an unprivileged user
+NOBODY = 65534
+
+
+def _as_nobody(*argv):
+  """argv run as the unprivileged user `nobody` (uid/gid 65534, no groups) with this interpreter's version and
+  packages. The interpreter itself may sit under a folder that user cannot enter (a root-only home), so the
+  system's python of the same version is used, with this one's site-packages on the path."""
+  version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+  python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+  env = {"PATH": "/usr/bin:/bin", "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+         "PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
+  command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python or version, *argv]
+  return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _nobody_can_run_the_tools():
+  if os.geteuid() != 0 or not shutil.which("setpriv"):
+    return "needs root and setpriv to run the tools as another user"
+  probe = _as_nobody("-c", "import numpy, PIL, data_prep.wikipedia.cli, data_prep.imagenet.cli")
+  return None if probe.returncode == 0 else f"`nobody` cannot run the tools here: {probe.stderr[-300:]}"
+
+
+def test_a_file_without_read_permission_is_named_for_an_unprivileged_user():
+  """check_readable's permission branch, which never runs as root (root reads every file): pack and imagenet
+  convert, run as `nobody` over a folder it owns where one input file has mode 000, are exit 2 naming that file."""
+  reason = _nobody_can_run_the_tools()
+  if reason:
+    pytest.skip(reason)
+  root = tempfile.mkdtemp(prefix="unreadable-")  # not under pytest's root-only tmp folder
+  try:
+    folder = Path(root)
+    records = folder / "records"
+    for i in range(2):
+      _bert_records(records, f"part-0000{i}-of-00002", [_example(40 + i)] * 5)
+    train, val = folder / "train", folder / "val"
+    for synset in ("n01000001", "n01000002"):
+      (train / synset).mkdir(parents=True)
+      for i in range(2):
+        (train / synset / f"{synset}_{i}.JPEG").write_bytes(_jpeg(i))
+    val.mkdir()
+    for i in (1, 2):
+      (val / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(10 + i))
+    (folder / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{i}\n" for i in (1, 2)))
+    for path in [folder, *folder.rglob("*")]:
+      os.chown(path, NOBODY, NOBODY)
+    os.chmod(folder, 0o755)
+    unreadable_part = records / "part-00001-of-00002"
+    unreadable_image = train / "n01000002" / "n01000002_1.JPEG"
+    for path in (unreadable_part, unreadable_image):
+      path.chmod(0)
+    r = _as_nobody("-m", "data_prep.wikipedia", "pack", f"--input={records}", f"--out={folder / 'packed'}")
+    assert r.returncode == EXIT_BAD_INPUT, r.stdout + r.stderr
+    assert f"--input: cannot read {unreadable_part} (permission denied)" in r.stderr and "Traceback" not in r.stderr
+    assert not (folder / "packed" / "manifest-pack.json").exists()
+    args = ["convert", f"--train={train}", f"--val={val}", f"--val_labels={folder / 'labels.txt'}",
+            f"--out={folder / 'imagenet'}", "--allow_partial", "--train_shards=1", "--val_shards=1", "--workers=1",
+            "--no_restart_markers"]
+    r = _as_nobody("-m", "data_prep.imagenet", *args)
+    assert r.returncode == EXIT_BAD_INPUT, r.stdout + r.stderr
+    assert f"--train: cannot read {unreadable_image} (permission denied)" in r.stderr and "Traceback" not in r.stderr
+    assert not (folder / "imagenet" / imagenet_format.MANIFEST).exists()
+  finally:
+    shutil.rmtree(root)
