@@ -20,9 +20,7 @@ from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_
 
 
 class ResNetTask(Task):
-  benchmark = C.RESNET
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
+  spec = SPEC
   Config = Config
 
   def __init__(self, runtime, config, seed=0):
