@@ -131,6 +131,8 @@ class ResNetTask(Task):
     if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
       detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
       return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
+    if self.records is None:  # failed before the data was set up: no file to name
+      return None
     train = [f for f, _ in self.records.shards("train")][self.runtime.rank::self.runtime.size]
     validation = [f for f, _ in self.records.shards("validation")]
     if isinstance(error, tf.errors.DataLossError):
