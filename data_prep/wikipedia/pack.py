@@ -56,9 +56,8 @@ def list_inputs(spec):
   return paths
 
 
-def _example(serialized, compact=False):
-  """The features of one record as arrays; compact: token features cut to the sequence's length in small dtypes
-  (a part of the real data holds a few hundred thousand sequences, all in memory while it is packed)."""
+def _example(serialized):
+  """The features of one record as arrays (_Columns keeps what packing needs of them, compactly)."""
   import tensorflow as tf  # protobuf parsing only
   feature = tf.train.Example.FromString(serialized).features.feature
   out = {}
@@ -68,10 +67,6 @@ def _example(serialized, compact=False):
     kind = feature[name].WhichOneof("kind")
     out[name] = np.asarray(getattr(feature[name], kind).value,
                            np.float32 if name == "masked_lm_weights" else np.int64)
-  if compact:
-    n = packing.sequence_length(out)
-    out.update(input_ids=out["input_ids"][:n].astype(np.int32), segment_ids=out["segment_ids"][:n].astype(np.int8),
-               input_mask=np.ones(n, np.int8))
   return out
 
 
