@@ -19,15 +19,17 @@ from tf_gp2bm.driver import runs
 from test_faults_driver import demo_set_argv, driver, start_driver
 
 RUNS = 3
-SCHEDULES = [11, 23, 37]  # seeds of random.Random: each draws its own targets, signals and moments
+SCHEDULES = [4, 6, 21]  # seeds of random.Random; together they hit every run with each signal at each target
 HITS = 3                  # interruptions per schedule
 
 
 def draw_schedule(seed):
-  """[(target, signal, seconds after a trainer starts)]: where, how and when each interruption lands."""
+  """[(run, target, signal, seconds after its trainer starts)], runs in launch order: which run each interruption
+  hits, where, how and when."""
   rng = random.Random(seed)
-  return [(rng.choice(["trainer", "driver"]), rng.choice([signal.SIGKILL, signal.SIGINT]), rng.uniform(0.0, 12.0))
-          for _ in range(HITS)]
+  at = sorted(rng.randrange(RUNS) for _ in range(HITS))
+  return [(run, rng.choice(["trainer", "driver"]), rng.choice([signal.SIGKILL, signal.SIGINT]), rng.uniform(0, 12))
+          for run in at]
 
 
 def parent_pid(pid):
@@ -38,11 +40,11 @@ def parent_pid(pid):
     return None  # gone
 
 
-def running_trainer(results, driver_pid):
+def running_trainer(results, driver_pid, run=0):
   """(run folder, process group) of a trainer this driver started and has not yet recorded, or None (a trainer a
   killed driver left running does not count: the next driver kills it on its turn)."""
   for path in glob.glob(os.path.join(results, "*-demo", "runs", "resnet", "run_*", runs.DRIVER_JSON)):
-    if runs.ATTEMPT in path:
+    if runs.ATTEMPT in path or int(os.path.basename(os.path.dirname(path)).split("_")[1]) < run:
       continue
     try:
       rec = json.load(open(path))
@@ -54,10 +56,10 @@ def running_trainer(results, driver_pid):
   return None
 
 
-def wait_for_trainer(results, proc, timeout=900):
+def wait_for_trainer(results, proc, run, timeout=900):
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    found = running_trainer(results, proc.pid)
+    found = running_trainer(results, proc.pid, run)
     if found:
       return found
     if proc.poll() is not None:
@@ -89,12 +91,12 @@ def test_interrupted_set_ends_with_exactly_the_requested_runs(demo_imagenet, tmp
   results = str(tmp_path / "results")
   happened = []
   proc = drivers(argv)
-  for target, sig, delay in draw_schedule(schedule):
-    found = wait_for_trainer(results, proc)
-    if not found:  # the set finished early: resume it and go on with the schedule
+  for run, target, sig, delay in draw_schedule(schedule):
+    found = wait_for_trainer(results, proc, run)
+    if not found:  # the driver ended before that run: resume it and go on with the schedule
       proc.communicate()
       proc = drivers(argv)
-      found = wait_for_trainer(results, proc)
+      found = wait_for_trainer(results, proc, run)
       if not found:
         break
     time.sleep(delay)
