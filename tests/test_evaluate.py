@@ -131,6 +131,7 @@ def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_
   copy_system(ASUS, org, "no_bert", tasks=("resnet",))
   (org / "systems" / "no_bert.json").write_text("{ not json")
   (org / "results" / "empty_resnet" / "resnet").mkdir(parents=True)
+  (org / "results" / "weird" / "resnet" / "result_0.txt").mkdir(parents=True)  # no log the checkers can read
   os.remove(copy_system(ASUS, org, "four_resnet", tasks=("resnet",)) / "resnet" / "result_4.txt")
   one_bad = copy_system(ASUS, org, "one_bad_log", tasks=("resnet",))
   drop_run_stop(one_bad / "resnet" / "result_2.txt")
@@ -145,6 +146,7 @@ def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_
   assert "Vendor/no_bert: INVALID" in lines and "  - no bert results" in lines
   assert re.search(r"  - system description: \S+no_bert.json: system description is not valid JSON", lines)
   assert "Vendor/empty_resnet: INVALID" in lines and "  - resnet: no result_*.txt in" in lines
+  assert "Vendor/weird: INVALID" in lines and "  - IsADirectoryError: [Errno 21] Is a directory:" in lines
   assert "  - resnet: 4 result files; an MLPerf submission has exactly 5" in lines
   assert "  - resnet: 4 runs, the rules need at least 5" in lines
   s = load(tmp_path / "out", "Vendor/one_bad_log")  # one failed log is the dropped slowest (MLPerf's rule)
@@ -161,7 +163,8 @@ def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_
   s = load(tmp_path / "out", pair)
   assert s["score"]["value"] is not None  # still computed, for reading; the verdict says why it does not rank
   rows = list(csv.DictReader(open(tmp_path / "out" / "ranking.csv")))
-  assert len(rows) == 6 and all(row["rank"] == "-" and row["verdict"] == "INVALID" for row in rows)
+  assert len(rows) == 7 and all(row["rank"] == "-" and row["verdict"] == "INVALID" for row in rows)
+  assert load(tmp_path / "out", "Vendor/weird")["verdict"]["headline"] == "INVALID: could not be scored"
 
 
 def test_unreadable_or_unrecognised_paths_are_bad_input_and_nothing_is_scored(tmp_path):

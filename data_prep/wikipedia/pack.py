@@ -28,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from data_prep import output_lock
 from data_prep.bert_records import read_records, write_records
 from data_prep.wikipedia.manifest import (StageError, is_done, mark_done, read_marker, remove_stale_temps,
                                           write_manifest)
@@ -233,37 +234,38 @@ def run_pack(inputs, out_dir, seed, max_sequences=packing.MAX_SEQUENCES, workers
               "max_predictions_per_seq": preds,
               "max_predictions_per_row": packing.predictions_per_row(preds, max_sequences)}
   check_writable(out_dir)
-  remove_stale_temps(out_dir)
-  todo = [(p, out_dir, n, settings) for p, n in zip(inputs, names) if not is_done(out_dir, n, [p], settings)]
-  if len(todo) < len(inputs):
-    print(f"[{STAGE}] {len(inputs) - len(todo)} of {len(inputs)} files already packed (markers in "
-          f"{out_dir}/.done), {len(todo)} to pack", file=sys.stderr)
-  progress = Progress(STAGE, total=len(todo), unit="files", every_s=0)
-  workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-  if todo:
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-      for name, figures, seconds in pool.imap_unordered(pack_file, todo):
-        print(f"[{STAGE}] {name}: {describe(figures, seq)}; {seconds:.1f}s", file=sys.stderr)
-        progress.update()
-    progress.finish()
-  manifest = write_manifest(out_dir, STAGE, settings, names)
-  by_k, sequences, tokens = [0] * max_sequences, 0, 0
-  for name in names:
-    done = read_marker(out_dir, name)
-    manifest["files"][name].update(sequences=done["sequences"], tokens=done["tokens"],
-                                   rows_by_sequences=done["rows_by_sequences"])
-    by_k = [a + b for a, b in zip(by_k, done["rows_by_sequences"])]
-    sequences, tokens = sequences + done["sequences"], tokens + done["tokens"]
-  rows = manifest["total"]["count"]
-  bound = max(-(-tokens // seq), -(-sequences // max_sequences))
-  manifest["total"].update(sequences=sequences, tokens=tokens, rows=rows, rows_by_sequences=by_k,
-                           packing_factor=round(sequences / rows, 4), bound_rows=bound,
-                           bound_factor=round(sequences / bound, 4),
-                           padding_share=round(1 - tokens / (rows * seq), 6),
-                           unpacked_padding_share=round(1 - tokens / (sequences * seq), 6))
-  manifest["format"] = packing.FORMAT
-  write_json_atomic(os.path.join(out_dir, packing.MANIFEST), manifest)
-  return manifest
+  with output_lock.holding(out_dir, f"python -m data_prep.wikipedia {STAGE}", error=StageError):
+    remove_stale_temps(out_dir)
+    todo = [(p, out_dir, n, settings) for p, n in zip(inputs, names) if not is_done(out_dir, n, [p], settings)]
+    if len(todo) < len(inputs):
+      print(f"[{STAGE}] {len(inputs) - len(todo)} of {len(inputs)} files already packed (markers in "
+            f"{out_dir}/.done), {len(todo)} to pack", file=sys.stderr)
+    progress = Progress(STAGE, total=len(todo), unit="files", every_s=0)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    if todo:
+      with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for name, figures, seconds in pool.imap_unordered(pack_file, todo):
+          print(f"[{STAGE}] {name}: {describe(figures, seq)}; {seconds:.1f}s", file=sys.stderr)
+          progress.update()
+      progress.finish()
+    manifest = write_manifest(out_dir, STAGE, settings, names)
+    by_k, sequences, tokens = [0] * max_sequences, 0, 0
+    for name in names:
+      done = read_marker(out_dir, name)
+      manifest["files"][name].update(sequences=done["sequences"], tokens=done["tokens"],
+                                     rows_by_sequences=done["rows_by_sequences"])
+      by_k = [a + b for a, b in zip(by_k, done["rows_by_sequences"])]
+      sequences, tokens = sequences + done["sequences"], tokens + done["tokens"]
+    rows = manifest["total"]["count"]
+    bound = max(-(-tokens // seq), -(-sequences // max_sequences))
+    manifest["total"].update(sequences=sequences, tokens=tokens, rows=rows, rows_by_sequences=by_k,
+                             packing_factor=round(sequences / rows, 4), bound_rows=bound,
+                             bound_factor=round(sequences / bound, 4),
+                             padding_share=round(1 - tokens / (rows * seq), 6),
+                             unpacked_padding_share=round(1 - tokens / (sequences * seq), 6))
+    manifest["format"] = packing.FORMAT
+    write_json_atomic(os.path.join(out_dir, packing.MANIFEST), manifest)
+    return manifest
 
 
 def add_parser(sub):

@@ -16,7 +16,7 @@ import fnmatch
 import os
 
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.formats import load_manifest
+from tf_gp2bm.formats import check_listed_file, load_manifest
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
@@ -129,8 +129,7 @@ def _parse(path, directory, raw, only):
       raise InputError(f"{path}: entry {name!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
     record_file = RecordFile(os.path.join(directory, name), int(entry["records"]), int(entry["bytes"]),
                              str(entry["sha256"]), int(entry["max_token_id"]), float(entry["masked_lm_weight_sum"]))
-    if not os.path.isfile(record_file.path):
-      raise InputError(f"{record_file.path}: missing; {path} lists it ({record_file.records:,} records)")
+    check_listed_file(record_file.path, path, f"{record_file.records:,} records")
     size = os.path.getsize(record_file.path)
     if size != record_file.bytes:
       raise InputError(f"{record_file.path}: {size:,} bytes, {path} records {record_file.bytes:,} (a cut or "
@@ -200,8 +199,7 @@ def read_pack_manifest(directory):
       if missing:
         raise InputError(f"{path}: entry {name!r} lacks {', '.join(missing)}")
       file_path = os.path.join(directory, name)
-      if not os.path.isfile(file_path):
-        raise InputError(f"{file_path}: missing; {path} lists it ({int(entry['count']):,} packed rows)")
+      check_listed_file(file_path, path, f"{int(entry['count']):,} packed rows")
       size = os.path.getsize(file_path)
       if size != int(entry["bytes"]):
         raise InputError(f"{file_path}: {size:,} bytes, {path} records {int(entry['bytes']):,} (a cut or changed "
