@@ -22,9 +22,7 @@ class SGD(Optimizer):
 
 
 class ToyTask(Task):
-  benchmark = SPEC.benchmark
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
+  spec = SPEC
   Config = Config
 
   def __init__(self, runtime, config, seed=0):

@@ -26,9 +26,7 @@ def packing_factor(packed_dir):
 
 
 class BertTask(Task):
-  benchmark = C.BERT
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
+  spec = SPEC
   Config = Config
 
   def __init__(self, runtime, config, seed=0):

@@ -22,9 +22,7 @@ from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_
 
 
 class ResNetTask(Task):
-  benchmark = C.RESNET
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
+  spec = SPEC
   Config = Config
 
   def __init__(self, runtime, config, seed=0):
@@ -145,6 +143,8 @@ class ResNetTask(Task):
     if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
       detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
       return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
+    if self.records is None:  # failed before the data was set up: no file to name
+      return None
     train = [f for f, _ in self.records.shards("train")][self.runtime.rank::self.runtime.size]
     validation = [f for f, _ in self.records.shards("validation")]
     if isinstance(error, tf.errors.DataLossError):
