@@ -8,8 +8,10 @@ import tensorflow as tf
 import tf_keras
 from mlperf_logging.mllog import constants as C
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
+from tf_gp2bm.kernels import determinism
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op, pipeline_bench
@@ -32,6 +34,12 @@ class ResNetTask(Task):
     fell_back = config.image_op == "auto" and self.image_op == "tf"  # every rank says so: hosts may differ
     (self.warn if fell_back else self.note)(f"train images: {why}")
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
+    if config.data_service:
+      if determinism.enabled():
+        raise InputError(f"--data_service={config.data_service} with --deterministic: the service hands out "
+                         "images in the order its workers finish them and shuffles unseeded, which no seed "
+                         "reproduces; use local input for deterministic runs")
+      self.note(f"train images: from the tf.data service at {config.data_service} (eval: local)")
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
@@ -98,6 +106,10 @@ class ResNetTask(Task):
     self.records = imagenet_input.ImageNetRecords(c.data_dir)
     self.records.label_mapping(c.num_classes)
     imagenet_format.read_manifest(c.data_dir)  # every shard present with the size its manifest recorded
+    if c.data_service:  # a connection only: the workers read no record before a trainer asks for data
+      unreachable = data_service.reachable(c.data_service)
+      if unreachable:
+        raise InputError(f"--data_service={c.data_service}: {unreachable}")
     if c.closed and self.eval_examples != IMAGENET_VAL:
       raise InputError(f"--data_dir={c.data_dir}: {self.eval_examples} validation images, the closed "
                        f"division evaluates on all {IMAGENET_VAL:,}")
@@ -110,7 +122,7 @@ class ResNetTask(Task):
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
                                         self.config.num_classes, seed=self.seed,
-                                        image_op=self.image_op)
+                                        image_op=self.image_op, data_service=self.config.data_service)
 
   def eval_dataset(self, ctx):
     return imagenet_input.eval_dataset(self.records, ctx, self.eval_batch_size, self.config.image_size,
