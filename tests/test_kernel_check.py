@@ -72,13 +72,17 @@ def test_wrong_optimizer_updates_differ_over_the_steps(capsys):
     ("kernel_plugins.lars_epsilon", "lars_update", "tiny/kernel slot momentum"),
     ("kernel_plugins.lamb_epsilon", "lamb_update", "/kernel"),
 ])
-def test_an_epsilon_off_the_contract_is_caught_and_the_row_names_the_variable(capsys, module, hot_spot, where):
+def test_an_epsilon_off_the_contract_is_caught_and_the_row_names_the_variable(capsys, tmp_path, module, hot_spot,
+                                                                             where):
   # The tiny-norm variable makes each documented epsilon decide its update; at norms near 1 these passed.
-  code, out, _ = _check(capsys, f"--kernels={module}", "--steps=3", "--no-xla")
+  report = tmp_path / "kernel_check.txt"
+  code, out, _ = _check(capsys, f"--kernels={module}", "--steps=3", "--no-xla", f"--report={report}")
   assert code == 1, out
   (row,) = _rows(out, hot_spot)
   assert row.endswith("DIFFERS [1]"), out
   assert f"[1] {hot_spot}: largest difference in " in out and where in out and " after step " in out, out
+  saved = report.read_text()
+  assert saved.startswith(f"kernel_check --kernels={module} ") and out.split("\n", 1)[1].strip() in saved
 
 
 @pytest.mark.parametrize("module,message", [
