@@ -101,3 +101,14 @@ def test_command_line_exit_codes():
   assert out.returncode == 2 and "error: --kernels=no.such.vendor: importing the module failed" in out.stderr
   out = run_module("tf_gp2bm.kernel_check")
   assert out.returncode == 2 and "--kernels" in out.stderr
+
+
+@pytest.mark.slow  # kernel_check in a child process
+def test_the_driver_keeps_the_report_with_the_kernels_snapshot(tmp_path):
+  """run_benchmark.sh --kernels: the report lands beside the module's files, which build_tree copies into the
+  submission's vendor_kernels/."""
+  from tf_gp2bm.driver import package
+  assert package.save_kernel_check(str(tmp_path), "kernel_plugins.lars_epsilon") == 1
+  report = (tmp_path / package.KERNELS_SNAPSHOT / package.KERNEL_CHECK_REPORT).read_text()
+  assert report.startswith("kernel_check --kernels=kernel_plugins.lars_epsilon ") and "DIFFERS [1]" in report
+  assert "largest difference in tiny/kernel slot momentum" in report
