@@ -1,5 +1,6 @@
 """Shared test helpers: the repo root, the venv's python, demo data made once per session, runners for the CLI
 (one process or Horovod ranks), the compliance checker, and an in-process trainer for the proofs of the step."""
+import contextlib
 import json
 import os
 import subprocess
@@ -153,3 +154,21 @@ def resnet_smoke_run(demo_imagenet, tmp_path_factory):
   events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line] \
       if (out / "mlperf.log").exists() else []
   return types.SimpleNamespace(out=out, result=r, events=events)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, size="4m", read_only=False):
+  """A small tmpfs at `path` (made here, unmounted after): a file system that fills up, or a read-only one.
+  Needs root (or CAP_SYS_ADMIN); skipped otherwise, failing under CI=true."""
+  os.makedirs(path, exist_ok=True)
+  options = f"size={size}" + (",ro" if read_only else "")
+  r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+  skip_unless(r.returncode == 0, f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
+  try:
+    yield Path(path)
+  finally:
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def remount(path, read_only):
+  subprocess.run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)], check=True)

@@ -4,22 +4,26 @@ How each value is used in the math is proven elsewhere against NumPy or the refe
 (test_lars.py, test_lamb.py, test_schedules.py, test_resnet_task.py, test_bert_task.py, test_wikipedia_prep.py);
 docs/fidelity.md lists, for every fixed value, the tests that guard it."""
 import dataclasses
+import hashlib
+import json
 import types
 
 import pytest
 import tensorflow as tf
 
 from conftest import ROOT
-from tf_gp2bm import dry_run
+from tf_gp2bm import dry_run, tasks
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats.bert_checkpoint import PUBLISHED_PHASE1
 from tf_gp2bm.optimizers.lamb import LAMB
 from tf_gp2bm.optimizers.lars import LARS
+from tf_gp2bm.tasks.bert.sizes import LARGE
 
 CLOSED = {task: sorted((ROOT / "flags" / task).glob("*gpu.flags")) for task in ("resnet", "bert")}
 REPLICAS = {"1xgpu": 1, "8xgpu": 8, "2x8xgpu": 16}
 
 
 def _task(task, path):
-  from tf_gp2bm import tasks
   config = dry_run.parse_config(task, [f"--flagfile={path}"])
   return tasks.task_class(task)(dry_run.PlanningRuntime(REPLICAS[path.stem]), config)
 
@@ -60,7 +64,6 @@ def test_bert_lamb_schedule_and_shapes_carry_the_fixed_values(path):
 
 
 def test_closed_configs_refuse_a_fixed_value_changed():
-  from tf_gp2bm.errors import InputError
   resnet = dry_run.parse_config("resnet", [f"--flagfile={CLOSED['resnet'][0]}"])
   bert = dry_run.parse_config("bert", [f"--flagfile={CLOSED['bert'][0]}"])
   for config, change in ((resnet, {"label_smoothing": 0.2}), (resnet, {"image_size": 192}),
@@ -84,3 +87,22 @@ def test_tunable_values_reach_the_optimizer_and_schedule():
   lamb = bert.build_optimizer(_model("layer_0/attention/kernel"))
   assert (lamb.beta_1, lamb.beta_2, lamb.epsilon, lamb.weight_decay) == (0.7, 0.95, 1e-8, 0.02)
   assert lamb.learning_rate.train_steps == 1234
+
+
+def test_defaults_without_a_flagfile_are_the_references():
+  """A command line that names no flagfile gets the reference's fixed values too: they are the flags' defaults."""
+  def defaults(task):
+    return {f.name: f.default for f in dataclasses.fields(tasks.config_class(task))}
+
+  resnet, bert = defaults("resnet"), defaults("bert")
+  assert [resnet[n] for n in ("label_smoothing", "num_classes", "resnet_depth", "image_size")] == [0.1, 1000, 50, 224]
+  assert [bert[n] for n in ("max_seq_length", "max_predictions_per_seq", "bert_config")] == [512, 76, "large"]
+
+
+def test_bert_large_is_the_published_bert_config_json_byte_for_byte():
+  """BERT-large's sizes, dropouts and initializer range, written as the reference's bert_config.json (2-space JSON,
+  sorted keys), have the published file's size and md5: any changed value (a dropout of 0, say) changes both."""
+  text = (json.dumps(LARGE.to_json(), indent=2, sort_keys=True) + "\n").encode()
+  published = PUBLISHED_PHASE1["bert_config.json"]
+  assert (len(text), hashlib.md5(text).hexdigest()) == (published["bytes"], published["md5"])
+  assert _task("bert", CLOSED["bert"][0]).model_config == LARGE

@@ -126,7 +126,7 @@ def test_watchdog_kills_a_silent_process(tmp_path):
   # A real child that prints once and then hangs: the watchdog must kill its whole process group.
   cmd = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(120)"]
   t0 = time.monotonic()
-  code, hang = runs.launch(cmd, str(tmp_path), watchdog_s=2, ui=QUIET)
+  code, hang = runs.run_watched(cmd, str(tmp_path), watchdog_s=2, ui=QUIET)
   assert hang and code == -signal.SIGTERM and time.monotonic() - t0 < 60
   assert "started" in open(tmp_path / "console.log").read()
 

@@ -12,6 +12,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import sys
 import openpyxl
 import pytest
 
-from tf_gp2bm.driver import evaluate
+from tf_gp2bm.driver import checks, evaluate, ranking
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data", "mlperf_training_v4.0")
@@ -92,8 +93,8 @@ def test_real_systems_score_as_the_hand_computed_olympic_means(scored):
 @pytest.mark.slow
 def test_ranking_files_order_the_systems_by_score(scored):
   r, out = scored
-  ranking = r.stdout.split("\nrank ", 1)[1].splitlines()
-  assert ranking[1].startswith(f"1     {ASUS}") and ranking[2].startswith(f"2     {QUANTA}")
+  table = r.stdout.split("\nrank ", 1)[1].splitlines()
+  assert table[1].startswith(f"1     {ASUS}") and table[2].startswith(f"2     {QUANTA}")
   rows = list(csv.DictReader(open(os.path.join(out, "ranking.csv"))))
   assert [(row["rank"], row["system"], row["verdict"]) for row in rows] == [("1", ASUS, "VALID"),
                                                                            ("2", QUANTA, "VALID")]
@@ -101,7 +102,7 @@ def test_ranking_files_order_the_systems_by_score(scored):
   assert f"| 1 | {ASUS} | VALID | 2.1824 |" in open(os.path.join(out, "ranking.md")).read()
   wb = openpyxl.load_workbook(os.path.join(out, "ranking.xlsx"))
   assert wb.sheetnames == ["Ranking", "ASUSTeK_ESC_N8A-E12", "Quanta_Cloud_Technology_D74H-7U"]
-  score_col = evaluate.RANK_COLUMNS.index("score") + 1
+  score_col = ranking.RANK_COLUMNS.index("score") + 1
   link = wb["Ranking"].cell(2, score_col).value
   assert link.startswith("='ASUSTeK_ESC_N8A-E12'!C")  # the ranking reads each system tab's own formula
   system_tab = wb["ASUSTeK_ESC_N8A-E12"]
@@ -128,7 +129,9 @@ def drop_run_stop(path):
 def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_path):
   org = tmp_path / "Vendor"
   copy_system(ASUS, org, "no_bert", tasks=("resnet",))
+  (org / "systems" / "no_bert.json").write_text("{ not json")
   (org / "results" / "empty_resnet" / "resnet").mkdir(parents=True)
+  (org / "results" / "weird" / "resnet" / "result_0.txt").mkdir(parents=True)  # no log the checkers can read
   os.remove(copy_system(ASUS, org, "four_resnet", tasks=("resnet",)) / "resnet" / "result_4.txt")
   one_bad = copy_system(ASUS, org, "one_bad_log", tasks=("resnet",))
   drop_run_stop(one_bad / "resnet" / "result_2.txt")
@@ -141,7 +144,9 @@ def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_
   assert r.returncode == evaluate.EXIT_INVALID, r.stdout + r.stderr
   lines = r.stdout
   assert "Vendor/no_bert: INVALID" in lines and "  - no bert results" in lines
+  assert re.search(r"  - system description: \S+no_bert.json: system description is not valid JSON", lines)
   assert "Vendor/empty_resnet: INVALID" in lines and "  - resnet: no result_*.txt in" in lines
+  assert "Vendor/weird: INVALID" in lines and "  - IsADirectoryError: [Errno 21] Is a directory:" in lines
   assert "  - resnet: 4 result files; an MLPerf submission has exactly 5" in lines
   assert "  - resnet: 4 runs, the rules need at least 5" in lines
   s = load(tmp_path / "out", "Vendor/one_bad_log")  # one failed log is the dropped slowest (MLPerf's rule)
@@ -158,7 +163,8 @@ def test_bad_systems_each_get_their_verdict_and_the_others_are_still_scored(tmp_
   s = load(tmp_path / "out", pair)
   assert s["score"]["value"] is not None  # still computed, for reading; the verdict says why it does not rank
   rows = list(csv.DictReader(open(tmp_path / "out" / "ranking.csv")))
-  assert len(rows) == 6 and all(row["rank"] == "-" and row["verdict"] == "INVALID" for row in rows)
+  assert len(rows) == 7 and all(row["rank"] == "-" and row["verdict"] == "INVALID" for row in rows)
+  assert load(tmp_path / "out", "Vendor/weird")["verdict"]["headline"] == "INVALID: could not be scored"
 
 
 def test_unreadable_or_unrecognised_paths_are_bad_input_and_nothing_is_scored(tmp_path):
@@ -207,3 +213,12 @@ def test_complete_tree_goes_through_the_package_checker_without_touching_it(tmp_
   assert s["package_checker"]["passed"] and s["package_checker"]["summary"].startswith("SUCCESS")
   assert s["verdict"]["kind"] == evaluate.VALID and s["verdict"]["notes"] == []
   assert {p: os.path.getmtime(p) for p in glob.glob(str(org / "**"), recursive=True)} == before
+
+
+def test_a_copied_log_fails_the_seed_check(tmp_path):
+  logs = sorted(glob.glob(os.path.join(DATA, "ASUSTeK", "results", "ESC_N8A-E12", "resnet", "result_*.txt")))
+  assert checks.seed_check(logs, "4.0.0").passed
+  shutil.copyfile(logs[0], tmp_path / "result_0.txt")
+  shutil.copyfile(logs[0], tmp_path / "result_1.txt")  # a vendor handing in one run twice
+  v = checks.seed_check(glob.glob(str(tmp_path / "*.txt")), "4.0.0")
+  assert not v.passed and "already logs the same seed" in v.summary

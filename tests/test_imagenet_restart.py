@@ -174,3 +174,32 @@ def test_a_jpeg_that_does_not_decode_is_named_not_kept(plain, tmp_path, capsys, 
   # verify names the same record and image
   assert cli.main(["verify", str(bad), "--workers=1"]) == EXIT_BAD_INPUT
   assert f"{bad / shard_name} record 3 (image {image}): JPEG does not decode" in capsys.readouterr().out
+
+
+def test_skip_bad_leaves_out_counts_and_lists_the_records_that_do_not_decode(plain, tmp_path, capsys):
+  """--skip_bad, as convert's: the record is left out, counted, and listed in the manifest; the rest is kept, and the
+  manifest's counts add up (verify reads every record against them)."""
+  bad = tmp_path / "bad"
+  train_image = _with_bad_jpeg(plain, bad, "train-00001-of-00002", 3)
+  shutil.rmtree(tmp_path / "bad_val", ignore_errors=True)
+  val_image = _with_bad_jpeg(bad, tmp_path / "bad_val", "validation-00000-of-00001", 1)
+  source = tmp_path / "bad_val"
+  out = tmp_path / "out"
+  assert cli.main(["restart", f"--input={source}", f"--out={out}", "--workers=1", "--skip_bad"]) == 0
+  assert "2 records left out, their JPEG does not decode (--skip_bad)" in capsys.readouterr().out
+  manifest = files.read_json(out / imagenet_records.MANIFEST)
+  listed = {(s["split"], s["file"], s["shard"], s["record"]) for s in manifest["skipped"]}
+  assert listed == {("train", train_image, "train-00001-of-00002", 3),
+                    ("validation", val_image, "validation-00000-of-00001", 1)}
+  assert manifest["options"]["skip_bad"] and manifest["restart_skipped"] == 2
+  before = files.read_json(source / imagenet_records.MANIFEST)
+  for split in ("train", "validation"):
+    assert manifest["splits"][split]["num_examples"] == before["splits"][split]["num_examples"] - 1
+  assert len(_examples(out / "train-00001-of-00002")) == len(_examples(source / "train-00001-of-00002")) - 1
+  assert verify.verify(str(out)) == []  # counts, class counts, sizes and every JPEG agree with the manifest
+  # Without the flag (the default) the same input is refused, naming the record; a folder that left records out
+  # is not resumed by a run without --skip_bad.
+  assert cli.main(["restart", f"--input={source}", f"--out={tmp_path / 'strict'}", "--workers=1"]) == EXIT_BAD_INPUT
+  assert "record 3 (image " in capsys.readouterr().err
+  assert cli.main(["restart", f"--input={source}", f"--out={out}", "--workers=1"]) == EXIT_BAD_INPUT
+  assert "pass --skip_bad to leave its record out" in capsys.readouterr().err

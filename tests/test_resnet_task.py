@@ -223,3 +223,10 @@ def test_eval_counts_only_weighted_images(trainer_factory):
   labels = np.where(right, top, (top + 1) % 10).astype(np.int32)
   correct, count = task.eval_counts(model, dict(batch, label=tf.constant(labels), weight=tf.constant(weight)))
   assert (float(correct), float(count)) == (4.0, 8.0)  # not 8 hits: the 4 padded ones weigh 0
+
+
+def test_inputs_are_centred_by_the_references_rgb_channel_means():
+  """The reference subtracts _R_MEAN 123.68, _G_MEAN 116.78, _B_MEAN 103.94 from the RGB channels, no std division."""
+  pixel = tf.constant([[[[200, 100, 50]]]], tf.uint8)
+  np.testing.assert_allclose(imagenet_input.normalize(pixel, tf.float32).numpy().ravel(),
+                             [200 - 123.68, 100 - 116.78, 50 - 103.94], rtol=1e-6)

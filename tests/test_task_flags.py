@@ -17,12 +17,16 @@ def test_the_config_layer_loads_no_tensorflow():
   r = python("""
       import glob, sys
       from tf_gp2bm import cli_flags, dry_run, tasks
+      from tf_gp2bm.run_config import RunConfig
       from tf_gp2bm.tasks import spec
       for name in tasks.names():
         tasks.config_class(name)
         spec.get(name)
         for path in sorted(glob.glob(f"flags/{name}/*.flags")):
           dry_run.parse_config(name, [f"--flagfile={path}"])
+          fv = cli_flags.new_flag_values(name)
+          cli_flags.parse(["train", f"--task={name}", f"--flagfile={path}"], fv)
+          RunConfig.from_flags(fv)
       cli_flags.help_text("doc")
       heavy = sorted(m for m in ("tensorflow", "tf_keras", "official", "horovod") if m in sys.modules)
       print("HEAVY", heavy)

@@ -163,6 +163,7 @@ def new_flag_values(task):
   select_task(task, private)
   return private
 
+
 MAIN_FLAGS = ("task", "flagfile", "data_dir", "output_dir", "global_batch_size", "precision", "distribution",
               "kernels", "seed")
 _HELP_ARGS = {"-h", "-?", "-help", "--help", "--helpshort", "--helpfull"}

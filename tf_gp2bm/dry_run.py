@@ -45,6 +45,7 @@ def plan_lines(task):
     if unit != "samples":
       where = f"{unit} {point.epoch_num:,}, {where}"
     lines.append(f"  eval {i:3d} at step {point.step:7,d} ({where}): learning rate {lr:.6g}")
+  lines.extend(task.plan_notes())
   end = task.schedule_end_step
   lines.append(f"learning-rate schedule ends at step {end:,} ({end * gbs:,} samples)")
   lines.append(f"step cap: {plan.max_steps:,} steps ({plan.max_steps * gbs:,} samples); the run stops at the first "

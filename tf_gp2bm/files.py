@@ -54,6 +54,10 @@ def atomic_output(path):
   try:
     yield tmp
     os.replace(tmp, path)
+  except OSError as e:
+    if e.filename is None:  # a write or close that hit a full disk: say which file it was for
+      raise OSError(e.errno, e.strerror, path) from e
+    raise
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -169,3 +173,44 @@ def readable_files(paths, flag):
     check_readable(path, flag)
     found.append(path)
   return found
+
+
+# -- Outputs a run writes: checked before it starts, so a bad path is bad input, not a crash midway ---------------
+_TMP_ROOM = len(TMP_SUFFIX) + 9  # atomic_output's ".tmp.<pid>" on top of the final name
+
+
+def _limit(path, name, default):
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  try:
+    return os.pathconf(existing, name)
+  except (OSError, ValueError):
+    return default
+
+
+def check_output_path(path, folder, where):
+  """Raises InputError starting with `where` (the flag, and the path when the flag does not name it) unless the
+  run can write `path`: within the file system's path and name limits, not a file where a folder goes (or the
+  reverse), its folder writable. Creates `path` when it is a folder."""
+  room = 0 if folder else _TMP_ROOM  # a file may be written through a temporary name beside it
+  length, path_max = len(os.fsencode(os.path.abspath(path))), _limit(path, "PC_PATH_MAX", 4096)
+  if length + room >= path_max:
+    raise InputError(f"{where}: the path is too long ({length} bytes; this file system allows "
+                     f"{path_max - 1 - room} here, with room for temporary names); expected a shorter path")
+  name, name_max = os.path.basename(os.path.abspath(path)), _limit(path, "PC_NAME_MAX", 255)
+  if len(os.fsencode(name)) + room > name_max:
+    raise InputError(f"{where}: the name {name[:40]}... is too long ({len(os.fsencode(name))} bytes; this file "
+                     f"system allows {name_max - room} here, with room for temporary names)")
+  if folder and os.path.lexists(path) and not os.path.isdir(path):
+    raise InputError(f"{where}: exists and is not a directory")
+  if not folder and os.path.isdir(path):
+    raise InputError(f"{where}: is a directory; the run writes a file there")
+  parent = path if folder else os.path.dirname(os.path.abspath(path))
+  if folder:
+    try:
+      os.makedirs(path, exist_ok=True)
+    except OSError as e:
+      raise InputError(f"{where}: cannot create it ({e.strerror})") from None
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise InputError(f"{where}: " + ("not writable" if folder else f"its folder {parent} is not writable"))

@@ -18,12 +18,13 @@ from absl import app, flags
 
 from tf_gp2bm import cli_flags, dry_run, errors, kernels, mlperf_log, native_log  # noqa: F401  (dry_run: its flags)
 from tf_gp2bm.errors import InputError, Outcome, Terminated
-from tf_gp2bm.files import write_json_atomic
+from tf_gp2bm.files import check_output_path, write_json_atomic
 from tf_gp2bm.run_config import RunConfig
 from tf_gp2bm.runtime import launcher_rank
 
 FLAGS = flags.FLAGS
 RUN_SUMMARY = "run.json"
+FLAGS_TXT = "flags.txt"
 
 
 def _log(message):
@@ -38,16 +39,18 @@ def _raise_terminated(signum, frame):
   raise Terminated(signum)
 
 
-def _check_output_dir(path, chief):
-  """Bad input before anything loads: a file in the way, no write permission, or a finished run already there."""
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise InputError(f"--output_dir={path}: exists and is not a directory")
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    raise InputError(f"--output_dir={path}: cannot create it ({e.strerror})") from None
-  if not os.access(path, os.W_OK | os.X_OK):
-    raise InputError(f"--output_dir={path}: not writable")
+def _check_output_dir(path, chief, rank):
+  """Bad input before anything loads: a file in the way, a path past the file system's limits, no write permission
+  (for the folder and everything this process writes in it), or a finished run already there. The tensorboard
+  folder is checked by training_run (its name lives with TensorFlow's summaries)."""
+  check_output_path(path, True, f"--output_dir={path}")
+  logs = os.path.join(path, native_log.LOG_DIR)
+  check_output_path(logs, True, f"--output_dir={path}: {logs}")
+  written = [native_log.log_path(path, rank)]
+  if chief:
+    written += [os.path.join(path, name) for name in (mlperf_log.LOG_NAME, RUN_SUMMARY, FLAGS_TXT)]
+  for file in written:
+    check_output_path(file, False, f"--output_dir={path}: {file}")
   if chief:  # the other ranks write no MLPerf log, and would race rank 0 creating it
     mlperf_log.check_new_log(os.path.join(path, mlperf_log.LOG_NAME))
 
@@ -67,7 +70,7 @@ def _write_summary(outcome, config, wall_s):
       "wall_s": round(wall_s, 1), "world_size": outcome.world_size, "kernels": kernels.audit(),
   }
   write_json_atomic(os.path.join(FLAGS.output_dir, RUN_SUMMARY), summary)
-  with open(os.path.join(FLAGS.output_dir, "flags.txt"), "w") as f:
+  with open(os.path.join(FLAGS.output_dir, FLAGS_TXT), "w") as f:
     f.write(FLAGS.flags_into_string())
   return summary
 
@@ -104,7 +107,7 @@ def main(argv):
     for name in ("task", "output_dir"):
       if not getattr(FLAGS, name):
         raise InputError(f"--{name} is required")
-    _check_output_dir(FLAGS.output_dir, chief=rank == 0)
+    _check_output_dir(FLAGS.output_dir, chief=rank == 0, rank=rank)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_BAD_INPUT

@@ -17,11 +17,12 @@ from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm import dry_run, errors, kernels, mlperf_log, native_log, tasks
 from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
+from tf_gp2bm.files import check_output_path
 from tf_gp2bm.kernels import determinism
 from tf_gp2bm.runtime import launcher_rank
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.runtime.precision import Precision
-from tf_gp2bm.summaries import RunSummaries
+from tf_gp2bm.summaries import LOG_SUBDIR as TENSORBOARD_DIR, RunSummaries
 from tf_gp2bm.trainer import Trainer
 
 
@@ -39,6 +40,18 @@ def _write_weights_digest(trainer, output_dir, rank):
     digest.update(v.numpy().tobytes())
   with open(os.path.join(output_dir, f"weights_digest.rank{rank}"), "w") as f:
     f.write(digest.hexdigest() + "\n")
+
+
+def _diagnose(task, error):
+  """The task's line naming the file and record behind a data error, or None for a real crash. A diagnosis that
+  fails itself (it reads the data again) leaves the crash as it was."""
+  if task is None:
+    return None
+  try:
+    return task.diagnose_data_error(error)
+  except Exception:  # noqa: BLE001 -- the original error is the one to report
+    traceback.print_exc()
+    return None
 
 
 def _route_tensorflow_python_log(path):
@@ -74,6 +87,9 @@ def run(config, log):
   _route_tensorflow_python_log(native_log.log_path(config.output_dir, launcher_rank() or 0))
   try:
     runtime = _create_runtime(config)
+    if runtime.is_chief and not config.dry_run:  # TensorBoard's folder too, before the run's log exists
+      tensorboard = os.path.join(config.output_dir, TENSORBOARD_DIR)
+      check_output_path(tensorboard, True, f"--output_dir={config.output_dir}: {tensorboard}")
     chief_log = log if runtime.is_chief else (lambda *_: None)
     ml = mlperf_log.MLPerfLogger(os.path.join(config.output_dir, mlperf_log.LOG_NAME), enabled=runtime.is_chief)
     ml.start(C.INIT_START)
@@ -115,7 +131,7 @@ def run(config, log):
   except Terminated as e:
     code, reason = e.exit_code, str(e)
   except Exception as e:  # a crash still closes the run in the log
-    diagnosis = task.diagnose_data_error(e) if task else None
+    diagnosis = _diagnose(task, e)
     if diagnosis:
       code, reason = errors.EXIT_BAD_INPUT, diagnosis
     else:

@@ -17,6 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from data_prep import output_lock
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.files import atomic_output, check_out_apart, check_readable, read_json, write_json_atomic
 from tf_gp2bm.formats import bert_checkpoint as identity
@@ -60,6 +61,11 @@ def convert(tf1_checkpoint, bert_config, out, log=print):
     raise InputError(f"--tf1_checkpoint={tf1_checkpoint}: not a reference TF1 checkpoint (no "
                      f"{checkpoint.WORD_EMBEDDINGS})")
   _check_inputs_and_out(prefix, bert_config, out)
+  with output_lock.holding(out, "python -m data_prep.bert_checkpoint convert"):
+    return _convert(config, prefix, out, log)
+
+
+def _convert(config, prefix, out, log):
   model = bert_model.build_bert(config)
   values = checkpoint.read_tf1(model, prefix)
   mapping = {}

@@ -61,6 +61,8 @@ def _add_restart(sub):
                      "convert does by default), for records made without them")
   p.add_argument("--input", required=True, help="a folder of records with manifest.json (convert or index)")
   p.add_argument("--out", required=True, help="a new folder for the rewritten records")
+  p.add_argument("--skip_bad", action="store_true", help="leave out records whose JPEG does not decode (counted, "
+                 "and listed in the manifest); by default such a record is refused, named")
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
 
 
@@ -107,10 +109,12 @@ def _index(args):
 
 
 def _restart(args):
-  manifest = restart.restart(args.input, args.out, args.workers)
+  manifest = restart.restart(args.input, args.out, args.workers, skip_bad=args.skip_bad)
   counts = manifest["restart_markers"]
+  left_out = manifest["restart_skipped"]
+  skipped = f"; {left_out:,} records left out, their JPEG does not decode (--skip_bad)" if left_out else ""
   print(f"train: {counts['rewritten']:,} JPEGs rewritten with restart markers, {counts['kept']:,} kept as they were "
-        f"(progressive or CMYK); wrote {os.path.join(args.out, imagenet_records.MANIFEST)}")
+        f"(progressive or CMYK){skipped}; wrote {os.path.join(args.out, imagenet_records.MANIFEST)}")
   return 0
 
 

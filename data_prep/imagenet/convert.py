@@ -13,8 +13,8 @@ import re
 import tempfile
 
 from tf_gp2bm import files
-from tf_gp2bm.driver.lock import LockHeld, ResultsLock
 from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import output_lock
 from data_prep.imagenet import images, plan, sources
 from tf_gp2bm.progress import Progress
 
@@ -43,11 +43,7 @@ def check_inputs_and_out(opts):
 
 def lock_out_dir(out):
   """One `convert` at a time per output folder (held until the process ends)."""
-  try:
-    return ResultsLock(out, command="python -m data_prep.imagenet convert", who="`convert`",
-                       what="the output folder", hint="or use another --out").acquire()
-  except LockHeld as e:
-    raise ConvertError(f"--out={out}: {e}") from None
+  return output_lock.hold(out, "python -m data_prep.imagenet convert", error=ConvertError)
 
 
 def check_out_dir(out, train_shards, val_shards):

@@ -26,6 +26,7 @@ import glob
 import os
 import sys
 
+from data_prep import output_lock
 from data_prep.wikipedia import published
 from data_prep.wikipedia.accept import accept_text, accept_tfrecords
 from data_prep.wikipedia.bench import run_bench
@@ -122,6 +123,11 @@ def cmd_published(args):
 
 
 def cmd_all(args):
+  with output_lock.holding(args.work, "python -m data_prep.wikipedia all", error=StageError, flag="--work"):
+    _all(args)
+
+
+def _all(args):
   work = args.work
   if args.published_text:
     accept_text(args.published_text, args.workers)

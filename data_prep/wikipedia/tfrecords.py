@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from data_prep import bert_manifest
+from data_prep import bert_manifest, output_lock
 from data_prep.bert_records import read_records, serialize_instance, write_records
 from data_prep.wikipedia import published
 from data_prep.wikipedia.instances import create_pretraining_examples
@@ -115,30 +115,31 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   check_out_apart(out_dir, [("--input", p) for p in inputs] + [("--vocab", vocab_file)])
   vocab_size = check_vocab(vocab_file, settings)
   check_writable(out_dir)
-  remove_stale_temps(out_dir)
-  marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
-  todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
-          if not is_done(out_dir, n, [p], marker_settings)]
-  if len(todo) < len(inputs):
-    print(f"[{label}] {len(inputs) - len(todo)} of {len(inputs)} outputs already done (markers in "
-          f"{out_dir}/.done), {len(todo)} to make", file=sys.stderr)
-  progress = Progress(label, total=len(todo), unit="parts", every_s=0)
-  examples = 0
-  workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-  if todo:
-    # fork: workers inherit the imported modules. A worker does many parts in turn and keeps its tokenizer's
-    # word memo (bounded) between them; a part's instances are freed when it is written.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-      for name, count, seconds in pool.imap_unordered(_one_part, todo):
-        examples += count
-        print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "
-              f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
-        progress.update()
-    progress.finish()
-  manifest = write_manifest(out_dir, label, marker_settings, names)
-  if split:
-    describe_records(out_dir, split, names, settings, vocab_size, workers)
-  return manifest
+  with output_lock.holding(out_dir, f"python -m data_prep.wikipedia {label.split('-')[0]}", error=StageError):
+    remove_stale_temps(out_dir)
+    marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
+    todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
+            if not is_done(out_dir, n, [p], marker_settings)]
+    if len(todo) < len(inputs):
+      print(f"[{label}] {len(inputs) - len(todo)} of {len(inputs)} outputs already done (markers in "
+            f"{out_dir}/.done), {len(todo)} to make", file=sys.stderr)
+    progress = Progress(label, total=len(todo), unit="parts", every_s=0)
+    examples = 0
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    if todo:
+      # fork: workers inherit the imported modules. A worker does many parts in turn and keeps its tokenizer's
+      # word memo (bounded) between them; a part's instances are freed when it is written.
+      with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for name, count, seconds in pool.imap_unordered(_one_part, todo):
+          examples += count
+          print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "
+                f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
+          progress.update()
+      progress.finish()
+    manifest = write_manifest(out_dir, label, marker_settings, names)
+    if split:
+      describe_records(out_dir, split, names, settings, vocab_size, workers)
+    return manifest
 
 
 def describe_records(out_dir, split, names, settings, vocab_size, workers=None):

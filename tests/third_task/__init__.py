@@ -1,6 +1,6 @@
-"""A third task that lives outside the project (tests/third_task/toy_task is its template): `install` copies it into
-a folder of its own, with the entry point that registers it, so a process whose PYTHONPATH has that folder knows
---task=toy. Nothing in the project names it."""
+"""A third task that lives outside the project (tests/third_task/toy_task and flags/ are its template): `install`
+copies it into a folder of its own, with the entry point that registers it, so a process whose PYTHONPATH has that
+folder knows --task=toy. Nothing in the project names it."""
 import os
 import shutil
 import subprocess
@@ -14,9 +14,11 @@ PACKAGE, NAME = "toy_task", "toy"
 
 
 def install(root):
-  """Writes the toy package and its dist-info (entry point group tf_gp2bm.tasks) under `root`; returns `root`."""
+  """Writes the toy package, its flagfiles (root/flags/toy/) and its dist-info (entry point group tf_gp2bm.tasks)
+  under `root`; returns `root`."""
   root = Path(root)
   shutil.copytree(TEMPLATE, root / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+  shutil.copytree(TEMPLATE.parent / "flags", root / "flags")
   dist = root / f"{PACKAGE}-0.1.dist-info"
   dist.mkdir()
   (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 0.1\n")

@@ -133,8 +133,8 @@ def _abs(path):
 
 
 def _terminate(signum, frame):
-  # SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C, so the running trainer's process group is killed and
-  # the unfinished run is left for the next resume instead of an orphan holding the GPUs.
+  # SIGTERM (kill, a batch scheduler) and SIGHUP unwind like Ctrl-C, so the running trainer's process group is
+  # killed and the unfinished run is left for the next resume instead of an orphan holding the GPUs.
   raise SystemExit(128 + signum)
 
 
@@ -142,9 +142,10 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   if argv[:1] == [SCORE_COMMAND]:  # the evaluator's command has its own arguments (paths, not a set)
     from . import evaluate
-    return evaluate.main(argv[1:])
+    return evaluate.main(argv[1:], os.path.join(repo_root(), "results"))
   config = parse_args(argv)
   signal.signal(signal.SIGTERM, _terminate)
+  signal.signal(signal.SIGHUP, _terminate)  # a closed terminal or ssh session stops the set the same way
   # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also
   # when the venv is not activated.
   os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

@@ -6,7 +6,7 @@ a folder of such trees, or one system's results folder. `--pair A B` joins two b
 submitted under two system names into one system. `PATH@RULESET` checks that input under another ruleset (the
 GP2BM score is defined on the pinned one, so it is then INVALID, but its checker output is there to read).
 Every system gets a verdict line; one bad system never stops the others. Reports: one folder per system (the
-same reports as a set of our own) plus ranking.md / .csv / .xlsx.
+same reports as a set of our own) plus ranking.md / .csv / .xlsx (ranking.py).
 """
 import argparse
 import concurrent.futures
@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from mlperf_logging.rcp_checker import rcp_checker
 
@@ -26,12 +26,11 @@ from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 from tf_gp2bm.files import read_json
 from tf_gp2bm.tasks import spec as task_spec
 
-from . import checks, package, reports, scoring, summary
+from . import checks, package, ranking, reports, scoring, summary
 
-VALID, INVALID = "VALID", "INVALID"
+from .ranking import INVALID, VALID
 EXIT_INVALID = 3  # finished, but at least one system has no valid score (as the driver's NOT SUBMITTABLE)
 RESULT_FILE = re.compile(r"result_(\d+)\.txt$")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclasses.dataclass
@@ -170,8 +169,9 @@ def rcp_check(folder, ruleset):
 
 
 def package_check_staged(entry, out_dir, ruleset):
-  """The package checker on a copy of the system's part of the tree (it writes scaling.json into what it
-  checks). Runs only where the tree is complete; returns the report block."""
+  """The package checker on a copy of the system's part of the tree (it writes scaling.json into the results it
+  checks; the implementation folders it only reads are linked). Runs only where the tree is complete; returns the
+  report block."""
   org_dir = entry.org_dir
   missing = [] if org_dir else ["the input is not inside a submission tree"]
   missing += [f"systems/{s}.json" for s, j in entry.system_jsons.items() if not (j and os.path.exists(j))]
@@ -188,10 +188,13 @@ def package_check_staged(entry, out_dir, ruleset):
     system, bench = os.path.basename(os.path.dirname(folder)), os.path.basename(folder)
     for log in result_files(folder):
       shutil.copyfile(log, os.path.join(_mkdir(stage, "results", system, bench), os.path.basename(log)))
-    shutil.copytree(os.path.join(org_dir, "benchmarks", bench), os.path.join(stage, "benchmarks", bench),
-                    dirs_exist_ok=True)
+    link = os.path.join(_mkdir(stage, "benchmarks"), bench)
+    if not os.path.lexists(link):
+      os.symlink(os.path.abspath(os.path.join(org_dir, "benchmarks", bench)), link)
   log = os.path.join(out_dir, "package_checker.log")
   v = checks.package_check(stage, ruleset, log)
+  with open(os.path.join(out_dir, "package_checker.txt"), "w") as f:
+    f.write(v.output)
   return {"passed": v.passed, "summary": v.summary, "log": os.path.basename(log)}
 
 
@@ -211,7 +214,7 @@ def score_entry(entry, out_dir, jobs=2):
   for r in rulesets:
     if r != task_spec.RULESET:
       reasons.append(f"ruleset {r}: the GP2BM score is defined on MLPerf Training {task_spec.RULESET} results")
-  for s in task_spec.specs():
+  for s in task_spec.scored_specs():
     folder = entry.folders.get(s.name)
     if not folder:
       reasons.append(f"no {s.name} results")
@@ -229,6 +232,11 @@ def score_entry(entry, out_dir, jobs=2):
     reasons.append(f"package checker: {pc['summary'][:300]}")
   elif pc["passed"] is None:
     notes.append(f"package checker {pc['summary']}")
+  try:
+    system = describe(entry)
+  except ValueError as e:  # not JSON, or not an object of fields
+    system = _bare_description(entry)
+    reasons.append(f"system description: {e}")
   score = summary.score_block(tasks)
   if score["value"] is None and not reasons:
     reasons.append(f"no score: {score['why_none']}")
@@ -239,7 +247,7 @@ def score_entry(entry, out_dir, jobs=2):
     verdict = {"kind": VALID, "headline": f"VALID: every log passes the {rulesets[0]} compliance checker, the run "
                "counts, failure rules and RCPs are met", "reasons": [], "notes": notes}
   result = {
-      "verdict": verdict, "system": describe(entry), "score": score,
+      "verdict": verdict, "system": system, "score": score,
       "title": f"GP2BM evaluation of {entry.name}", "name": entry.name, "report_folder": os.path.basename(out_dir),
       "sources": sorted(entry.folders.values()), "ruleset": "/".join(rulesets) or task_spec.RULESET,
       "tasks": tasks, "package_checker": pc,
@@ -265,6 +273,10 @@ def score_task_folder(spec, folder, ruleset, out_dir, jobs):
     if r.division not in (None, "closed"):
       reasons.append(f"{spec.name} {os.path.basename(p)}: logged submission_division {r.division!r} (the score "
                      "compares closed-division results)")
+  if all(r.division in (None, "closed") for r in results):  # the package checker seeds-checks closed results only
+    seeds = checks.seed_check(logs, ruleset)
+    if not seeds.passed:
+      reasons.append(f"{spec.name}: seed checker {seeds.summary}")
   ts = scoring.score_task(spec.name, results, min_runs=spec.min_runs)
   if not ts.valid:
     reasons.append(ts.reason)
@@ -286,7 +298,10 @@ def describe(entry):
   """The system description fields the reports show first, from the system json(s)."""
   descs = [read_json(j, "system description") for j in entry.system_jsons.values() if j and os.path.exists(j)]
   if not descs:
-    return {"system_name": entry.name.split("/", 1)[1], "submitter": entry.org}
+    return _bare_description(entry)
+  bad = [j for j, d in zip(entry.system_jsons.values(), descs) if not isinstance(d, dict)]
+  if bad:
+    raise ValueError(f"{bad[0]}: expected a JSON object of system fields")
   out = {}
   for k in summary.SYSTEM_KEYS:
     values = list(dict.fromkeys(str(d.get(k)) for d in descs if d.get(k) not in (None, "")))
@@ -295,80 +310,8 @@ def describe(entry):
   return out
 
 
-# --- ranking -----------------------------------------------------------------------------------------------------
-RANK_COLUMNS = ["rank", "system", "verdict", "score"] + [t.symbol + " (min)" for t in task_spec.GP2BM_SCORE] + [
-    "accelerators", "ruleset", "reports", "why"]
-
-
-def ranking_rows(results):
-  """One row per system: valid systems by score (best first), then the others by name."""
-  order = sorted(results, key=lambda s: (s["verdict"]["kind"] != VALID, -(s["score"]["value"] or 0), s["name"]))
-  rows, rank = [], 0
-  for s in order:
-    valid = s["verdict"]["kind"] == VALID
-    rank += valid
-    sysd = s["system"]
-    accel = " x ".join(str(sysd[k]) for k in ("accelerators_per_node", "accelerator_model_name") if sysd.get(k))
-    rows.append(dict(zip(RANK_COLUMNS, [rank if valid else "-", s["name"], s["verdict"]["kind"], s["score"]["value"]]
-                         + [s["score"]["latency_min"].get(t.task) for t in task_spec.GP2BM_SCORE]
-                         + [accel, s["ruleset"], s["report_folder"], "; ".join(s["verdict"]["reasons"])[:300]])))
-  return rows
-
-
-def _cell(v, digits=3):
-  return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def ranking_text(rows):
-  cells = [[_cell(r[c], 4 if c == "score" else 3) for c in RANK_COLUMNS[:-1]] for r in rows]
-  widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(RANK_COLUMNS[:-1])]
-  lines = ["  ".join(c.ljust(w) for c, w in zip(RANK_COLUMNS[:-1], widths))]
-  lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
-  return "\n".join(lines)
-
-
-def write_ranking(out_dir, results):
-  """ranking.md / .csv / .xlsx (with each system's MLPerf tab)."""
-  import csv
-  import openpyxl
-  rows = ranking_rows(results)
-  paths = {k: os.path.join(out_dir, f"ranking.{k}") for k in ("md", "csv", "xlsx")}
-  md = [f"# GP2BM ranking ({task_spec.score_formula()})", "",
-        "| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
-  md += ["| " + " | ".join(_cell(r[c], 4 if c == "score" else 3).replace("|", "/") for c in RANK_COLUMNS) + " |"
-         for r in rows]
-  md += ["", "Each system's reports (verdict, system, score, runs, plots) are in its folder (column reports).", ""]
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(md))
-  with open(paths["csv"], "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(RANK_COLUMNS)
-    w.writerows([[r[c] for c in RANK_COLUMNS] for r in rows])
-  wb = openpyxl.Workbook()
-  ws = wb.active
-  ws.title = "Ranking"
-  ws.append(RANK_COLUMNS)
-  by_name = {s["name"]: s for s in results}
-  used = {"Ranking"}
-  for r in rows:
-    sheet = _sheet_name(r["system"], used)
-    score_cell = reports.fill_sheet(wb.create_sheet(sheet), by_name[r["system"]])
-    values = [r[c] for c in RANK_COLUMNS]
-    values[RANK_COLUMNS.index("score")] = f"='{sheet}'!{score_cell.coordinate}"  # the system tab's formula
-    ws.append(values)
-    ws.cell(ws.max_row, RANK_COLUMNS.index("score") + 1).number_format = "0.0000"
-  wb.save(paths["xlsx"])
-  return paths, rows
-
-
-def _sheet_name(name, used):
-  base = re.sub(r"[\[\]:*?/\\']", "_", name)[:31]  # Excel's limit and forbidden characters
-  sheet, n = base, 1
-  while sheet in used:
-    n += 1
-    sheet = f"{base[:28]}~{n}"
-  used.add(sheet)
-  return sheet
+def _bare_description(entry):
+  return {"system_name": entry.name.split("/", 1)[1], "submitter": entry.org}
 
 
 # --- command line ------------------------------------------------------------------------------------------------
@@ -380,13 +323,14 @@ def build_parser():
   p.add_argument("paths", nargs="*", metavar="PATH[@RULESET]", help="submission tree(s) or system results folder(s)")
   p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RESNET_FOLDER", "BERT_FOLDER"),
                  help="two benchmark folders submitted under two system names, scored as one system (repeatable)")
-  p.add_argument("--out", default=None, help="report folder; default results/score-<UTC time> in the repository")
+  p.add_argument("--out", default=None, help="report folder; default <results root>/score-<UTC time>")
   p.add_argument("--ruleset", default=task_spec.RULESET, help="ruleset for inputs without @RULESET")
   p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compliance checkers run at once")
   return p
 
 
-def main(argv):
+def main(argv, results_root):
+  """The `score` command; results_root holds the default report folder (the driver's results folder)."""
   a = build_parser().parse_args(argv)
   if not a.paths and not a.pair:
     print("error: give at least one PATH or --pair (see run_benchmark.sh score --help)", file=sys.stderr)
@@ -398,9 +342,9 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-  out = os.path.abspath(a.out or os.path.join(REPO, "results", f"score-{stamp}"))
+  out = os.path.abspath(a.out or os.path.join(results_root, f"score-{stamp}"))
   os.makedirs(out, exist_ok=True)
-  logging.getLogger().setLevel(logging.WARNING)  # the RCP checker logs every step at INFO
+  logging.getLogger().setLevel(logging.ERROR)  # the RCP checker logs every step; its verdict is in the reports
   results, used = [], set()
   for entry in entries:
     folder = os.path.join(out, _unique(package.safe_name(entry.name.replace("/", "__")), used))
@@ -410,20 +354,21 @@ def main(argv):
     except Exception as e:  # a system the checkers choke on gets its verdict; the others are still scored
       s = {"name": entry.name, "verdict": {"kind": INVALID, "headline": "INVALID: could not be scored",
                                            "reasons": [f"{type(e).__name__}: {e}"], "notes": []},
-           "system": describe(entry), "score": summary.score_block({}), "ruleset": a.ruleset, "tasks": {},
+           "system": _bare_description(entry), "score": summary.score_block({}), "ruleset": a.ruleset, "tasks": {},
            "title": f"GP2BM evaluation of {entry.name}", "sources": sorted(entry.folders.values()),
            "report_folder": os.path.basename(folder),
            "package_checker": {"passed": None, "summary": "not run"}}
+      reports.write_all(folder, s)
     results.append(s)
     v = s["verdict"]
-    print(f"{entry.name}: {v['kind']}  score {_cell(s['score']['value'], 4)}  ({s['score']['computation']})")
+    print(f"{entry.name}: {v['kind']}  score {ranking.cell(s['score']['value'], 4)}  ({s['score']['computation']})")
     for line in v["reasons"]:
       print(f"  - {line}")
     for line in v.get("notes", []):
       print(f"  note: {line}")
-  paths, rows = write_ranking(out, results)
+  paths, rows = ranking.write(out, results)
   print()
-  print(ranking_text(rows))
+  print(ranking.text(rows))
   print(f"\nreports: {paths['md']}, ranking.csv, ranking.xlsx; one folder per system in {out}")
   return 0 if all(s["verdict"]["kind"] == VALID for s in results) else EXIT_INVALID
 

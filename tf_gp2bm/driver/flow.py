@@ -4,6 +4,7 @@ calls dispatch() with the results folder locked.
 """
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,11 +21,24 @@ DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a hal
 
 def dispatch(config):
   ui = digest.Terminal(config.verbose)
-  if config.command == "preflight":
-    return preflight_only(config, ui)
-  if config.command in ("report", "package"):
-    return report_or_package(config, ui)
-  return run_set(config, ui)
+  try:
+    if config.command == "preflight":
+      return preflight_only(config, ui)
+    if config.command in ("report", "package"):
+      return report_or_package(config, ui)
+    return run_set(config, ui)
+  except KeyboardInterrupt:  # Ctrl-C: the running trainer was stopped and its run kept as an attempt (runs.py)
+    print("stopped by Ctrl-C; rerun the same command to continue the set", file=sys.stderr)
+    return 128 + signal.SIGINT
+  except runs.RunInterrupted as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_STOPPED
+  except OSError as e:  # a read-only or full file system under the results: say where, keep what was written
+    where = e.filename or f"a file under {config.set_dir or config.results_root}"
+    print(f"error: {e.strerror or e}: {where}. Nothing already written was removed; make room (or make it "
+          "writable), then rerun the same command: finished runs are kept, an interrupted one is redone",
+          file=sys.stderr)
+    return EXIT_STOPPED
 
 
 # --- set up ------------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import fcntl
 import os
 import sys
 
+from tf_gp2bm.errors import InputError
+
 LOCK_NAME = ".gp2bm.lock"
 
 
@@ -25,8 +27,12 @@ class ResultsLock:
     self._fd = None
 
   def acquire(self):
-    os.makedirs(self.folder, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      os.makedirs(self.folder, exist_ok=True)
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only or full file system, or no permission: nothing can be written there
+      raise InputError(f"{self.what} {self.folder}: cannot create its lock file {self.path} "
+                       f"({e.strerror or e}); expected a writable folder, {self.hint}") from None
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -36,8 +42,11 @@ class ResultsLock:
                      f"finish, or stop it (its pid is the first field), {self.hint}") from None
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = f"pid {os.getpid()} ({self.command} {' '.join(sys.argv[1:])}), since {started}\n".encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text, 0)
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, text, 0)
+    except OSError:  # a full disk: the flock holds all the same, only the holder's details go unwritten
+      pass
     self._fd = fd
     return self
 

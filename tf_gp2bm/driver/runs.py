@@ -6,7 +6,9 @@ Layout of a set folder (results/<UTC time>-<mode>/):
   runs/<task>/run_<i>/          mlperf.log (written by the trainer), console.log, run.json (trainer), driver.json
   runs/<task>/run_<i>.attempt-N an interrupted attempt, moved aside on resume; nothing is deleted
 A run is finished when its driver.json says so. On resume, a run whose log already holds run_stop (the driver
-died after the trainer finished) is recorded from its files, never redone; anything else is moved aside.
+died after the trainer finished) is recorded from its files, never redone; anything else is moved aside. A run the
+driver stopped (Ctrl-C, SIGTERM or SIGHUP to it) or that a signal ended is an attempt whatever its log's last line
+says: its driver.json says `stopped` before the trainer is told to stop, and it is moved aside and redone.
 """
 import dataclasses
 import datetime
@@ -30,6 +32,11 @@ from .system_desc import MLLOG_STATUS
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
 MLLOG, CONSOLE, RUN_JSON, DRIVER_JSON = "mlperf.log", "console.log", "run.json", "driver.json"
 ATTEMPT = ".attempt-"
+REDOS_PER_RUN = 3  # tries per run and driver session while signals keep ending its trainer; then the set stops
+
+
+class RunInterrupted(RuntimeError):
+  """A trainer was ended by a signal from outside the driver once too often: the set stops (rerun to continue)."""
 
 
 def utc_now():
@@ -148,6 +155,9 @@ class RunSet:
     if rec and _kill_orphan(rec.get("pgid")):
       ui.say(f"[{task} {i + 1}] killed the trainer left running by the previous driver (process group "
              f"{rec['pgid']})")
+    if rec and rec.get("stopped"):  # the driver stopped it: its run_stop (if any) is not a result
+      ui.say(f"[{task} {i + 1}] stopped attempt ({rec['stopped']}) kept as {self.rel(self.move_aside(run_dir))}")
+      return None
     if rec and scoring.has_run_stop(os.path.join(run_dir, MLLOG), task, self.config.ruleset):
       ui.say(f"[{task} {i + 1}] the trainer finished before the previous driver stopped: recorded from its files")
       rec.update(recovered=True, ended=rec.get("ended") or utc_now())
@@ -161,8 +171,9 @@ class RunSet:
     for task in self.config.tasks:
       for i, d in enumerate(self.run_dirs(task)):
         rec = self.driver_record(d)
-        if rec and not rec.get("finished") and scoring.has_run_stop(os.path.join(d, MLLOG), task,
-                                                                      self.config.ruleset):
+        if not rec or rec.get("finished") or rec.get("stopped"):
+          continue  # nothing to record, recorded, or stopped by the driver (an attempt whatever its log says)
+        if scoring.has_run_stop(os.path.join(d, MLLOG), task, self.config.ruleset):
           self.recover(task, i, ui)
 
   def run_one(self, task, i, launch_command, drop_caches, ui):
@@ -173,6 +184,18 @@ class RunSet:
     rec = self.recover(task, i, ui)
     if rec:
       return rec
+    for _ in range(REDOS_PER_RUN):
+      rec = self._attempt(task, i, launch_command, drop_caches, ui)
+      if not rec.get("stopped"):
+        return rec
+      kept = self.rel(self.move_aside(self.run_dir(task, i)))
+      ui.say(f"[{task} {i + 1}] {rec['stopped']}: not a result; attempt kept as {kept}, run again with a new seed")
+    raise RunInterrupted(f"[{task} {i + 1}] a signal from outside the driver ended the trainer {REDOS_PER_RUN} times "
+                         "in a row (see the attempts' console.log); the set is stopped, rerun the same command to "
+                         "continue it")
+
+  def _attempt(self, task, i, launch_command, drop_caches, ui):
+    """One attempt of run i: a finished record, or one marked `stopped` when a signal ended the trainer."""
     run_dir = self.run_dir(task, i)
     os.makedirs(run_dir)
     seed = self.new_seed()
@@ -185,12 +208,25 @@ class RunSet:
     run_digest.start(seed, cache_detail)
 
     def started(pgid):
-      write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, pgid=pgid))
+      rec["pgid"] = pgid
+      write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
+
+    def stopping(error):
+      # Written before the trainer is told to stop: whatever it logs next, and even if this driver dies during
+      # the grace period, the resume knows this run is an attempt.
+      write_json_atomic(os.path.join(run_dir, DRIVER_JSON), dict(rec, stopped=_stop_reason(error), ended=utc_now()))
 
     t0 = time.monotonic()
-    code, hang = launch(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
-                        xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll)
+    code, hang = run_watched(cmd, run_dir, self.config.watchdog_minutes * 60, ui,
+                             xla_cache=os.path.join(self.path, "xla_cache"), on_start=started, poll=run_digest.poll,
+                             on_stop=stopping)
     rec.update(wall_s=round(time.monotonic() - t0, 1), ended=utc_now())
+    signalled = None if hang else _ended_by_signal(code, os.path.join(run_dir, RUN_JSON))
+    if signalled:
+      rec.update(stopped=f"the trainer was ended by {signalled}", launcher_exit_code=code)
+      rec.pop("pgid", None)
+      write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
+      return rec
     if hang:
       ui.say(f"[{task} {i + 1}] watchdog: no log progress for {self.config.watchdog_minutes:g} min, killed")
     rec = self.finish_record(task, run_dir, rec, launcher_exit=code, hang=hang)
@@ -245,6 +281,33 @@ def error_lines(trainer, console_path, n=3):
   return [l[:300] for l in (errors or lines)[-n:]]
 
 
+def _stop_reason(error):
+  """What stopped the driver, as driver.json records it."""
+  if isinstance(error, KeyboardInterrupt):
+    return "the driver was stopped by SIGINT (Ctrl-C)"
+  if isinstance(error, SystemExit) and isinstance(error.code, int) and error.code > 128:
+    return f"the driver was stopped by {signal.Signals(error.code - 128).name}"
+  return f"the driver stopped ({type(error).__name__}: {error})"
+
+
+def _ended_by_signal(launcher_exit, run_json):
+  """The signal's name when the trainer ended by one (its run.json says 128+N, or the launcher saw the signal);
+  None otherwise."""
+  code = None
+  if os.path.exists(run_json):
+    try:
+      code = read_json(run_json, "trainer run record").get("exit_code")
+    except (OSError, ValueError):  # an unreadable run.json: the launcher's status decides
+      code = None
+  for c in (code, launcher_exit):
+    if isinstance(c, int) and (c < 0 or c > 128):
+      try:
+        return signal.Signals(-c if c < 0 else c - 128).name
+      except ValueError:
+        continue
+  return None
+
+
 def _kill_orphan(pgid):
   """Kills a trainer process group the previous driver left behind (it died by SIGKILL); True if one was."""
   if not pgid:
@@ -259,7 +322,7 @@ def _kill_orphan(pgid):
   return True
 
 
-def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None):
+def run_watched(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=None, on_stop=None):
   """Runs cmd in its own process group, its output going to run_dir/console.log (and the terminal with
   --verbose). `poll` is called every second (the digest reads mlperf.log there).
 
@@ -287,9 +350,15 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
       on_start(proc.pid)
 
     def tee():
+      writable = True
       for line in iter(proc.stdout.readline, b""):
-        console.write(line)
-        console.flush()
+        if writable:
+          try:
+            console.write(line)
+            console.flush()
+          except OSError as e:  # a full or read-only disk: keep draining, or the trainer blocks on its output
+            writable = False
+            ui.say(f"warning: cannot write {console.name}: {e.strerror or e}; the run's output is no longer kept")
         ui.console(line)
         last_output[0] = time.monotonic()
 
@@ -308,8 +377,12 @@ def launch(cmd, run_dir, watchdog_s, ui, xla_cache=None, on_start=None, poll=Non
         if time.monotonic() - last_output[0] > watchdog_s:
           hang = True
           _kill_group(proc)
-    except BaseException:
-      _kill_group(proc)  # Ctrl-C / SIGTERM of the driver must not leave a trainer holding the GPUs
+    except BaseException as e:
+      try:
+        if on_stop:
+          on_stop(e)
+      finally:
+        _kill_group(proc)  # Ctrl-C / SIGTERM / SIGHUP of the driver must not leave a trainer holding the GPUs
       raise
     reader.join(timeout=10)
     if poll:

@@ -24,7 +24,8 @@ def task_summary(rs, ts):
   runs = []
   for i, r in enumerate(ts.runs):
     attempts = [{"folder": rs.rel(p), "seed": (a or {}).get("seed"), "started": (a or {}).get("started"),
-                 "note": "interrupted; kept as it was"} for p, a in rs.attempts(ts.task, i)]
+                 "note": (a or {}).get("stopped") or "interrupted; kept as it was"}
+                for p, a in rs.attempts(ts.task, i)]
     runs.append(run_row(ts, i, rs.driver_record(rs.run_dir(ts.task, i)) or {}, rs.rel(rs.run_dir(ts.task, i)),
                         attempts))
   scaling = os.path.join(package.results_dir(rs, ts.task), "scaling.json")

@@ -165,10 +165,17 @@ class Plan:
 class Task(abc.ABC):
   """Interface between a benchmark and the trainer. See tasks/resnet and tasks/bert for the two implementations."""
 
+  spec = None             # the task's TaskSpec (tasks/<name>/spec.py): the three below are copied from it
   benchmark: str          # mllog submission_benchmark: 'resnet' | 'bert'
   target_accuracy: float  # the closed-division quality target
   progress_unit: str      # what EvalPoint.epoch_num counts: 'epochs' | 'samples'
   Config = TaskConfig     # each task's frozen config class
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if cls.spec is not None:  # one source: the spec the driver and scoring read too
+      cls.benchmark, cls.target_accuracy, cls.progress_unit = (
+          cls.spec.benchmark, cls.spec.target_accuracy, cls.spec.progress_unit)
 
   def __init__(self, runtime, config, seed=0):
     config.check_replicas(runtime.num_replicas)
@@ -255,6 +262,26 @@ class Task(abc.ABC):
   def run_end_events(self, samples_trained) -> Dict[str, Any]:
     """mllog events logged just before run_stop (BERT logs the samples actually trained)."""
     return {}
+
+  def plan_notes(self) -> List[str]:
+    """Extra lines for the dry run's plan (BERT packed: the rows per step and the sequences they hold)."""
+    return []
+
+  # --- samples per step: fixed unless the task counts them (packed BERT rows hold 1 to 3 sequences each) ---------
+  @property
+  def counts_samples(self) -> bool:
+    """True when a step's samples vary with its data: the trainer then counts them (batch_samples), evaluates at
+    the first step whose running count reaches an eval point's samples, and logs the counts."""
+    return False
+
+  def batch_samples(self, batch):
+    """Samples in one replica's batch (a scalar tensor), when counts_samples."""
+    raise NotImplementedError
+
+  @property
+  def max_step_samples(self) -> int:
+    """The most samples one update can hold over all replicas (global_batch_size when fixed)."""
+    return self.global_batch_size
 
   def block_metadata(self, prev: EvalPoint, point: EvalPoint) -> Dict[str, Any]:
     """Metadata of block_start/block_stop for the training between two eval points."""

@@ -39,6 +39,8 @@ class TaskSpec:
   stop_point: Callable[[int, float], StopPoint]              # (global batch, progress needed) -> where it stops
   check_data: Callable[[Mapping[str, Optional[str]]], list]  # data flag values -> [(check, status, detail)]
   samples_per_epoch: Optional[int] = None                    # the training set size, where progress is in epochs
+  # Tasks that can train packed rows: data folder (or None) -> (samples per row, where that figure comes from)
+  packing_factor: Optional[Callable[[Optional[str]], Tuple[float, str]]] = None
 
   def data_flag_option(self, flag):
     """The driver's option for one of the trainer's data flags: --resnet_data_dir, --bert_eval_dir, ..."""
@@ -69,6 +71,11 @@ def get(name):
   if name not in registry.names():
     raise KeyError(f"unknown task {name!r}; known: {', '.join(names())}")
   return registry.spec(name)
+
+
+def scored_specs():
+  """The specs of the GP2BM score's tasks, in the score's order."""
+  return [get(t.task) for t in GP2BM_SCORE]
 
 
 def score_term(name):

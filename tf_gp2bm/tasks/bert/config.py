@@ -19,6 +19,8 @@ CLOSED_SEQ_LENGTH, CLOSED_PREDICTIONS = 512, 76
 POLY_POWER, END_LR = 1.0, 0.0
 CLIP_NORM = 1.0
 INITIAL_CHECKPOINT_ACCURACY = 0.34085  # the reference README's load sanity check
+MAX_PACKING_FACTOR = 3  # sequences per packed row at most (the pack stage's limit)
+PACKING_FACTOR_TOLERANCE = 0.02  # the packed set's own factor vs --packing_factor
 
 @dataclasses.dataclass(frozen=True)
 class Config(TaskConfig):
@@ -45,7 +47,13 @@ class Config(TaskConfig):
       "reference checkpoint; not logged). Reads the eval set before run_start, so open/diagnostic runs only.",
       fixed="reads the eval set before run_start, which the closed division forbids (the clock starts before any "
       "data is touched); use it with --noclosed")
-  packed: bool = param(False, "Train on packed sequences (several short examples per 512-token row).")
+  packed: bool = param(False, "Train on packed rows (`python -m data_prep.wikipedia pack`: up to 3 sequences per "
+                       "512-token row). A step is then a fixed number of rows, --global_batch_size / "
+                       "--packing_factor, and samples count the sequences the rows hold.")
+  packing_factor: float = param(2.0, "With --packed: the sequences per row the global batch assumes (NVIDIA's "
+                                "PACKING_FACTOR); --global_batch_size is the average sequences per step that is "
+                                "logged, and the packed set's own factor (manifest-pack.json) must be within 2 % of "
+                                "it.")
   # --- demo only ---------------------------------------------------------------------------------------------------
   eval_interval_samples: Optional[int] = param(None, "Demo only (--noclosed): evaluate every N training samples "
                                                "instead of the rules' interval.")
@@ -54,6 +62,20 @@ class Config(TaskConfig):
   def model_config(self):
     """The BertConfig that --bert_config names (reads the json file when it is a path)."""
     return sizes.load_config(self.bert_config)
+
+  @property
+  def packed_rows(self):
+    """--packed: rows per update over all replicas and micro-batches (global_batch_size / packing_factor)."""
+    return round(self.global_batch_size / self.packing_factor)
+
+  def check_replicas(self, num_replicas):
+    """Packed, the rows split evenly (the sequences they hold are an average, not split)."""
+    if not self.packed:
+      return super().check_replicas(num_replicas)
+    if self.packed_rows % (num_replicas * self.accumulation_steps):
+      raise InputError(f"--global_batch_size={self.global_batch_size} / --packing_factor={self.packing_factor:g} = "
+                       f"{self.packed_rows} packed rows per update, not divisible by replicas ({num_replicas}) x "
+                       f"--accumulation_steps ({self.accumulation_steps})")
 
   @property
   def schedule_end_samples(self):
@@ -83,6 +105,13 @@ class Config(TaskConfig):
           self.max_samples, f"an integer in [1, {self.schedule_end_samples:,}]: the learning rate reaches 0 after "
           f"--train_steps={self.train_steps} x --global_batch_size={self.global_batch_size} samples, and evals "
           "past that only burn time")
+    check(finite(self.packing_factor) and 1 <= self.packing_factor <= MAX_PACKING_FACTOR, "packing_factor",
+          self.packing_factor, f"a number in [1, {MAX_PACKING_FACTOR}] (sequences per packed row)")
+    if self.packed:
+      rows = self.global_batch_size / self.packing_factor
+      check(abs(rows - round(rows)) < 1e-6 and rows >= 1, "global_batch_size", self.global_batch_size,
+            f"a whole number of packed rows at --packing_factor={self.packing_factor:g} (rows per update = "
+            "global_batch_size / packing_factor)")
     check(self.eval_interval_samples is None or self.eval_interval_samples >= 1, "eval_interval_samples",
           self.eval_interval_samples, "an integer >= 1")
 

@@ -87,15 +87,3 @@ def build_bert(config: BertConfig, seq_length=None, predictions=20):
     model = BertPretrainingModel(config)
     model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
   return model
-
-
-def expected_parameter_count(c: BertConfig):
-  """Trainable parameters of the reference BERT pretraining model, from the config arithmetic."""
-  h, i, layers_ = c.hidden_size, c.intermediate_size, c.num_hidden_layers
-  embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h  # + LayerNorm
-  attention = 4 * (h * h + h) + 2 * h                   # q, k, v, output dense + LayerNorm
-  ffn = (h * i + i) + (i * h + h) + 2 * h               # intermediate, output dense + LayerNorm
-  pooler = h * h + h
-  mlm_head = (h * h + h) + 2 * h + c.vocab_size         # transform dense, LayerNorm, output bias (tied embedding)
-  nsp_head = 2 * h + 2
-  return embeddings + layers_ * (attention + ffn) + pooler + mlm_head + nsp_head

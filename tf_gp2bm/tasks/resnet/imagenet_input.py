@@ -11,6 +11,7 @@ parsed. Where the host time goes and what it costs per core: docs/performance.md
 """
 import math
 import os
+import re
 
 import tensorflow as tf
 
@@ -227,6 +228,38 @@ def eval_dataset(records, input_context, batch_size, image_size, head_classes):
   ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat(num_batches * batch_size - counts[
       input_context.input_pipeline_id]))
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def find_undecodable_image(files, decode):
+  """Post-mortem after an image failed to decode mid-run: (file, record index, image name, why) for the first
+  record of `files` whose image `decode` (encoded -> image) rejects, or None. Decodes in parallel; only the bad
+  record is read a second time, for its name and the decoder's message."""
+  def decodes(index, record):
+    encoded = tf.io.parse_single_example(record, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+    return index, tf.reshape(decode(encoded["image/encoded"]), [-1])[0]  # a pixel: a static shape would let the
+    # decode be pruned as dead code
+
+  for f in files:
+    good = tf.data.TFRecordDataset(f).enumerate().map(decodes, num_parallel_calls=tf.data.AUTOTUNE,
+                                                       deterministic=True).ignore_errors()
+    expected = 0
+    for index, _ in good:
+      if int(index) != expected:
+        break
+      expected += 1
+    record = next(iter(tf.data.TFRecordDataset(f).skip(expected).take(1)), None)
+    if record is None:
+      continue  # every record of this file decodes
+    features = tf.io.parse_single_example(record, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=b"")})
+    try:
+      decode(features["image/encoded"])
+      why = "it decodes alone; the pipeline rejected it"
+    except tf.errors.OpError as e:
+      why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", e.message.strip().splitlines()[0])
+    return f, expected, features["image/filename"].numpy().decode(errors="replace") or "(no image/filename)", why
+  return None
 
 
 def find_corrupt_file(files):

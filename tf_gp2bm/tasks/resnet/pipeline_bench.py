@@ -94,6 +94,7 @@ STAGES = (("draw", "parse the record, draw the crop window and flip"),
           ("decode_eighth", "TF decode_jpeg at 1/8 scale (about the Huffman decoding alone)"),
           ("decode_crop", "TF decode_and_crop_jpeg alone"),
           ("tf", "TF ops: decode_and_crop_jpeg, flip, resize, round to uint8"),
+          ("cut", "fused op's cut around the window alone (restart markers)"),
           ("fused", "fused op (cuts around the window when the JPEG has restart markers)"))
 
 
@@ -115,6 +116,7 @@ def profile(data_dir, images, image_size):
       "decode_eighth": lambda r, e, w, f: tf.io.decode_jpeg(e, channels=3, ratio=8)[0, 0, 0],
       "decode_crop": lambda r, e, w, f: tf.image.decode_and_crop_jpeg(e, w, channels=3)[0, 0, 0],
       "tf": lambda r, e, w, f: jpeg_op.tf_decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
+      "cut": lambda r, e, w, f: tf.strings.length(jpeg_op.cut_around(e, w)[0]),
       "fused": lambda r, e, w, f: jpeg_op.decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
   }
   serialized = tf.stack(raw)

@@ -22,9 +22,7 @@ from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_
 
 
 class ResNetTask(Task):
-  benchmark = C.RESNET
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
+  spec = SPEC
   Config = Config
 
   def __init__(self, runtime, config, seed=0):
@@ -145,13 +143,28 @@ class ResNetTask(Task):
     if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
       detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
       return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
+    if self.records is None:  # failed before the data was set up: no file to name
+      return None
+    train = [f for f, _ in self.records.shards("train")][self.runtime.rank::self.runtime.size]
+    validation = [f for f, _ in self.records.shards("validation")]
     if isinstance(error, tf.errors.DataLossError):
-      files = [f for f, _ in self.records.shards("train")]
-      files = files[self.runtime.rank::self.runtime.size] + [f for f, _ in self.records.shards("validation")]
-      bad, message = imagenet_input.find_corrupt_file(files)
+      bad, message = imagenet_input.find_corrupt_file(train + validation)
       if bad:
         return f"{bad}: corrupt TFRecord ({message}); re-run `python -m data_prep.imagenet verify`"
+    if isinstance(error, tf.errors.InvalidArgumentError) and "jpeg" in message.lower():
+      found = (imagenet_input.find_undecodable_image(train, self._whole_train_image)
+               or imagenet_input.find_undecodable_image(validation, lambda e: tf.io.decode_jpeg(e, channels=3)))
+      if found:
+        path, index, name, why = found
+        return (f"{path}: record {index} (image {name}) cannot be decoded ({why}); expected JPEG images that "
+                "decode: repair or re-make the record set (the data tools refuse such a record)")
     return None
+
+  def _whole_train_image(self, encoded):
+    """The train image op in force on the whole image: it rejects what the run's op rejected."""
+    shape = tf.image.extract_jpeg_shape(encoded)
+    window = tf.stack([0, 0, shape[0], shape[1]])
+    return imagenet_input.IMAGE_MAKERS[self.image_op](encoded, window, tf.constant(False), self.config.image_size)
 
   @classmethod
   def pipeline_benchmark(cls, config, options, out):

@@ -132,10 +132,10 @@ def restart_every_mcu(jpeg):
 
 
 def cut_around(jpeg, window):
-  """(cut jpeg bytes, window in the cut, cut?): the smaller JPEG the fused op decodes for `window` of a JPEG with a
-  restart marker per MCU; the input and window as they are when it has none. Eager; for inspection and tests."""
-  data, cut_window, cut = load().tf_gp2bm_jpeg_cut_around(jpeg, window)
-  return data.numpy(), [int(v) for v in cut_window.numpy()], bool(cut)
+  """(cut jpeg, window in the cut, cut?) tensors: the smaller JPEG the fused op decodes for `window` of a JPEG with
+  a restart marker per MCU; the input and window as they are when it has none. The bench's stage profile
+  (`--pipeline_stages`) times it alone."""
+  return load().tf_gp2bm_jpeg_cut_around(jpeg, window)
 
 
 def to_uint8(image):
