@@ -347,7 +347,7 @@ def main(argv, results_root):
   logging.getLogger().setLevel(logging.ERROR)  # the RCP checker logs every step; its verdict is in the reports
   results, used = [], set()
   for entry in entries:
-    folder = os.path.join(out, _unique(package.safe_name(entry.name.replace("/", "__")), used))
+    folder = os.path.join(out, _folder_name(entry, used))
     os.makedirs(folder, exist_ok=True)
     try:
       s = score_entry(entry, folder, max(1, a.jobs))
@@ -373,10 +373,6 @@ def main(argv, results_root):
   return 0 if all(s["verdict"]["kind"] == VALID for s in results) else EXIT_INVALID
 
 
-def _unique(name, used):
-  out, n = name, 1
-  while out in used:
-    n += 1
-    out = f"{name}-{n}"
-  used.add(out)
-  return out
+def _folder_name(entry, used):
+  name = package.safe_name(entry.name.replace("/", "__"))
+  return ranking.unique_name(name, used, lambda n: f"{name}-{n}")
