@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 # Real inputs kept in the repository (tests/data/README.md: source and licence): WikiExtractor files and BERT's vocab.
 TEST_DATA = ROOT / "tests" / "data"
 WIKI_SAMPLE = sorted((TEST_DATA / "wikipedia_sample").glob("wiki_??"))

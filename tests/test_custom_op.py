@@ -77,3 +77,18 @@ def test_kernel_check_passes_without_xla_and_names_the_missing_xla_kernel(librar
   out = run_module("tf_gp2bm.kernel_check", "--kernels=examples.custom_op", "--precision=fp32", env=env)
   assert out.returncode == 1
   assert "under jit_compile:" in out.stdout and "Gp2bmGelu" in out.stdout, out.stdout
+
+
+def test_build_as_a_module_writes_only_its_out_folder(tmp_path):
+  """`-m examples.custom_op.build` imports the package first; its import-time build goes to the cache, not into
+  the source tree."""
+  source = ROOT / "examples" / "custom_op"
+  before = sorted(p.name for p in source.iterdir() if p.name != "__pycache__")
+  env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+  env.pop("GP2BM_GELU_OP_LIBRARY", None)
+  out = subprocess.run([sys.executable, "-m", "examples.custom_op.build", f"--out={tmp_path / 'out'}"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (tmp_path / "out" / "gelu_op.so").stat().st_size > 0
+  assert sorted(p.name for p in source.iterdir() if p.name != "__pycache__") == before
+  assert list((tmp_path / "cache" / "tf_gp2bm" / "custom_op").glob("*/gelu_op.so"))

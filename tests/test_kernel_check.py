@@ -40,7 +40,7 @@ def test_worked_example_is_within_tolerance_at_every_precision_and_compiles(caps
 def test_a_multi_tensor_lars_passes_the_update_steps(capsys):
   code, out, _ = _check(capsys, "--kernels=kernel_plugins.lars_fused_norms", "--steps=4")
   assert code == 0, out
-  assert _rows(out, "lars_apply")[0].split()[:6] == ["lars_apply", "fp32", "4", "steps", "over", "5"]
+  assert _rows(out, "lars_apply")[0].split()[:6] == ["lars_apply", "fp32", "4", "steps", "over", "7"]
 
 
 def test_erf_gelu_differs_and_exits_non_zero(capsys):
@@ -64,7 +64,25 @@ def test_wrong_optimizer_updates_differ_over_the_steps(capsys):
   assert code == 1
   for name in ("lars_apply", "lars_update", "lamb_apply", "lamb_update"):
     (row,) = _rows(out, name)
-    assert row.endswith("DIFFERS") and "> 1e-05" in row, row
+    assert "DIFFERS [" in row and "> 1e-05" in row, row
+    assert f"] {name}: largest difference in " in out, out
+
+
+@pytest.mark.parametrize("module,hot_spot,where", [
+    ("kernel_plugins.lars_epsilon", "lars_update", "tiny/kernel slot momentum"),
+    ("kernel_plugins.lamb_epsilon", "lamb_update", "/kernel"),
+])
+def test_an_epsilon_off_the_contract_is_caught_and_the_row_names_the_variable(capsys, tmp_path, module, hot_spot,
+                                                                             where):
+  # The tiny-norm variable makes each documented epsilon decide its update; at norms near 1 these passed.
+  report = tmp_path / "kernel_check.txt"
+  code, out, _ = _check(capsys, f"--kernels={module}", "--steps=3", "--no-xla", f"--report={report}")
+  assert code == 1, out
+  (row,) = _rows(out, hot_spot)
+  assert row.endswith("DIFFERS [1]"), out
+  assert f"[1] {hot_spot}: largest difference in " in out and where in out and " after step " in out, out
+  saved = report.read_text()
+  assert saved.startswith(f"kernel_check --kernels={module} ") and out.split("\n", 1)[1].strip() in saved
 
 
 @pytest.mark.parametrize("module,message", [
@@ -83,3 +101,14 @@ def test_command_line_exit_codes():
   assert out.returncode == 2 and "error: --kernels=no.such.vendor: importing the module failed" in out.stderr
   out = run_module("tf_gp2bm.kernel_check")
   assert out.returncode == 2 and "--kernels" in out.stderr
+
+
+@pytest.mark.slow  # kernel_check in a child process
+def test_the_driver_keeps_the_report_with_the_kernels_snapshot(tmp_path):
+  """run_benchmark.sh --kernels: the report lands beside the module's files, which build_tree copies into the
+  submission's vendor_kernels/."""
+  from tf_gp2bm.driver import package
+  assert package.save_kernel_check(str(tmp_path), "kernel_plugins.lars_epsilon") == 1
+  report = (tmp_path / package.KERNELS_SNAPSHOT / package.KERNEL_CHECK_REPORT).read_text()
+  assert report.startswith("kernel_check --kernels=kernel_plugins.lars_epsilon ") and "DIFFERS [1]" in report
+  assert "largest difference in tiny/kernel slot momentum" in report

@@ -1,7 +1,7 @@
 r"""Throughput benchmark of a task's compiled train step (prints figures; not a test).
 
     python -m tf_gp2bm.bench --task=resnet --flagfile=flags/resnet/8xgpu.flags [--data_dir=DIR]
-        [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for gpu_step_bench
+        [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for scripts/gpu/step_timer.py
     python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=DIR --reference_dir=MLCOMMONS_TRAINING \
         [--pipeline_cores=3] [--pipeline_repeats=3]   # input pipeline vs the real reference input_fn, same cores
 
@@ -55,7 +55,7 @@ def _timed(fn, steps, samples_per_step):
 
 
 def export_hlo(step_fn, batch, prefix):
-  """Writes the compiled step as HLO for ../shared/tools/gpu_step_bench (variables become parameters)."""
+  """Writes the compiled step as HLO for scripts/gpu/step_timer.py (variables become parameters)."""
   ir = step_fn.experimental_get_compiler_ir(batch)
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with open(prefix + ".hlo.pb", "wb") as f:
@@ -161,7 +161,8 @@ def export(trainer, batch):
     print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
     return 2
   path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
-  print(f"exported {path} (+ .hlo.txt); next: python ../shared/tools/gpu_step_bench/prepare.py {path}")
+  print(f"exported {path} (+ .hlo.txt); next: python scripts/gpu/prepare_step.py {FLAGS.export_hlo} "
+        f"--task={FLAGS.task}")
   return 0
 
 

@@ -1,62 +1,95 @@
 #!/usr/bin/env bash
 # Stages everything one call on the lent GPU machine needs (it has JAX and PyTorch, no TensorFlow) in .gpubench/:
 # our train steps exported as HLO at the closed flagfiles' per-GPU batches and the variants worth comparing, the
-# shared step timer, and the PyTorch peers. Run here, where TensorFlow is; the exports trace but do not run the steps.
+# project's step timer (scripts/gpu/step_timer.py), and the PyTorch peers. Run here, where TensorFlow is; the
+# exports trace but do not run the steps.
 #
-#   bash scripts/gpu/prepare.sh                    # writes .gpubench/ (git-ignored) and .gpubench/measure.sh
+#   bash scripts/gpu/prepare.sh          # writes .gpubench/ (git-ignored) and .gpubench/measure.sh
 #   then, on the device machine, carrying .gpubench:  bash .gpubench/measure.sh
+#   bash scripts/gpu/prepare.sh --dry    # tiny exports (flags/*/smoke.flags) to rehearse measure.sh --dry on a CPU
 #
-# GPU_STEP_BENCH: the folder of the shared gpu_step_bench tool (default ../shared/tools/gpu_step_bench).
+# GPUBENCH: the folder to write (default .gpubench in the repository).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TOOL=${GPU_STEP_BENCH:-../shared/tools/gpu_step_bench}
-OUT=.gpubench
+DRY=0
+[ "${1:-}" = --dry ] && DRY=1
+OUT=${GPUBENCH:-.gpubench}
 PY=${PYTHON:-.venv/bin/python}
-[ -f "$TOOL/run.py" ] && [ -f "$TOOL/prepare.py" ] || { echo "prepare.sh: no run.py/prepare.py in $TOOL; set GPU_STEP_BENCH" >&2; exit 2; }
+rm -rf "$OUT"
 mkdir -p "$OUT"
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
+: > "$OUT/order.txt"
 
-export_step() {  # name, bench flags...
-  local name=$1
-  shift
+export_step() {  # name, task, bench flags...
+  local name=$1 task=$2
+  shift 2
   echo "[prepare] $name"
-  "$PY" -m tf_gp2bm.bench "$@" --export_only --export_hlo="$OUT/$name" | grep -v "^\[bench\]" || true
+  "$PY" -m tf_gp2bm.bench --task="$task" "$@" --export_only --export_hlo="$OUT/$name" | grep -v "^\[bench\]" || true
   [ -f "$OUT/$name.hlo.pb" ] || { echo "prepare.sh: exporting $name failed" >&2; exit 1; }
-  "$PY" "$TOOL/prepare.py" "$OUT/$name.hlo.pb" >/dev/null
-  # run.py reads only the header (aliasing) and the ENTRY parameters from the text form; the rest of it (150 MB
-  # for BERT-large) would not fit the 64 MiB the device tool carries.
-  "$PY" - "$OUT/$name.hlo.txt" <<'TRIM'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-entry = text[text.index("\nENTRY") + 1:]
-entry = entry[:entry.index("\n}")].splitlines()
-keep = [text[:text.index("\n")], entry[0]] + [line for line in entry[1:] if re.search(r" parameter\(\d+\)", line)]
-open(path, "w").write("\n".join(keep) + "\n}\n")
-TRIM
+  "$PY" scripts/gpu/prepare_step.py "$OUT/$name" --task="$task"
+  echo "$name" >> "$OUT/order.txt"  # measure.sh times the steps in this order
 }
 
-# ResNet: the 8-GPU flagfile's 3264 / 8 = 408 per GPU, bf16; fp16 with loss scaling; the 256 of the anchor figures.
-export_step resnet_b408_bf16 --task=resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408
-export_step resnet_b408_fp16 --task=resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408 --precision=fp16
-export_step resnet_b256_bf16 --task=resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=256
-# BERT: the 8-GPU flagfile's micro-batch (448 / 8 GPUs / 2 accumulation steps = 28), and 56 without accumulation
-# (does it fit?); one micro-batch per exported step.
-export_step bert_b28_bf16 --task=bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=28 --accumulation_steps=1
-export_step bert_b56_bf16 --task=bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=56 --accumulation_steps=1
+if [ $DRY = 1 ]; then
+  export_step resnet_smoke resnet --flagfile=flags/resnet/smoke.flags --xla
+  export_step bert_smoke bert --flagfile=flags/bert/smoke.flags --xla
+else
+  # ResNet: the 8-GPU flagfile's 3264 / 8 = 408 per GPU, bf16; fp16 with loss scaling; the 256 of the anchor figures.
+  export_step resnet_b408_bf16 resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408
+  export_step resnet_b408_fp16 resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408 --precision=fp16
+  export_step resnet_b256_bf16 resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=256
+  # BERT: the 8-GPU flagfile's micro-batch of 28 rows; 56 without accumulation (does it fit?) last, as the likely
+  # out-of-memory step, so that it cannot hide the others' figures.
+  export_step bert_b28_bf16 bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=28 --accumulation_steps=1
+  export_step bert_b56_bf16 bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=56 --accumulation_steps=1
+fi
 
-cp "$TOOL/run.py" scripts/gpu/torch_peers.py "$OUT/"
+cp scripts/gpu/step_timer.py scripts/gpu/torch_peers.py "$OUT/"
 cat > "$OUT/measure.sh" <<'MEASURE'
 #!/usr/bin/env bash
 # On the GPU machine: every figure side by side in one call (written by scripts/gpu/prepare.sh).
-cd "$(dirname "$0")/.."
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-for module in .gpubench/*.hlo.pb; do  # one process each: an out-of-memory module does not stop the others
-  XLA_PYTHON_CLIENT_PREALLOCATE=false python3 .gpubench/run.py "$module" || echo "$module: failed (see above)"
-done
-python3 .gpubench/torch_peers.py --resnet_batch=408 --bert_batch=28
-python3 .gpubench/torch_peers.py --resnet_batch=408 --bert_batch=28 --compile
+#   bash measure.sh [--dry]      # --dry: on a CPU, tiny peers, short timeouts (rehearsal)
+# Figures go to $OUT (the device tool brings that folder back; default: out/ beside this script): one JSON per step,
+# versions.json, measure.log, and table.txt, the one-screen summary printed last.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+DRY=0
+[ "${1:-}" = --dry ] && DRY=1
+RESULTS=${OUT:-$HERE/out}
+PY=${PYTHON:-python3}
+STEP_TIMEOUT=${STEP_TIMEOUT:-$([ $DRY = 1 ] && echo 120 || echo 150)}
+STEPS=$([ $DRY = 1 ] && echo 3 || echo 20)
+mkdir -p "$RESULTS"
+log() { tee -a "$RESULTS/measure.log"; }
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | log
+# Fail fast, before any compile, when this JAX cannot run the timer.
+"$PY" "$HERE/step_timer.py" --versions > "$RESULTS/versions.json" || { echo "measure.sh: the step timer cannot run here" | log; exit 3; }
+"$PY" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null | log
+cat "$RESULTS/versions.json" | log
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+while read -r step; do  # one process each, with its own timeout: an out-of-memory or hung step stops only itself
+  timeout "$STEP_TIMEOUT" "$PY" "$HERE/step_timer.py" "$HERE/$step.step.json" --steps="$STEPS" --out="$RESULTS" \
+    > "$RESULTS/$step.log" 2>&1
+  rc=$?
+  tail -n 1 "$RESULTS/$step.log" | log
+  if [ $rc -ne 0 ] && [ ! -f "$RESULTS/$step.json" ]; then
+    why=$([ $rc = 124 ] && echo "timeout ${STEP_TIMEOUT}s" || echo "exit $rc")
+    grep -m1 -o "RESOURCE_EXHAUSTED[^\n]\{0,80\}" "$RESULTS/$step.log" | log
+    echo "{\"step\": \"$step\", \"status\": \"$why\"}" > "$RESULTS/$step.json"
+  fi
+done < "$HERE/order.txt"
+if "$PY" -c 'import torch' 2>/dev/null; then  # SGD and AdamW peers: PyTorch has no LARS or LAMB
+  peers=(--resnet_batch=408 --bert_batch=28)
+  [ $DRY = 1 ] && peers=(--device=cpu --tiny --resnet_batch=2 --bert_batch=2)
+  timeout "$STEP_TIMEOUT" "$PY" "$HERE/torch_peers.py" "${peers[@]}" 2>&1 | tail -n 5 | tee "$RESULTS/torch_peers.txt" | log
+  [ $DRY = 1 ] || timeout "$STEP_TIMEOUT" "$PY" "$HERE/torch_peers.py" "${peers[@]}" --compile 2>&1 | tail -n 5 \
+    | tee -a "$RESULTS/torch_peers.txt" | log
+else
+  echo "torch peers: skipped (no torch)" | tee "$RESULTS/torch_peers.txt" | log
+fi
+{ "$PY" "$HERE/step_timer.py" --table "$RESULTS" --order "$HERE/order.txt"; cat "$RESULTS/torch_peers.txt"; } > "$RESULTS/table.txt"
+cat "$RESULTS/table.txt"
 MEASURE
 chmod +x "$OUT/measure.sh"
 du -sh "$OUT"  # the device tool carries at most 64 MiB
-echo "[prepare] done: carry .gpubench to the device machine and run: bash .gpubench/measure.sh"
+echo "[prepare] done: carry $OUT to the device machine and run: bash $OUT/measure.sh"

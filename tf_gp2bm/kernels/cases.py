@@ -108,16 +108,33 @@ def forward_cases(name, precision):
 
 
 # Optimizer hot spots: a variable list like the models' (adapted kernels, excluded norms/biases, one all-zero
-# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch).
+# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch). The epsilons only
+# matter where the norms are as small as they are: "tiny/kernel" has |w| ~ 1e-6 and |g| ~ 1e-8, so LARS's 1e-7 and
+# LAMB's 1e-6 decide its update (a vendor's 1e-5 differs by far more than the tolerance); "wide/kernel" spans
+# 1e-6 .. 1e3 in one tensor, so a norm computed in low precision or without care for overflow shows.
 OPTIMIZER_VARIABLES = (("conv/kernel", (3, 3, 8, 16), True), ("bn/gamma", (16,), False),
                        ("dense/kernel", (16, 10), True), ("dense/bias", (10,), False),
-                       ("zero_init/kernel", (4, 4), True))
+                       ("zero_init/kernel", (4, 4), True), ("tiny/kernel", (8, 8), True),
+                       ("wide/kernel", (32, 8), True))
+SCALE = {"tiny/kernel": (1e-7, 1e-9)}  # (weight, gradient) element scale; 1 and 0.1 otherwise
+
+
+def _wide(r, shape):
+  """Magnitudes log-uniform over 1e-6 .. 1e3 with random signs."""
+  magnitude = 10.0 ** r.uniform(-6, 3, size=shape)
+  return (magnitude * r.choice([-1.0, 1.0], size=shape)).astype(np.float32)
 
 
 def optimizer_state(seed):
   r = np.random.default_rng(seed)
-  values = [np.zeros(s, np.float32) if n.startswith("zero") else r.normal(size=s).astype(np.float32)
-            for n, s, _ in OPTIMIZER_VARIABLES]
+  values = []
+  for n, s, _ in OPTIMIZER_VARIABLES:
+    if n.startswith("zero"):
+      values.append(np.zeros(s, np.float32))
+    elif n.startswith("wide"):
+      values.append(_wide(r, s))
+    else:
+      values.append((r.normal(size=s) * SCALE.get(n, (1.0,))[0]).astype(np.float32))
   adapt = [a for _, _, a in OPTIMIZER_VARIABLES]
   names = [n for n, _, _ in OPTIMIZER_VARIABLES]
   return names, values, adapt
@@ -125,10 +142,16 @@ def optimizer_state(seed):
 
 def optimizer_grads(step, seed=1):
   r = np.random.default_rng(seed + step)
-  grads = [r.normal(size=s).astype(np.float32) * 0.1 for _, s, _ in OPTIMIZER_VARIABLES]
+  grads = [_wide(r, s) * 1e-3 if n.startswith("wide") else
+           (r.normal(size=s) * SCALE.get(n, (1.0, 0.1))[1]).astype(np.float32) for n, s, _ in OPTIMIZER_VARIABLES]
   grads[1] = np.zeros_like(grads[1]) if step == 0 else grads[1]
   grads[2] = np.zeros_like(grads[2]) if step == 1 else grads[2]  # |g| = 0 on an adapted variable
   return [tf.constant(g) for g in grads]
+
+
+def optimizer_slots(name):
+  """The slot names of an optimizer hot spot, in the order the hot spot takes them."""
+  return ("momentum",) if name.startswith("lars") else ("m", "v")
 
 
 def optimizer_scalars(name, lr, step):

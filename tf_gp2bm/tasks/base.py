@@ -77,7 +77,7 @@ class TaskConfig:
   weight_decay: Optional[float] = param(None, "Weight-decay coefficient the optimizer applies to the variables it "
                                         "adapts (not to biases and normalization parameters).")
   accumulation_steps: int = param(1, "Micro-batches each replica accumulates into one optimizer update.")
-  eval_batch_size: Optional[int] = param(None, "Per-replica evaluation batch (default: the per-replica training "
+  eval_batch_size: Optional[int] = param(None, "Per-replica evaluation batch (none: the per-replica training "
                                          "micro-batch).")
   data_dir: Optional[str] = param(None, "Training data: the TFRecords and manifest.json that data_prep wrote.")
   closed: bool = True  # the trainer's --closed (one flag for the whole run, not a task's)
@@ -169,7 +169,6 @@ class Task(abc.ABC):
   benchmark: str          # mllog submission_benchmark: 'resnet' | 'bert'
   target_accuracy: float  # the closed-division quality target
   progress_unit: str      # what EvalPoint.epoch_num counts: 'epochs' | 'samples'
-  Config = TaskConfig     # each task's frozen config class
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)

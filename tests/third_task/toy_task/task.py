@@ -9,7 +9,6 @@ from mlperf_logging.mllog import constants as C
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.optimizers.base import Optimizer
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from toy_task.config import Config
 from toy_task.spec import DATA_FILE, EVAL_EXAMPLES, SPEC, TRAIN_EXAMPLES
 
 FEATURES, CLASSES = 2, 4
@@ -23,7 +22,6 @@ class SGD(Optimizer):
 
 class ToyTask(Task):
   spec = SPEC
-  Config = Config
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)

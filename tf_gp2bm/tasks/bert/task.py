@@ -15,7 +15,7 @@ from tf_gp2bm.runtime.single_device import SingleDevice
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
 from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, PACKING_FACTOR_TOLERANCE,
-                                        POLY_POWER, Config)
+                                        POLY_POWER)
 from tf_gp2bm.tasks.bert.spec import (EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps,
                                       eval_interval_samples)
 
@@ -27,7 +27,6 @@ def packing_factor(packed_dir):
 
 class BertTask(Task):
   spec = SPEC
-  Config = Config
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)

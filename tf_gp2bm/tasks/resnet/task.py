@@ -16,14 +16,13 @@ from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op, pipeline_bench
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
-                                          LARS_POLY_POWER, Config)
+                                          LARS_POLY_POWER)
 from tf_gp2bm.tasks.resnet.model import build_resnet
 from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_grid_epoch
 
 
 class ResNetTask(Task):
   spec = SPEC
-  Config = Config
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)

@@ -1,0 +1,75 @@
+"""The one-call GPU measurement, rehearsed on a CPU: scripts/gpu/prepare.sh --dry exports tiny steps, and the
+measure.sh it writes times them through JAX (the device machine's stack), checks each loss and writes every figure
+to $OUT. JAX is not a project dependency: when it is missing, jax[cpu] is installed into a temporary folder and put
+on PYTHONPATH for the measure step only."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, skip_unless
+
+
+@pytest.fixture(scope="module")
+def jax_path(tmp_path_factory):
+  """A PYTHONPATH entry under which `import jax` works ('' when the running python has it)."""
+  if subprocess.run([sys.executable, "-c", "import jax"], capture_output=True).returncode == 0:
+    return ""
+  target = tmp_path_factory.mktemp("jax")
+  r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "jax[cpu]"],
+                     capture_output=True, text=True, timeout=600)
+  skip_unless(r.returncode == 0, f"jax[cpu] could not be installed: {r.stderr[-500:]}")
+  return str(target)
+
+
+def _run(script, *args, env):
+  return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, PYTHON=sys.executable, **env))
+
+
+@pytest.mark.slow
+def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
+  bench = tmp_path / "gpubench"
+  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", env={"GPUBENCH": str(bench)})
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert (bench / "order.txt").read_text().split() == ["resnet_smoke", "bert_smoke"]
+  assert not list(bench.glob("*.hlo.txt"))  # the timer needs none of it: it stays out of the 64 MiB carried
+  out = tmp_path / "out"
+  env = {"OUT": str(out), "PYTHONPATH": jax_path}
+  r = _run(bench / "measure.sh", "--dry", env=env)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  versions = json.loads((out / "versions.json").read_text())
+  assert versions["jax"] and versions["platform"] == "cpu"
+  for step in ("resnet_smoke", "bert_smoke"):
+    rec = json.loads((out / f"{step}.json").read_text())
+    assert rec["status"] == "ok" and math.isfinite(rec["loss"]) and rec["skipped"] == 0, rec
+    rate = rec["samples"] / rec["ms_median"] * 1e3
+    assert rec["ms_median"] > 0 and rec["samples_per_s"] == pytest.approx(rate, rel=0.01)
+  # The loss is the loss, not a weight: an untrained step's cross-entropy is near ln(classes) (10 classes for the
+  # smoke ResNet; BERT: ln(128 tokens) + ln(2) for next-sentence).
+  assert json.loads((out / "resnet_smoke.json").read_text())["loss"] == pytest.approx(math.log(10), rel=0.2)
+  bert_loss = json.loads((out / "bert_smoke.json").read_text())["loss"]
+  assert bert_loss == pytest.approx(math.log(128) + math.log(2), rel=0.2)
+  table = (out / "table.txt").read_text()
+  assert "samples/s" in table and "resnet_smoke" in table and "bert_smoke" in table, table
+  assert table.strip() in r.stdout  # the one-screen table is the end of the output
+
+  # A step past its timeout stops only itself, and its row says so.
+  out2 = tmp_path / "out_timeout"
+  r = _run(bench / "measure.sh", "--dry", env=dict(env, OUT=str(out2), STEP_TIMEOUT="1"))
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  for step in ("resnet_smoke", "bert_smoke"):
+    assert json.loads((out2 / f"{step}.json").read_text())["status"] == "timeout 1s"
+  assert "timeout 1s" in (out2 / "table.txt").read_text()
+
+
+def test_measure_fails_fast_without_a_usable_jax(tmp_path):
+  """Before any compile: a device whose python has no JAX gets one line and exit 3, not a stack per step."""
+  r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "step_timer.py"), "--versions"],
+                     capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+  if r.returncode == 0:
+    pytest.skip("this python has JAX")
+  assert r.returncode == 3 and r.stderr.startswith("step_timer: needs JAX"), r.stderr
