@@ -2,6 +2,7 @@
 (`python -m tf_gp2bm.data_service`), every train image once per pass over 1 and 2 ranks (the colour oracle of
 test_exact_once), a smoke run that reaches a compliant log, and the refusals (exit 2)."""
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -24,14 +25,22 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _start(role, port, *args):
+def _start(role, port, *args, strace_to=None):
+  """A dispatcher or worker process, once it serves; strace_to=(strace, trace file) runs it under strace."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-  proc = subprocess.Popen([PYTHON, "-m", "tf_gp2bm.data_service", role, f"--port={port}", *args], cwd=ROOT,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  tracer = [strace_to[0], "-f", "-ttt", "-e", "trace=openat", "-o", str(strace_to[1])] if strace_to else []
+  proc = subprocess.Popen([*tracer, PYTHON, "-m", "tf_gp2bm.data_service", role, f"--port={port}", *args], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)  # its own group: _stop ends strace and the server together
   for line in proc.stdout:  # the server says when it serves
     if data_service.READY in line:
       return proc
   raise AssertionError(f"data_service {role} exited ({proc.wait()}) before it served")
+
+
+def _stop(proc):
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +54,7 @@ def service():
     yield f"localhost:{port}"
   finally:
     for proc in procs:
-      proc.kill()
-      proc.wait()
+      _stop(proc)
 
 
 @pytest.fixture(scope="module")
