@@ -1,5 +1,6 @@
 """Shared test helpers: the repo root, the venv's python, demo data made once per session, runners for the CLI
 (one process or Horovod ranks), the compliance checker, and an in-process trainer for the proofs of the step."""
+import contextlib
 import json
 import os
 import subprocess
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# Real inputs kept in the repository (tests/data/README.md: source and licence): WikiExtractor files and BERT's vocab.
+TEST_DATA = ROOT / "tests" / "data"
+WIKI_SAMPLE = sorted((TEST_DATA / "wikipedia_sample").glob("wiki_??"))
+BERT_VOCAB = TEST_DATA / "bert_uncased_vocab.txt"
 PYTHON = sys.executable
 HOROVODRUN = os.path.join(os.path.dirname(PYTHON), "horovodrun")  # scripts/setup.sh builds Horovod into the venv
 
@@ -77,22 +81,25 @@ def build_trainer(task_name, *flag_args, distribution="none", seed=1, build=True
   a dataset until a test feeds a batch or runs the trainer. The MLPerf log is written only to `mlperf_log_path`."""
   import tf_keras
   from absl import flags
-  from tf_gp2bm import cli_flags, mlperf_log, tasks  # noqa: F401  (cli_flags defines the trainer's flags)
+  from tf_gp2bm import cli_flags, mlperf_log, tasks
+  from tf_gp2bm.run_config import RunConfig
   from tf_gp2bm.runtime.factory import create_runtime
   from tf_gp2bm.runtime.precision import Precision
   from tf_gp2bm.trainer import Trainer
   fv = flags.FLAGS
   fv.unparse_flags()
-  fv(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags", *flag_args])
+  cli_flags.parse(["tests", f"--task={task_name}", f"--flagfile={ROOT}/flags/{task_name}/smoke.flags",
+                   f"--seed={seed}", *flag_args])
+  config = RunConfig.from_flags(fv)
   runtime = create_runtime(distribution)
-  precision = Precision(fv.precision)
+  precision = Precision(config.precision)
   tf_keras.utils.set_random_seed(seed)
-  task = tasks.create(task_name, runtime, fv)
-  task.seed = seed
-  if fv.data_dir:
+  task = tasks.create(task_name, runtime, config.task_config, config.seed)
+  if config.task_config.data_dir:
     task.check_inputs()
   ml = mlperf_log.MLPerfLogger(mlperf_log_path and str(mlperf_log_path), enabled=mlperf_log_path is not None)
-  trainer = Trainer(task, runtime, precision, ml, xla=fv.xla, steps_per_loop=fv.steps_per_loop, log=lambda *_: None)
+  trainer = Trainer(task, runtime, precision, ml, xla=config.xla, steps_per_loop=config.steps_per_loop,
+                    log=lambda *_: None)
   if build:
     trainer.build()
   return trainer
@@ -146,3 +153,21 @@ def resnet_smoke_run(demo_imagenet, tmp_path_factory):
   events = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(out / "mlperf.log") if ":::MLLOG " in line] \
       if (out / "mlperf.log").exists() else []
   return types.SimpleNamespace(out=out, result=r, events=events)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, size="4m", read_only=False):
+  """A small tmpfs at `path` (made here, unmounted after): a file system that fills up, or a read-only one.
+  Needs root (or CAP_SYS_ADMIN); skipped otherwise, failing under CI=true."""
+  os.makedirs(path, exist_ok=True)
+  options = f"size={size}" + (",ro" if read_only else "")
+  r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+  skip_unless(r.returncode == 0, f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
+  try:
+    yield Path(path)
+  finally:
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def remount(path, read_only):
+  subprocess.run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)], check=True)

@@ -1,11 +1,12 @@
-"""The benchmark command runs end to end and exports an HLO module that gpu_step_bench's prepare step accepts."""
+"""The benchmark command runs end to end and exports an HLO module that scripts/gpu/prepare_step.py accepts."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED, run_module, skip_unless
+from conftest import ROOT, run_module
 
 
 @pytest.mark.slow
@@ -17,10 +18,14 @@ def test_bench_prints_rates_and_exports_hlo(demo_imagenet, tmp_path):
   assert "synthetic (device-resident) :" in r.stdout and "real input pipeline" in r.stdout
   pb = Path(f"{prefix}.hlo.pb")
   assert pb.stat().st_size > 10_000 and "HloModule" in Path(f"{prefix}.hlo.txt").read_text()[:200]
-  prepare = SHARED / "tools" / "gpu_step_bench" / "prepare.py"
-  skip_unless(prepare.exists(), f"{prepare} is missing: the exported HLO was not checked with gpu_step_bench")
-  out = subprocess.run([sys.executable, str(prepare), str(pb)], capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0 and "copies rewritten" in out.stdout, out.stderr[-2000:]
+  assert f"next: python scripts/gpu/prepare_step.py {prefix} --task=resnet" in r.stdout
+  prepare = ROOT / "scripts" / "gpu" / "prepare_step.py"
+  out = subprocess.run([sys.executable, str(prepare), str(prefix), "--task=resnet"], capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0 and "2 batch inputs (resnet)" in out.stdout, out.stdout + out.stderr[-2000:]
+  spec = json.loads(Path(f"{prefix}.step.json").read_text())
+  assert [i["name"] for i in spec["inputs"]] == ["image", "label"]
+  assert spec["params"][spec["loss_param"]] == ["f32", []] and spec["samples"] == 64
 
 
 @pytest.mark.slow

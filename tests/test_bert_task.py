@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import PYTHON, ROOT, check_compliance, require_horovod, run_train
-from tf_gp2bm import dry_run
+from tf_gp2bm import dry_run, kernels
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.tasks.bert import model as bert_model, pretraining_input, task as bert_task
@@ -32,8 +32,8 @@ def test_eval_cadence(gbs, samples):
 
 
 def _closed(**kw):
-  """The closed 8xgpu configuration as its flagfile gives it, with `kw` replaced (not validated again)."""
-  config = dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/8xgpu.flags"])
+  """The closed unpacked 8xgpu configuration as its flagfile gives it, with `kw` replaced (not validated again)."""
+  config = dry_run.parse_config("bert", [f"--flagfile={ROOT}/flags/bert/8xgpu_unpacked.flags"])
   return dataclasses.replace(config, **kw)
 
 
@@ -84,7 +84,7 @@ def test_full_size_model_parameter_count():
   assert reference_parameter_count() - heads == 335_141_888  # the published BERT-large encoder size
   model = bert_model.build_bert(bert_model.LARGE, seq_length=8, predictions=2)
   trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-  assert trainable == reference_parameter_count() == bert_model.expected_parameter_count(bert_model.LARGE)
+  assert trainable == reference_parameter_count()
   assert len(model.variables) == len(model.trainable_variables)  # nothing unused, nothing untrained
   enc = model.encoder
   assert enc.get_embedding_table().shape == (30522, 1024)
@@ -293,3 +293,44 @@ def test_gradients_clipped_per_micro_batch_to_global_norm_one(demo_bert):
   np.testing.assert_allclose(clipped[0].numpy(), [3 / 13, 4 / 13], rtol=1e-6)
   small = [tf.constant([0.3, 0.4])]
   np.testing.assert_allclose(task.process_micro_gradients(small)[0].numpy(), [0.3, 0.4])
+
+
+def test_masked_lm_accuracy_counts_only_the_weighted_slots(demo_bert):
+  """Hand-made labels on the model's real logits: right on every weight-0 (padding) slot, right on every other
+  weighted slot and wrong on the rest. The accuracy counts the weighted hits only, as the reference's
+  tf.metrics.accuracy(weights=masked_lm_weights) does; the loss averages the weighted slots only."""
+  task = _tiny_task(demo_bert)
+  model = bert_model.build_bert(bert_model.TINY, seq_length=64, predictions=10)
+  files = _eval_set(demo_bert).paths
+  batch = next(iter(pretraining_input.eval_dataset(files, 166, tf.distribute.InputContext(), 8, 64, 10)))
+  logits = model(batch, training=False)["mlm_logits"].numpy().reshape(-1, 128)
+  top = logits.argmax(-1)
+  slots = np.arange(len(top))
+  weights = np.where(slots % 3 == 0, 0.0, 1.0).astype(np.float32)  # a third of the slots are padding
+  right = (weights == 0) | (slots % 2 == 0)
+  labels = np.where(right, top, (top + 1) % 128).astype(np.int32)
+  shape = batch["masked_lm_ids"].shape
+  batch = dict(batch, masked_lm_ids=tf.constant(labels.reshape(shape)),
+               masked_lm_weights=tf.constant(weights.reshape(shape)))
+  correct, count = task.eval_counts(model, batch)
+  assert len(top) == 80 and float(count) == weights.sum() == 53
+  assert float(correct) == (weights * right).sum() == 26  # not 53: the 27 padding slots are right but weigh 0
+  # The masked-LM loss: weighted slots only, divided by their weight + 1e-5 (the reference's denominator).
+  log_probs = logits.astype(np.float64) - logits.max(-1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  nll = -log_probs[slots, labels]
+  loss, _, _ = task._mlm(model, batch, training=False)[1]
+  assert float(loss) == pytest.approx((weights * nll).sum() / (weights.sum() + 1e-5), rel=1e-5)
+
+
+def test_masked_lm_loss_denominator_is_the_weight_sum_plus_1e_5():
+  """The reference divides by sum(weights) + 1e-5: a slot of weight 1e-3 shows the 1e-5 at the 1 % level, and a
+  batch of padding only gives a loss of 0, not 0/0."""
+  logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+  labels = tf.constant([1, 2])
+  nll = -tf.nn.log_softmax(logits).numpy()[[0, 1], [1, 2]]
+  loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(logits, labels, tf.constant([1e-3, 0.0]))
+  assert float(loss) == pytest.approx(1e-3 * nll[0] / (1e-3 + 1e-5), rel=1e-5)
+  assert (float(correct), float(count)) == (0.0, pytest.approx(1e-3))
+  loss, correct, count = kernels.get("mlm_softmax_cross_entropy")(logits, labels, tf.zeros([2]))
+  assert (float(loss), float(correct), float(count)) == (0.0, 0.0, 0.0)

@@ -20,11 +20,11 @@ import pytest
 
 from tf_gp2bm.driver import checks, cli, digest, flow, package, runs, scoring, system_desc
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.files import sha256_file, write_json_atomic
+from tf_gp2bm.files import repo_root, sha256_file, write_json_atomic
 
 from test_scoring import write_log
 
-REPO = runs.REPO
+REPO = repo_root()
 
 
 def make_set(tmp_path, runs_per_task=None, mode="demo"):
@@ -108,10 +108,10 @@ def test_set_folder_is_never_reused_and_resume_refuses_other_flags(tmp_path):
   rs = make_set(tmp_path)
   assert runs.RunSet.latest(str(tmp_path / "results"), "demo") == rs.path
   config = cli.parse_args(["demo", f"--results_root={tmp_path / 'results'}", "--runs_bert=4"])
-  record = dict(rs.config, runs={"resnet": 5, "bert": 4})
+  record = dataclasses.replace(rs.config, runs={"resnet": 5, "bert": 4})
   with pytest.raises(InputError, match="differs from this command in runs"):
     flow.find_set(config, record)
-  assert flow.find_set(config, dict(rs.config)).path == rs.path
+  assert flow.find_set(config, rs.config).path == rs.path
 
 
 def test_official_mode_never_fewer_runs():
@@ -126,7 +126,7 @@ def test_watchdog_kills_a_silent_process(tmp_path):
   # A real child that prints once and then hangs: the watchdog must kill its whole process group.
   cmd = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(120)"]
   t0 = time.monotonic()
-  code, hang = runs.launch(cmd, str(tmp_path), watchdog_s=2, ui=QUIET)
+  code, hang = runs.run_watched(cmd, str(tmp_path), watchdog_s=2, ui=QUIET)
   assert hang and code == -signal.SIGTERM and time.monotonic() - t0 < 60
   assert "started" in open(tmp_path / "console.log").read()
 
@@ -206,7 +206,7 @@ def test_real_smoke_set_resumes_after_kill(tmp_path):
   assert rs.is_complete()
   seeds = [rs.driver_record(rs.run_dir("resnet", i))["seed"] for i in range(2)]
   assert len(set(seeds + [first_seed])) == 3
-  system = package.safe_name(rs.config["system_name"])
+  system = package.safe_name(rs.config.system_name)
   results = sorted(os.listdir(set_dir / "submission" / "GP2BM-demo" / "results" / system / "resnet"))
   assert [f for f in results if f.startswith("result_")] == ["result_0.txt", "result_1.txt"]
   for i in range(2):  # every run's own files are there and the submitted file is its log, byte for byte
@@ -263,13 +263,26 @@ def test_command_line_is_parsed_once_into_a_frozen_set_config(tmp_path):
   with pytest.raises(dataclasses.FrozenInstanceError):
     config.np = 3
   rec = config.record(16, "acme_2x8")
-  assert rec["launch"]["hosts"] == "n1:8,n2:8" and rec["kernels"] == "acme.kernels" and rec["np"] == 16
-  assert set(cli.cfg.RESUME_KEYS) <= set(rec)
+  assert rec.launch.hosts == "n1:8,n2:8" and rec.kernels == "acme.kernels" and rec.np == rec.launch.np == 16
+  assert set(cli.cfg.RESUME_KEYS) <= set(rec.to_record())
+
+
+def test_set_json_round_trips_typed_and_a_foreign_one_is_bad_input(tmp_path):
+  rs = make_set(tmp_path)
+  assert isinstance(rs.config, cli.cfg.SetRecord) and rs.config.runs == {"resnet": 5, "bert": 10}
+  assert runs.RunSet(rs.path).config == rs.config  # read back from disk: the same typed value
+  rs.update_config(forced=True)
+  again = runs.RunSet(rs.path).config
+  assert again.forced and again.launch.np == again.np == 1 and again.tasks == ("resnet", "bert")
+  with open(os.path.join(rs.path, "set.json"), "w") as f:
+    json.dump({"mode": "demo", "tasks": ["resnet"], "colour": "red"}, f)
+  with pytest.raises(InputError, match=r"set.json: not a set description.*missing system.*unknown colour"):
+    runs.RunSet(rs.path)
 
 
 def test_every_run_command_goes_through_the_launch_engine(tmp_path):
   rs = make_set(tmp_path)
-  rs.config["kernels"] = "acme.kernels"
+  rs.update_config(kernels="acme.kernels")
   argv = rs.trainer_argv("resnet", rs.run_dir("resnet", 0), 7, True)
   assert "--kernels=acme.kernels" in argv and "--seed=7" in argv and "--cache_clear=true" in argv
   cmd = flow.launch.command(flow.launch.from_args(hosts="n1:2,n2:2"), argv)

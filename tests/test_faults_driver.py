@@ -4,6 +4,7 @@ finished log changed before `report`, a flagfile typo, and a rank's bad-input ex
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 from tf_gp2bm.driver import cli, flow, lock, package, runs, system_desc
 from tf_gp2bm.files import write_json_atomic
 
+from conftest import mounted_tmpfs, remount
 from test_driver import QUIET, REPO, add_crafted_run, finish_crafted_set, make_set
 from test_scoring import write_log
 
@@ -71,7 +73,7 @@ def test_killed_driver_after_trainer_finished_is_recorded_not_redone(tmp_path):
                                                              flow.default_system_name(config, run_launch)))
   package.snapshot_source(rs.path)
   write_json_atomic(os.path.join(rs.path, "system.json"),
-                    system_desc.build(config.org, rs.config["system_name"], config.status, {}, demo=True))
+                    system_desc.build(config.org, rs.config.system_name, config.status, {}, demo=True))
   add_crafted_run(rs, "resnet", 0, 20)
   add_crafted_run(rs, "resnet", 1, 21)
   # Run 2: the trainer finished (run_stop logged, run.json written), the driver died before recording it.
@@ -157,3 +159,128 @@ def test_bad_input_on_two_ranks_stops_the_set(tmp_path):
   rec = runs.RunSet.driver_record(str(set_dir / "runs" / "resnet" / "run_0"))
   assert rec["exit_code"] == 2 and rec["launcher_exit_code"] != 2 and rec["command"][0] == "horovodrun"
   assert not (set_dir / "runs" / "resnet" / "run_1").exists() and "set stopped" in out.stdout
+
+
+# --- the driver's own interrupt: the stopped run is an attempt, kept aside and redone --------------------------
+def demo_set_argv(tmp_path, demo_imagenet, runs=1):
+  """A demo set of `runs` short ResNet runs (the smoke config cut to two epochs, one eval) on the session's demo
+  data: the driver's bookkeeping is under test, not convergence."""
+  flags = tmp_path / "flags" / "resnet"
+  flags.mkdir(parents=True, exist_ok=True)
+  (flags / "smoke.flags").write_text(open(SMOKE).read() + "\n--train_epochs=2\n")
+  demo_data = tmp_path / "demo_data" / "resnet"
+  demo_data.mkdir(parents=True, exist_ok=True)
+  (demo_data / flow.DEMO_DONE).touch()
+  return ["demo", "--tasks", "resnet", f"--runs_resnet={runs}", f"--resnet_data_dir={demo_imagenet}",
+          f"--flags_dir={tmp_path / 'flags'}", f"--demo_data_dir={tmp_path / 'demo_data'}",
+          f"--results_root={tmp_path / 'results'}", "--force"]
+
+
+def start_driver(argv):
+  return subprocess.Popen([DRIVER, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                          start_new_session=True)
+
+
+def wait_for(predicate, proc, what, timeout=600):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if predicate():
+      return
+    if proc.poll() is not None:
+      pytest.fail(f"the driver ended (exit {proc.returncode}) before {what}: {proc.stdout.read()[-3000:]}")
+    time.sleep(0.3)
+  proc.kill()
+  pytest.fail(f"no {what} after {timeout}s")
+
+
+def logged(path, key):
+  return os.path.exists(path) and f'"key": "{key}"' in open(path, errors="replace").read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_driver_stopped_during_a_run_keeps_it_as_an_attempt_and_redoes_it(demo_imagenet, tmp_path, sig):
+  argv = demo_set_argv(tmp_path, demo_imagenet)
+  proc = start_driver(argv)
+  log = lambda: next(iter((tmp_path / "results").glob("*-demo/runs/resnet/run_0/mlperf.log")), None)  # noqa: E731
+  wait_for(lambda: log() and logged(log(), "block_start"), proc, "block_start in run 0")
+  set_dir = log().parents[3]
+  proc.send_signal(sig)
+  output, _ = proc.communicate(timeout=120)
+  run0 = set_dir / "runs" / "resnet" / "run_0"
+  stopped = runs.RunSet.driver_record(str(run0))
+  assert not stopped["finished"], output[-3000:]
+  first_seed = stopped["seed"]
+  # The trainer was told to stop and closed its log as aborted: a last line that must not make it a result.
+  assert logged(str(run0 / "mlperf.log"), "run_stop")
+  again = driver(*argv)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  rec = runs.RunSet.driver_record(str(run0))
+  assert not rec.get("recovered") and rec["seed"] != first_seed, rec  # redone, not recorded as it was
+  assert rec["finished"] and rec["exit_code"] in (0, 3) and rec["compliance_passed"]
+  attempt = runs.RunSet.driver_record(str(run0) + ".attempt-1")
+  assert attempt["seed"] == first_seed and not attempt["finished"]
+  assert stopped["stopped"] == f"the driver was stopped by {sig.name}" + (" (Ctrl-C)" if sig == signal.SIGINT
+                                                                          else ""), output[-3000:]
+  assert "stopped attempt (the driver was stopped by" in again.stdout
+  s = json.load(open(set_dir / "summary.json"))
+  (row,) = s["tasks"]["resnet"]["runs"]
+  assert row["attempts"] == [{"folder": "runs/resnet/run_0.attempt-1", "seed": first_seed,
+                              "started": attempt["started"], "note": stopped["stopped"]}]
+
+
+# --- the driver's own files on a full or read-only file system: say what and where, keep what was written -------
+def _fill(disk):
+  """Fills the file system at `disk` to the last byte; returns the filler's path."""
+  filler = os.path.join(disk, "filler")
+  fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+  try:
+    while True:
+      os.write(fd, b"\0" * (1 << 16))
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+  return filler
+
+
+def _snapshot(rs):
+  """Every file of the set's runs, with its bytes: what a failed report must not lose or change."""
+  found = {}
+  for dirpath, _, files in os.walk(os.path.join(rs.path, "runs")):
+    for name in files:
+      with open(os.path.join(dirpath, name), "rb") as f:
+        found[os.path.join(dirpath, name)] = f.read()
+  return found
+
+
+def test_report_on_a_full_disk_names_the_file_and_a_rerun_finishes(tmp_path):
+  with mounted_tmpfs(tmp_path / "disk", size="64m") as disk:
+    rs = finished_demo_set(disk)
+    before = _snapshot(rs)
+    filler = _fill(disk)
+    out = driver("report", f"--set_dir={rs.path}")
+    assert out.returncode == flow.EXIT_STOPPED, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "error: No space left on device: " + rs.path in out.stderr, out.stderr
+    assert "rerun the same command" in out.stderr
+    after = _snapshot(rs)
+    assert all(after.get(p) == data for p, data in before.items())  # nothing already written was lost
+    os.remove(filler)
+    again = driver("report", f"--set_dir={rs.path}")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert json.load(open(os.path.join(rs.path, "summary.json")))["tasks"]["resnet"]["valid"]
+
+
+def test_report_on_a_read_only_file_system_names_it_and_a_rerun_finishes(tmp_path):
+  with mounted_tmpfs(tmp_path / "disk", size="64m") as disk:
+    rs = finished_demo_set(disk)
+    before = _snapshot(rs)
+    remount(disk, read_only=True)
+    out = driver("report", f"--set_dir={rs.path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout[-2000:] + out.stderr[-3000:]
+    assert f"the results folder {os.path.dirname(rs.path)}: cannot create its lock file" in out.stderr
+    assert "(Read-only file system)" in out.stderr, out.stderr
+    remount(disk, read_only=False)
+    assert _snapshot(rs) == before
+    again = driver("report", f"--set_dir={rs.path}")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]

@@ -5,13 +5,14 @@ guard, SIGTERM) closes mlperf.log with `run_stop aborted` and writes run.json sa
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import PYTHON, ROOT, run_train
+from conftest import PYTHON, ROOT, mounted_tmpfs, run_train
 
 SMOKE = ["--task=resnet", "--flagfile=flags/resnet/smoke.flags"]
 
@@ -144,3 +145,111 @@ def test_sigterm_during_init_writes_run_json(demo_imagenet, tmp_path):
   assert "run_start" not in [e["key"] for e in events]  # the clock never started: nothing to stop
   summary = json.loads((out / "run.json").read_text())
   assert summary["status"] == "aborted" and summary["exit_code"] == 143 and summary["samples_trained"] == 0
+
+
+# --- vendor kernel modules whose hot spot raises: bad --kernels input, not a crash ------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin,message", [
+    ("raises_when_called", "--kernels=kernel_plugins.raises_when_called: hot spot batch_norm raised RuntimeError: "
+                           "acme_bn: no kernel for input of rank 4"),
+    ("raises_when_traced", "--kernels=kernel_plugins.raises_when_traced: hot spot lars_apply raised "
+                           "NotImplementedError: acme_lars: graph mode is not supported"),
+])
+def test_a_kernel_that_raises_is_bad_input_naming_the_module(demo_imagenet, tmp_path, plugin, message):
+  out = tmp_path / "run"
+  r = run_train(*SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--seed=3",
+                f"--kernels=kernel_plugins.{plugin}", "--xla=false", timeout=600)
+  assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+  assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+  summary = json.loads((out / "run.json").read_text())
+  assert summary["exit_code"] == 2 and message in summary["reason"]
+
+
+# --- everything the run writes is checked before it starts: exit 2 naming the path ------------------------------
+def _path_error(out, data_dir="/nonexistent-data"):
+  r = run_train(*SMOKE, f"--data_dir={data_dir}", f"--output_dir={out}", timeout=300)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-3000:]
+  return r.stderr
+
+
+@pytest.mark.slow
+def test_tensorboard_folder_that_is_a_file_exits_2(demo_imagenet, tmp_path):
+  out = tmp_path / "run"
+  out.mkdir()
+  (out / "tensorboard").write_text("in the way")
+  err = _path_error(out, demo_imagenet)  # good data: nothing else stops the run before TensorBoard's folder
+  assert f"--output_dir={out}: {out / 'tensorboard'}: exists and is not a directory" in err, err[-2000:]
+  assert (out / "tensorboard").read_text() == "in the way"
+  assert not (out / "mlperf.log").exists()  # refused before init_start
+  assert json.loads((out / "run.json").read_text())["exit_code"] == 2
+
+
+def _deep_folder(root, length):
+  """A folder path of about `length` bytes made of 200-byte names (each within the usual 255-byte name limit)."""
+  path = str(root)
+  while len(path) < length - 1:
+    path = os.path.join(path, "d" * min(200, length - len(path) - 1))
+  return path
+
+
+@pytest.mark.parametrize("length", [4070, 4200])  # the run's own files past PATH_MAX; the folder itself past it
+def test_output_dir_past_the_path_limit_exits_2(tmp_path, length):
+  out = _deep_folder(tmp_path, length)
+  err = _path_error(out)
+  assert "the path is too long" in err and "this file system allows" in err, err[-2000:]
+
+
+def test_output_dir_name_past_the_name_limit_exits_2(tmp_path):
+  out = tmp_path / ("x" * 300)
+  err = _path_error(out)
+  assert f"--output_dir={out}: the name xxxx" in err and "is too long" in err, err[-2000:]
+
+
+def test_output_dir_on_a_read_only_file_system_exits_2(tmp_path):
+  with mounted_tmpfs(tmp_path / "ro", read_only=True) as ro:
+    err = _path_error(ro / "run")
+    assert f"--output_dir={ro / 'run'}: cannot create it (Read-only file system)" in err, err[-2000:]
+
+
+# --- an image that cannot be decoded, met mid-run: a recorded aborted run, exit 2, naming file/record/image -------
+def _truncate_one_image(src, dst, record=5):
+  """A copy of the demo data in which one train record's JPEG is cut in half (a truncated download): the record
+  itself is intact (valid TFRecord, valid Example), and the manifest records the new size, so only decoding it
+  fails. Returns (shard path, record index, image name)."""
+  import tensorflow as tf
+  from tf_gp2bm.files import sha256_file
+  from tf_gp2bm.formats.imagenet import MANIFEST
+  shutil.copytree(src, dst)
+  manifest = json.loads((dst / MANIFEST).read_text())
+  name = sorted(manifest["splits"]["train"]["shards"])[0]
+  path = dst / name
+  records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+  example = tf.train.Example.FromString(records[record])
+  encoded = example.features.feature["image/encoded"].bytes_list.value
+  encoded[0] = encoded[0][:len(encoded[0]) // 2]
+  image = example.features.feature["image/filename"].bytes_list.value[0].decode()
+  records[record] = example.SerializeToString()
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for r in records:
+      writer.write(r)
+  manifest["splits"]["train"]["shards"][name].update(bytes=path.stat().st_size, sha256=sha256_file(str(path)))
+  (dst / MANIFEST).write_text(json.dumps(manifest))
+  return path, record, image
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image_op", ["fused", "tf"])
+def test_undecodable_image_mid_run_names_file_record_and_image(demo_imagenet, tmp_path, image_op):
+  bad_shard, index, image = _truncate_one_image(demo_imagenet, tmp_path / "data")
+  out = tmp_path / "run"
+  r = run_train(*SMOKE, f"--data_dir={tmp_path / 'data'}", f"--output_dir={out}", "--seed=3",
+                f"--image_op={image_op}", "--train_epochs=2", timeout=600)
+  assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+  assert "Traceback" not in r.stderr, r.stderr[-3000:]
+  expected = f"{bad_shard}: record {index} (image {image}) cannot be decoded ("
+  assert expected in r.stderr and "Invalid JPEG data" in r.stderr.split(expected, 1)[1], r.stderr[-3000:]
+  summary = json.loads((out / "run.json").read_text())
+  assert summary["status"] == "aborted" and summary["exit_code"] == 2 and expected in summary["reason"]
+  events = _mllog(out / "mlperf.log")
+  assert "run_start" in [e["key"] for e in events]  # met mid-run: the clock ran, the log is closed as aborted
+  assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"

@@ -195,6 +195,26 @@ def test_records_hold_source_pixels_labels_and_repairs(folders, converted):
   assert sorted(manifest["splits"]["train"]["shards"]) == [f"train-0000{i}-of-00003" for i in range(3)]
 
 
+def _reference_repair(data, decode):
+  """What the reference imagenet_to_gcs's ImageCoder does (a TF1 graph there, the same ops eagerly here)."""
+  return tf.io.encode_jpeg(decode(data), format="rgb", quality=100).numpy()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cmyk_and_png_repairs_give_the_reference_pixels(seed):
+  image = smooth_rgb(seed, size=(53, 37))  # sizes off the 8- and 16-pixel block grid
+  cases = [(encode(image.convert("CMYK"), quality=95), "cmyk->rgb",
+            lambda d: tf.io.decode_jpeg(d, channels=0)),  # cmyk_to_rgb: TensorFlow turns CMYK into RGB itself
+           (encode(image, "PNG"), "png->jpeg", lambda d: tf.io.decode_png(d, channels=3)),  # png_to_jpeg
+           (encode(image.convert("RGBA"), "PNG"), "png->jpeg", lambda d: tf.io.decode_png(d, channels=3))]
+  for data, what, decode in cases:
+    jpeg, height, width, repair = imagenet_images.prepare(data)
+    reference = _reference_repair(data, decode)
+    assert repair == what and (height, width) == (37, 53)
+    assert np.array_equal(tf.io.decode_jpeg(jpeg, channels=3), tf.io.decode_jpeg(reference, channels=3)), what
+    assert jpeg == reference, what  # the same ops with the same arguments: the same bytes
+
+
 def test_resume_after_interruption_gives_identical_files(folders, converted, tmp_path, monkeypatch, capsys):
   out = tmp_path / "out"
   real_prepare, calls = imagenet_images.prepare, []

@@ -4,6 +4,8 @@ cannot be built."""
 import io
 import json
 import os
+import shutil
+import subprocess
 import types
 
 import numpy as np
@@ -88,12 +90,13 @@ def test_restart_rewrite_keeps_the_pixels_and_lets_a_window_be_cut(op, kind):
   if kind == "tiny":
     return  # one or two MCUs: nothing to cut away
   window = [70, 90, 30, 40]
-  cut, cut_window, was_cut = jpeg_op.cut_around(restarted, window)
+  cut, cut_window, was_cut = (t.numpy() for t in jpeg_op.cut_around(restarted, window))
   assert was_cut and len(cut) < 0.4 * len(restarted), (len(cut), len(restarted))
   # TensorFlow's own decoder sees the window's pixels in the cut.
   assert np.array_equal(tf.image.decode_and_crop_jpeg(cut, cut_window, channels=3),
                         tf.image.decode_and_crop_jpeg(encoded, window, channels=3))
-  assert jpeg_op.cut_around(encoded, window) == (encoded, window, False)  # no restart markers: nothing to cut
+  same, same_window, was_cut = (t.numpy() for t in jpeg_op.cut_around(encoded, window))
+  assert (same, list(same_window), was_cut) == (encoded, window, False)  # no restart markers: nothing to cut
 
 
 def test_bad_jpegs_and_windows_are_refused_with_the_reason(op):
@@ -164,3 +167,46 @@ def test_without_a_compiler_auto_falls_back_and_fused_is_refused(tmp_path, demo_
   assert "train images: TensorFlow's ops: the fused op is unavailable" in r.stdout
   r = run_train(*common, "--image_op=fused", f"--output_dir={tmp_path / 'fused'}", env=env)
   assert r.returncode == 2 and "--image_op=fused: " in r.stderr and "no `c++` on PATH" in r.stderr, r.stderr[-2000:]
+
+
+def _library_without_the_op(folder):
+  """A real shared library that TensorFlow loads but that registers none of the fused op's ops."""
+  source = folder / "empty.cc"
+  source.write_text('extern "C" int gp2bm_nothing() { return 0; }\n')
+  path = folder / "empty.so"
+  subprocess.run(["c++", "-shared", "-fPIC", str(source), "-o", str(path)], check=True)
+  return path
+
+
+@pytest.mark.slow
+def test_a_cached_library_that_cannot_serve_falls_back_or_is_refused(tmp_path, demo_imagenet, monkeypatch):
+  # Every way a cached library can fail ends in OpUnavailable naming it (which auto falls back from), never in
+  # an AttributeError or a raw TensorFlow error.
+  empty = _library_without_the_op(tmp_path)
+  with pytest.raises(jpeg_op.OpUnavailable, match="lacks the op"):
+    jpeg_op._load_checked(str(empty))
+  garbage = tmp_path / "garbage.so"
+  garbage.write_bytes(b"not a shared library")
+  with pytest.raises(jpeg_op.OpUnavailable, match="does not load"):
+    jpeg_op._load_checked(str(garbage))
+  # The trainer, with that empty library in the op cache where its build would be.
+  cache = tmp_path / "cache"
+  monkeypatch.setenv("GP2BM_OP_CACHE", str(cache))
+  cached = jpeg_op.library_path()
+  os.makedirs(os.path.dirname(cached))
+  shutil.copyfile(empty, cached)
+  env = {"GP2BM_OP_CACHE": str(cache)}
+  common = ("--task=resnet", "--flagfile=flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}", "--dry_run")
+  r = run_train(*common, f"--output_dir={tmp_path / 'auto'}", env=env)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "train images: TensorFlow's ops: the fused op is unavailable" in r.stdout and "lacks the op" in r.stdout
+  r = run_train(*common, "--image_op=fused", f"--output_dir={tmp_path / 'fused'}", env=env)
+  assert r.returncode == 2 and "--image_op=fused: " in r.stderr and cached in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_bench_stage_profile_times_the_cut_alone(op, demo_imagenet):
+  """`bench --pipeline_stages` prints each stage, the fused op's cut around the window among them."""
+  from tf_gp2bm.tasks.resnet import pipeline_bench
+  ms = pipeline_bench.profile(str(demo_imagenet), 4, 32)
+  assert list(ms) == [name for name, _ in pipeline_bench.STAGES] and ms["cut"] > 0

@@ -84,3 +84,47 @@ def test_lamb_step_is_one_multi_tensor_hot_spot_call():
     kernels.reset()
   assert calls == [["dense/kernel:0"]]
   assert variables[1].numpy().tolist() == [1.0, 1.0]
+
+
+def test_lamb_equals_numpy_where_every_term_matters():
+  """Gradients of ~1e-6, against which epsilon 1e-6 is as large as sqrt(v_hat); weight decay 1 so that wd * w is as
+  large as the adaptive step; betas far from 1 and 3 steps, so the bias corrections differ from 1 by 10-50 %."""
+  rng = np.random.default_rng(3)
+  shapes = {"layer_0/attention/kernel": (4, 3), "layer_0/LayerNorm/gamma": (3,), "layer_0/output/bias": (3,)}
+  init = {n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+  steps, b1, b2, eps, wd = 3, 0.5, 0.8, 1e-6, 1.0
+  grads = {n: [(1e-6 * rng.normal(size=s)).astype(np.float32) for _ in range(steps)] for n, s in shapes.items()}
+  lrs = [0.01, 0.008, 0.006]
+  variables = [tf.Variable(v, name=n) for n, v in init.items()]
+  opt = LAMB(lambda step: tf.gather(tf.constant(lrs), step), beta_1=b1, beta_2=b2, epsilon=eps,
+             weight_decay=wd).build(variables)
+  for t in range(steps):
+    opt.apply([tf.constant(grads[n][t]) for n in shapes])
+
+  def numpy_all(**change):
+    args = dict(beta_1=b1, beta_2=b2, eps=eps, wd=wd, excluded=lambda n: any(k in n for k in EXCLUDE))
+    args.update(change)
+    return {n: numpy_lamb(init[n], grads[n], lrs, args["beta_1"], args["beta_2"], args["eps"], args["wd"],
+                          args["excluded"](n)) for n in shapes}
+
+  want = numpy_all()
+  scale = {n: np.abs(want[n] - init[n]).max() for n in shapes}
+  for var, n in zip(variables, shapes):
+    np.testing.assert_allclose(var.numpy(), want[n], rtol=1e-5, atol=1e-4 * scale[n], err_msg=n)
+  # Each term moves some variable by far more than the tolerance, so a bug in any of them is seen.
+  variants = {"no epsilon": dict(eps=0.0), "no weight decay": dict(wd=0.0), "epsilon 1e-8": dict(eps=1e-8),
+              "beta_1 0.9": dict(beta_1=0.9), "beta_2 0.999": dict(beta_2=0.999),
+              "nothing excluded": dict(excluded=lambda n: False),
+              "everything excluded": dict(excluded=lambda n: True)}
+  for label, change in variants.items():
+    other = numpy_all(**change)
+    worst = max(np.abs(other[n] - want[n]).max() / (1e-4 * scale[n] + 1e-5 * np.abs(want[n]).max()) for n in shapes)
+    assert worst > 10, f"{label} stays within the tolerance, so the test could not see it"
+
+
+def test_lamb_bias_correction_uses_the_one_based_update_number():
+  """After one update of gradient g from zero slots, m_hat = g and v_hat = g^2 exactly: u = g / (|g| + eps)."""
+  w = tf.Variable([[1.0, -2.0]], name="dense/bias")  # excluded: w <- w - lr * u
+  opt = LAMB(lambda step: 1.0, beta_1=0.9, beta_2=0.999, epsilon=0.0).build([w])
+  opt.apply([tf.constant([[3.0, -0.5]])])
+  np.testing.assert_allclose(w.numpy(), [[0.0, -1.0]], atol=2e-5)  # float32 1 - 0.999 is off by 7e-6

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import PYTHON, ROOT, check_compliance, require_horovod
-from tf_gp2bm.driver import host_probe, hosts, launch
+from tf_gp2bm.driver import cli, host_probe, hosts, launch
 from tf_gp2bm.errors import InputError
 
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
@@ -138,8 +138,8 @@ def test_preflight_on_two_loopback_hosts(tmp_path):
   data = tmp_path / "imagenet"
   data.mkdir()
   (data / "manifest.json").write_text('{"format": "x"}')
-  config = {"tasks": ["resnet"], "data": {"resnet": {"data_dir": str(data)}, "bert": {"data_dir": "/x"}},
-            "results_root": str(tmp_path / "results")}
+  config = cli.parse_args(["resnet", f"--resnet_data_dir={data}", "--bert_data_dir=/x",
+                           f"--results_root={tmp_path / 'results'}"])
   rows = {name: (status, detail) for name, status, detail in
           hosts.preflight(launch.from_args(hosts=LOOPBACK), config)}
   assert rows["hosts answer"] == ("PASS", "2: localhost, 127.0.0.1")
@@ -156,7 +156,7 @@ def test_preflight_on_two_loopback_hosts(tmp_path):
 @pytest.mark.usefixtures("horovod_required")
 def test_unreachable_host_stops_preflight_naming_it(tmp_path):
   rows = hosts.preflight(launch.from_args(hosts="localhost:1,gp2bm-no-such-host.invalid:1"),
-                         {"tasks": [], "data": {}})
+                         cli.parse_args(["resnet", f"--results_root={tmp_path / 'results'}"]))
   assert len(rows) == 1 and rows[0][:2] == ("hosts answer", "FAIL")
   assert "gp2bm-no-such-host.invalid" in rows[0][2] and "ssh" in rows[0][2]
 

@@ -32,3 +32,23 @@ def test_projection_help_imports_no_tensorflow():
                         "import tf_gp2bm.projection as p\ntry:\n  p.main()\nexcept SystemExit as e:\n"
                         "  assert e.code == 0\nassert 'tensorflow' not in sys.modules"], capture_output=True, text=True)
   assert out.returncode == 0 and "--resnet_rate" in out.stdout, out.stderr
+
+
+def test_projection_of_packed_bert_trains_at_rate_times_the_packing_factor(tmp_path, capsys):
+  """flags/bert/8xgpu.flags trains packed rows: the BERT rate given is rows/s, training runs at rate x factor
+  sequences/s; the factor is --bert_packing_factor, else the pack manifest's, else 2.0, and it is printed."""
+  from data_prep.wikipedia import length_model
+  from data_prep.wikipedia.cli import main as wikipedia
+  args = ["--resnet_rate=5000", "--bert_rate=200", "--startup_s=0", "--eval_speedup=1e9"]
+  (_, unpacked), _ = projection.main(args + ["--bert_packing_factor=1"])
+  (_, default), _ = projection.main(args)
+  assert "packing factor 2.000 (default" in capsys.readouterr().out
+  assert default["train_min"] == pytest.approx(unpacked["train_min"] / 2.0)
+  length_model.write_set(str(tmp_path / "records"), 300, seed=1)
+  assert wikipedia(["pack", f"--input={tmp_path / 'records'}", f"--out={tmp_path / 'packed'}", "--workers=1"]) == 0
+  factor = 300 / sum(1 for _ in __import__("data_prep.bert_records", fromlist=["read_records"]).read_records(
+      str(tmp_path / "packed" / "part-00000")))
+  capsys.readouterr()
+  (_, measured), _ = projection.main(args + [f"--bert_packed_data_dir={tmp_path / 'packed'}"])
+  assert f"packing factor {factor:.3f} ({tmp_path / 'packed' / 'manifest-pack.json'})" in capsys.readouterr().out
+  assert measured["train_min"] == pytest.approx(unpacked["train_min"] / factor)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, skip_unless
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_records
 from tf_gp2bm.tasks.resnet import imagenet_input, pipeline_bench
@@ -56,6 +56,47 @@ def test_each_training_pass_sees_every_image_once(tmp_path):
   assert sorted(labels[:n]) == list(range(n)), "first pass repeats or skips images"
   assert sorted(labels[n:]) == list(range(n)), "second pass repeats or skips images"
   assert labels[:n] != labels[n:], "the second pass should be reshuffled"
+
+
+def _same_image_records(root, copies):
+  """Two train shards that hold the same image `copies` times each: rank 0 reads one shard, rank 1 the other, so
+  every difference between their outputs comes from the augmentation draws alone."""
+  rng = np.random.default_rng(1)
+  jpeg = _jpeg(rng, 60, 80)
+  names = [imagenet_records.shard_name("train", i, 2) for i in range(2)] + [
+      imagenet_records.shard_name("validation", 0, 1)]
+  for name in names:
+    with tf.io.TFRecordWriter(os.path.join(root, name)) as w:
+      for _ in range(copies):
+        w.write(imagenet_records.make_example(jpeg, 0, "n0", 60, 80, "same.JPEG"))
+  splits = {"train": {"shards": {n: {"num_examples": copies} for n in names[:2]}},
+            "validation": {"shards": {names[2]: {"num_examples": copies}}}}
+  with open(os.path.join(root, imagenet_records.MANIFEST), "w") as f:
+    json.dump({"format": imagenet_records.FORMAT, "label_offset": 0, "num_classes": 1, "splits": splits}, f)
+  return imagenet_input.ImageNetRecords(str(root))
+
+
+def _augmented(records, rank, seed, image_op="tf", images=24):
+  """The images one rank's pipeline makes, as a sorted list of bytes (the parallel map may reorder them)."""
+  ds = imagenet_input.train_dataset(records, tf.distribute.InputContext(2, rank), 4, 32, 1, seed=seed,
+                                    image_op=image_op)
+  return sorted(image.tobytes() for batch in ds.take(images // 4) for image in batch["image"].numpy())
+
+
+def test_each_rank_draws_its_own_augmentation_and_a_seed_repeats_it(tmp_path):
+  records = _same_image_records(tmp_path, 12)
+  rank0, rank1 = _augmented(records, 0, seed=7), _augmented(records, 1, seed=7)
+  assert len(set(rank0)) > 12, "one rank's crops and flips should differ from image to image"
+  assert len(set(rank0) & set(rank1)) <= 2, "two ranks drew the same crops and flips for the same image"
+  assert _augmented(records, 0, seed=7) == rank0, "the same seed and rank should draw the same crops and flips"
+  assert len(set(_augmented(records, 0, seed=8)) & set(rank0)) <= 2, "another seed should draw other crops"
+
+
+def test_fused_op_and_tf_ops_draw_the_same_windows_for_a_stream(tmp_path):
+  from tf_gp2bm.tasks.resnet import jpeg_op
+  skip_unless(jpeg_op.resolve("auto")[0] == "fused", "the fused image op does not build here")
+  records = _same_image_records(tmp_path, 12)
+  assert _augmented(records, 1, seed=3, image_op="fused") == _augmented(records, 1, seed=3, image_op="tf")
 
 
 def test_eval_resize_truncates_sizes_like_the_reference(tmp_path):

@@ -55,10 +55,10 @@ def test_preflight_and_cache_drop_through_srun(slurm, tmp_path):
   data = tmp_path / "imagenet"
   data.mkdir()
   (data / "manifest.json").write_text("{}")
-  config = {"tasks": ["resnet"], "data": {"resnet": {"data_dir": str(data)}}}
-  r = _in_allocation(slurm, "import json\nfrom tf_gp2bm.driver import hosts, launch\n"
+  argv = ["resnet", f"--resnet_data_dir={data}", f"--results_root={tmp_path / 'results'}"]
+  r = _in_allocation(slurm, "import json\nfrom tf_gp2bm.driver import cli, hosts, launch\n"
                             "run = launch.from_args(launcher='slurm')\n"
-                            f"print('ROWS', json.dumps(hosts.preflight(run, {config!r})))\n"
+                            f"print('ROWS', json.dumps(hosts.preflight(run, cli.parse_args({argv!r}))))\n"
                             "print('DROP', json.dumps(hosts.drop_caches_detail(run)))\n")
   assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
   rows = {name: (status, detail) for name, status, detail in

@@ -62,11 +62,13 @@ def test_help_shows_the_main_flags_first():
 def test_every_flag_has_help_text_and_shows_its_default():
   r = run_train("--help", timeout=60)
   entries = _help_entries(r.stdout)
-  # Every flag this project defines (the trainer's, the shared task flags and each task's own).
+  # Every flag this project defines: the trainer's, and each task's (its Config's params, shared ones included).
   probe = subprocess.run(
-      [PYTHON, "-c", "from absl import flags; import tf_gp2bm.train; "
+      [PYTHON, "-c", "from absl import flags; import tf_gp2bm.train; from tf_gp2bm import tasks; "
+       "from tf_gp2bm.tasks.base import params; "
        "print(' '.join(f.name for m, fs in flags.FLAGS.flags_by_module_dict().items() "
-       "if not m.startswith('absl.') for f in fs))"],
+       "if not m.startswith('absl.') for f in fs)); "
+       "print(' '.join(f.name for t in tasks.names() for f in params(tasks.config_class(t))))"],
       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
   ours = set(probe.stdout.split())
   assert {"task", "global_batch_size", "lars_momentum", "max_seq_length", "profile_steps"} <= ours

@@ -2,7 +2,7 @@
 
 The expected examples come from tests/reference_pretraining_data.py (a plain re-statement of the reference
 create_pretraining_data.py + tokenization.py), never from data_prep itself. Inputs are the real WikiExtractor
-sample and the real 30,522-entry uncased vocab from ../shared/data.
+sample and the real 30,522-entry uncased vocab from tests/data.
 """
 import os
 import random
@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pretraining_data as reference  # noqa: E402
-from conftest import skip_unless  # noqa: E402
+from conftest import BERT_VOCAB as VOCAB, WIKI_SAMPLE as SAMPLE  # noqa: E402
 
 from data_prep import bert_records, native  # noqa: E402
 from tf_gp2bm.formats import bert_pretraining  # noqa: E402
@@ -24,14 +24,6 @@ from data_prep.wikipedia.tfrecords import pick_eval, run_tfrecords  # noqa: E402
 from data_prep.wikipedia.text import clean_file, sed_clean_line, strip_doc_markup  # noqa: E402
 from data_prep.wikipedia.wordpiece import WordpieceTokenizer  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = sorted((SHARED / "wiki_sample").glob("wiki_??"))
-VOCAB = SHARED / "bert_uncased_vocab.txt"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_data():
-  skip_unless(SAMPLE and VOCAB.exists(), f"{SHARED} (the WikiExtractor sample and the vocab) is not available")
 
 
 @pytest.fixture(scope="module")
@@ -525,3 +517,44 @@ def test_extract_stage_runs_the_pinned_wikiextractor(tmp_path):
   run_text_stage("clean", str(tmp_path / "text"), str(tmp_path / "clean"), workers=1)
   cleaned = (tmp_path / "clean" / "AA" / "wiki_00").read_text()
   assert cleaned.startswith("\nAnarchism is a political philosophy") and "<doc" not in cleaned
+
+
+# ------------------------------------------------------------------------------------------- official settings
+# The reference's create_pretraining_data.py invocation (retired_benchmarks/bert/README.md of mlcommons/training,
+# "Generate the TFRecords for Wiki dataset": the same flags for every part-00XXX-of-00500 and for eval.txt), and
+# that script's defaults for the fields the invocation leaves out.
+REFERENCE_INVOCATION = """
+   --do_lower_case=True
+   --max_seq_length=512
+   --max_predictions_per_seq=76
+   --masked_lm_prob=0.15
+   --random_seed=12345
+   --dupe_factor=10
+"""
+REFERENCE_DEFAULTS = {"short_seq_prob": 0.1}  # flags.DEFINE_float("short_seq_prob", 0.1, ...)
+REFERENCE_EVAL_PICK = "--num_examples_to_pick=10000"  # pick_eval_samples.py, after the eval.txt invocation
+
+
+def _reference_settings():
+  settings = dict(REFERENCE_DEFAULTS)
+  for line in REFERENCE_INVOCATION.split():
+    name, value = line[2:].split("=")
+    settings[name] = value == "True" if value in ("True", "False") else float(value) if "." in value else int(value)
+  return settings
+
+
+def test_official_settings_are_the_reference_invocation_field_by_field():
+  from data_prep.wikipedia import published
+  from data_prep.wikipedia.cli import _settings, build_parser
+  want = _reference_settings()
+  assert set(published.OFFICIAL_SETTINGS) == set(want)
+  for name, value in want.items():
+    got = published.OFFICIAL_SETTINGS[name]
+    assert got == value and type(got) is type(value), f"{name}: {got!r}, the reference uses {value!r}"
+  # What the tools run when no flag is given: the tfrecords and eval stages and the whole pipeline.
+  for argv in (["tfrecords", "--input=x", "--vocab=v", "--out=o"], ["eval", "--input=x", "--vocab=v", "--out=o"],
+               ["all", "--work=w", "--vocab=v"]):
+    assert _settings(build_parser().parse_args(argv)) == want, argv[0]
+  picked = int(REFERENCE_EVAL_PICK.split("=")[1])
+  assert published.NUM_EVAL_EXAMPLES == picked
+  assert build_parser().parse_args(["eval", "--input=x", "--vocab=v", "--out=o"]).num_examples == picked

@@ -1,7 +1,7 @@
 r"""Throughput benchmark of a task's compiled train step (prints figures; not a test).
 
     python -m tf_gp2bm.bench --task=resnet --flagfile=flags/resnet/8xgpu.flags [--data_dir=DIR]
-        [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for gpu_step_bench
+        [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for scripts/gpu/step_timer.py
     python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=DIR --reference_dir=MLCOMMONS_TRAINING \
         [--pipeline_cores=3] [--pipeline_repeats=3]   # input pipeline vs the real reference input_fn, same cores
 
@@ -18,6 +18,9 @@ from absl import app, flags
 from tf_gp2bm import cli_flags  # noqa: F401
 from tf_gp2bm import kernels, tasks
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.run_config import RunConfig
+from tf_gp2bm.tasks import spec as task_spec
+from tf_gp2bm.tasks.base import PipelineBenchOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("bench_steps", 30, "Timed steps per measurement.")
@@ -52,7 +55,7 @@ def _timed(fn, steps, samples_per_step):
 
 
 def export_hlo(step_fn, batch, prefix):
-  """Writes the compiled step as HLO for ../shared/tools/gpu_step_bench (variables become parameters)."""
+  """Writes the compiled step as HLO for scripts/gpu/step_timer.py (variables become parameters)."""
   ir = step_fn.experimental_get_compiler_ir(batch)
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
   with open(prefix + ".hlo.pb", "wb") as f:
@@ -62,48 +65,27 @@ def export_hlo(step_fn, batch, prefix):
   return prefix + ".hlo.pb"
 
 
-def packing_factor(packed_dir):
-  """Sequences per row of packed records, from the pack stage's manifest."""
-  from tf_gp2bm.files import read_json
-  from tf_gp2bm.tasks.bert import packing
-  path = os.path.join(packed_dir, packing.MANIFEST)
-  if not os.path.isfile(path):
-    raise InputError(f"--packed_data_dir={packed_dir}: no {packing.MANIFEST}; expected the output of "
-                     "`python -m data_prep.wikipedia pack`")
-  total = read_json(path).get("total", {})
-  if not total.get("rows") or not total.get("sequences"):
-    raise InputError(f"{path}: no total.sequences / total.rows")
-  return total["sequences"] / total["rows"]
+def _pipeline_options():
+  return PipelineBenchOptions(
+      batches=FLAGS.pipeline_batches, batch_size=FLAGS.pipeline_batch_size, repeats=FLAGS.pipeline_repeats,
+      cores=FLAGS.pipeline_cores, reference_dir=FLAGS.reference_dir, reference_data_dir=FLAGS.reference_data_dir,
+      stages=FLAGS.pipeline_stages, packed_data_dir=FLAGS.packed_data_dir)
 
 
-def run_resnet_pipeline_bench():
-  """Our pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
-  from tf_gp2bm.tasks.resnet import pipeline_bench
-  if not FLAGS.data_dir:
-    raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
-  cores = pipeline_bench.parse_cores(FLAGS.pipeline_cores or str(max(os.sched_getaffinity(0))))
-  pipeline_bench.find_reference(FLAGS.reference_dir)
-  from tf_gp2bm.tasks.resnet.imagenet_input import ImageNetRecords
-  for records in (FLAGS.data_dir, FLAGS.reference_data_dir):
-    if records:
-      ImageNetRecords(records).shards("train")
-  pipeline_bench.compare(FLAGS.data_dir, FLAGS.reference_dir, cores, FLAGS.pipeline_batch_size,
-                         FLAGS.pipeline_batches, FLAGS.pipeline_repeats, out=lambda m: print(m, flush=True),
-                         reference_data_dir=FLAGS.reference_data_dir, stages=FLAGS.pipeline_stages)
-
-
-def run_pipeline_bench(task):
-  if not hasattr(task, "pipeline_benchmark"):
-    raise InputError(f"--pipeline_only: task {FLAGS.task} has no input-pipeline benchmark")
-  for line in task.pipeline_benchmark(FLAGS.pipeline_batches):
-    print(line, flush=True)
+def run_pipeline_bench():
+  """The task's own input-pipeline benchmark (Task.pipeline_benchmark), on its config as the flags give it."""
+  config = tasks.config_class(FLAGS.task).from_flags(FLAGS)
+  tasks.task_class(FLAGS.task).pipeline_benchmark(config, _pipeline_options(), out=lambda m: print(m, flush=True))
 
 
 def main(argv):
   del argv
-  if FLAGS.pipeline_only and FLAGS.task == "resnet":
+  if not FLAGS.task:
+    print("error: --task is required", file=sys.stderr)
+    return 2
+  if FLAGS.pipeline_only:
     try:
-      run_resnet_pipeline_bench()
+      run_pipeline_bench()
     except InputError as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
@@ -114,23 +96,17 @@ def main(argv):
   from tf_gp2bm.runtime.precision import Precision
   from tf_gp2bm.trainer import Trainer
 
-  if not FLAGS.task:
-    print("error: --task is required", file=sys.stderr)
-    return 2
   try:
-    runtime = create_runtime(FLAGS.distribution)
-    precision = Precision(FLAGS.precision)
-    kernels.load_plugin(FLAGS.kernels)
-    task = tasks.create(FLAGS.task, runtime, FLAGS)
-    task.seed = 0
-    factor = packing_factor(FLAGS.packed_data_dir) if FLAGS.task == "bert" and FLAGS.packed_data_dir else None
+    config = RunConfig.from_flags(FLAGS)
+    runtime = create_runtime(config.distribution)
+    precision = Precision(config.precision)
+    kernels.load_plugin(config.kernels)
+    task = tasks.create(config.task, runtime, config.task_config, config.seed)
+    extra_batches = task.step_benchmark_batches(_pipeline_options())
     if FLAGS.data_dir:
       task.check_inputs()
-    if FLAGS.pipeline_only:
-      run_pipeline_bench(task)
-      return 0
-    trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=FLAGS.xla,
-                      steps_per_loop=FLAGS.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
+    trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=config.xla,
+                      steps_per_loop=config.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
     trainer.build()
     if not FLAGS.export_only:
       trainer.warm_up()
@@ -155,22 +131,19 @@ def main(argv):
   rate, step_s = _timed(lambda n: synthetic_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
   print(f"synthetic (device-resident) : {rate:,.1f} samples/s per process, {step_s * 1e3:.1f} ms/step", flush=True)
 
-  if factor:
-    from tf_gp2bm.tasks.bert import packing
-    c = task.config
-    packed = packing.synthetic_batch(per_process, c.max_seq_length, c.max_predictions_per_seq,
-                                     task.model_config.vocab_size, factor)
+  unit = task_spec.get(config.task).sample_unit
+  for label, extra, per_row in extra_batches:
 
     @tf.function
-    def packed_loop(n):
+    def extra_loop(n, extra=extra):
       for _ in tf.range(n):
-        runtime.run(trainer.replica_step, (packed,))
+        runtime.run(trainer.replica_step, (extra,))
 
-    rows, step_s = _timed(lambda n: packed_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
-    print(f"synthetic packed rows       : {rows:,.1f} rows/s per process, {step_s * 1e3:.1f} ms/step, "
-          f"{factor:.3f} sequences per row", flush=True)
-    print(f"effective sequences/s       : unpacked {rate:,.1f}, packed {rows * factor:,.1f} per process "
-          f"({rows * factor / rate:.2f}x)", flush=True)
+    rows, step_s = _timed(lambda n: extra_loop(tf.constant(n)), FLAGS.bench_steps, per_process)
+    print(f"{f'synthetic {label} rows':28}: {rows:,.1f} rows/s per process, {step_s * 1e3:.1f} ms/step, "
+          f"{per_row:.3f} {unit} per row", flush=True)
+    print(f"{f'effective {unit}/s':28}: unpacked {rate:,.1f}, {label} {rows * per_row:,.1f} per process "
+          f"({rows * per_row / rate:.2f}x)", flush=True)
 
   if FLAGS.data_dir:
     it = iter(runtime.distribute_dataset(task.train_dataset))
@@ -188,7 +161,8 @@ def export(trainer, batch):
     print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
     return 2
   path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
-  print(f"exported {path} (+ .hlo.txt); next: python ../shared/tools/gpu_step_bench/prepare.py {path}")
+  print(f"exported {path} (+ .hlo.txt); next: python scripts/gpu/prepare_step.py {FLAGS.export_hlo} "
+        f"--task={FLAGS.task}")
   return 0
 
 

@@ -1,20 +1,15 @@
 """`python -m tf_gp2bm.train --task=T --flagfile=F --dry_run [--dry_run_replicas=N]`: review a configuration in
 seconds, with no data and no devices.
 
-The trainer runs its real init path up to the hyperparameters (so the MLLOG lines are the ones a real run writes),
-skips every input check, prints the plan (each eval point with the learning rate in force there, the schedule's
-end and the step cap) and exits 0. `parse_config` gives the same validated config in-process (tests, tools).
+A mode of the run (RunConfig.dry_run_replicas): the trainer runs its real init path on a PlanningRuntime up to the
+hyperparameters (so the MLLOG lines are the ones a real run writes, into a scratch folder train.py removes), skips
+every input check, prints the plan (each eval point with the learning rate in force there, the schedule's end and
+the step cap) and exits 0. `parse_config` gives the same validated config in-process (tests, tools).
 """
-import copy
-import shutil
-import sys
-import tempfile
-
 from absl import flags
 from mlperf_logging.mllog import constants as C
 
-from tf_gp2bm import cli_flags  # noqa: F401  (the common flags parse_config copies)
-from tf_gp2bm import errors, tasks
+from tf_gp2bm import cli_flags, errors, tasks
 from tf_gp2bm.errors import InputError
 
 flags.DEFINE_bool("dry_run", False, "Print the init-phase MLPerf log lines and the plan (eval points, the learning "
@@ -28,8 +23,6 @@ class PlanningRuntime:
   """What a task reads from a runtime (replica count, rank) for N replicas, without starting any."""
 
   def __init__(self, num_replicas):
-    if num_replicas < 1:
-      raise InputError(f"--dry_run_replicas={num_replicas}: expected an integer >= 1")
     self.num_replicas = self.size = num_replicas
     self.rank, self.local_rank, self.is_chief = 0, 0, True
     self.strategy = None
@@ -52,6 +45,7 @@ def plan_lines(task):
     if unit != "samples":
       where = f"{unit} {point.epoch_num:,}, {where}"
     lines.append(f"  eval {i:3d} at step {point.step:7,d} ({where}): learning rate {lr:.6g}")
+  lines.extend(task.plan_notes())
   end = task.schedule_end_step
   lines.append(f"learning-rate schedule ends at step {end:,} ({end * gbs:,} samples)")
   lines.append(f"step cap: {plan.max_steps:,} steps ({plan.max_steps * gbs:,} samples); the run stops at the first "
@@ -60,42 +54,23 @@ def plan_lines(task):
 
 
 def parse_config(task_name, argv):
-  """The validated config that `--task=TASK_NAME` with `argv` (e.g. ["--flagfile=F"]) gives, parsed on a private
-  copy of the registered flags so the process's own flags stay untouched."""
-  private = flags.FlagValues()
-  for name, flag in flags.FLAGS._flags().items():  # noqa: SLF001  (absl has no public copy of a registry)
-    if name == flag.name:  # short-name aliases come along with their flag
-      private[name] = copy.deepcopy(flag)
+  """The validated config that `--task=TASK_NAME` with `argv` (e.g. ["--flagfile=F"]) gives, parsed as the trainer
+  parses it but on a private copy of its flags, so the process's own flags stay untouched."""
+  private = cli_flags.new_flag_values(task_name)
   try:
-    private(["parse_config", *map(str, argv)])
+    cli_flags.parse(["parse_config", f"--task={task_name}", *map(str, argv)], private)
   except flags.Error as e:
     raise InputError(str(e)) from None
   return tasks.config_from_flags(task_name, private)
 
 
 def finish(task, mllogger, cache_clear, log):
-  """Ends the init phase as a real run does (cache_clear, init_stop), then prints the plan. Returns exit code 0."""
+  """Ends the init phase as a real run does (the hyperparameters, cache_clear, init_stop), then prints the plan.
+  Returns exit code 0."""
+  for key, value in task.hyperparameters().items():
+    mllogger.event(key, value)
   mllogger.event(C.CACHE_CLEAR, cache_clear)
   mllogger.end(C.INIT_STOP)
   for line in plan_lines(task):
     log(line)
   return errors.EXIT_SUCCESS
-
-
-def main(run_training, flag_values):
-  """Runs the trainer's init path (`run_training`) with its MLPerf log in a scratch folder that is removed after;
-  the lines also go to the terminal. Returns the exit code."""
-  if not flag_values.task:
-    print("error: --task is required", file=sys.stderr)
-    return errors.EXIT_BAD_INPUT
-  scratch = tempfile.mkdtemp(prefix="tf_gp2bm_dry_run_")
-  flag_values.output_dir = scratch
-  try:
-    code, reason, *_ = run_training()
-  except InputError as e:
-    code, reason = errors.EXIT_BAD_INPUT, str(e)
-  finally:
-    shutil.rmtree(scratch, ignore_errors=True)
-  if code != errors.EXIT_SUCCESS:
-    print(f"error: {reason}", file=sys.stderr, flush=True)
-  return code

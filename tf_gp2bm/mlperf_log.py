@@ -10,10 +10,10 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.files import repo_root
 
 LOG_NAME = "mlperf.log"
 # Relative file names in the metadata keep the seed checker's (file, line) keys stable across machines.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def check_new_log(path):
@@ -36,7 +36,7 @@ class MLPerfLogger:
     check_new_log(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     # stack offset 2: the file/lineno metadata names the caller of event(), not this wrapper.
-    mllog.config(filename=path, default_stack_offset=2, root_dir=_REPO_ROOT)
+    mllog.config(filename=path, default_stack_offset=2, root_dir=repo_root())
     self._ml = mllog.get_mllogger()
     # mllog also prints every line to the console through its logger's handlers; keep that (it is the
     # progress a user watches) but stop duplicates from propagating to absl's root handler.

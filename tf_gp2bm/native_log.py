@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 
+from tf_gp2bm.files import repo_root
+
 LOG_DIR = "tensorflow_logs"
 
 _CPP_INFO_OR_WARNING = re.compile(
@@ -61,8 +63,7 @@ def route_stderr(noise_path):
   except OSError:  # no stderr at all (a detached process): nothing reaches a terminal anyway
     return
   # The package's parent on the path, so the filter starts whatever the trainer's working directory.
-  package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root(), os.environ.get("PYTHONPATH")])))
   # Its own session: Ctrl-C or a scheduler's signal to the trainer's group must not kill the filter first.
   proc = subprocess.Popen([sys.executable, "-m", "tf_gp2bm.native_log", noise_path], stdin=subprocess.PIPE,
                           stdout=real_stderr, stderr=real_stderr, env=env, start_new_session=True)

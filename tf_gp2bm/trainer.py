@@ -8,6 +8,7 @@ loss scaling, optimizer) is one XLA region; `steps_per_loop` steps run per host 
 them; training loss is accumulated on the device and read once per loop (that read feeds the progress line,
 TensorBoard and the NaN/Inf guard).
 """
+import dataclasses
 import math
 import time
 
@@ -24,17 +25,18 @@ class Trainer:
 
   def __init__(self, task, runtime, precision, mllogger, xla=True, steps_per_loop=100, log=print, summaries=None):
     self.task, self.runtime, self.precision, self.ml = task, runtime, precision, mllogger
-    self.xla, self.steps_per_loop, self.log = xla, max(1, steps_per_loop), log
+    self.xla, self.steps_per_loop, self.log = xla, steps_per_loop, log
     self.summaries = summaries or RunSummaries()
     # The all-reduce can sit inside the XLA region only where the back-end is a no-op or XLA-capable.
     self.fused_step = runtime.num_replicas == 1
     self.step = 0  # optimizer updates done since run_start
+    self.samples = 0  # samples trained since run_start (counted from the data when the task's steps vary)
     self.accuracies = []
 
   @property
   def samples_trained(self):
     """Samples actually trained since run_start (also when the run aborts midway)."""
-    return self.step * self.task.global_batch_size
+    return self.samples
 
   # ------------------------------------------------------------------------------------------------ building
   def build(self):
@@ -45,6 +47,7 @@ class Trainer:
       sync = dict(synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM)
       self.loss_sum = tf.Variable(0.0, trainable=False, name="loss_sum", **sync)
       self.skipped = tf.Variable(0.0, trainable=False, name="skipped_steps", **sync)
+      self.sample_sum = tf.Variable(0.0, trainable=False, name="sample_sum", **sync)  # counts_samples tasks
     self.task.initialize(self.model)
     self.state = self.model.variables + self.optimizer.variables + self.precision.variables
     self.runtime.broadcast_variables(self.state)
@@ -95,11 +98,17 @@ class Trainer:
         loss, grads = grads_fn(batch)
         apply_fn(loss, self.runtime.all_mean(grads))
     self.replica_step = replica_step
+    if self.task.counts_samples:
+      def counted_step(batch):
+        self.sample_sum.assign_add(tf.cast(self.task.batch_samples(batch), tf.float32))
+        replica_step(batch)
+    else:
+      counted_step = replica_step
 
     @tf.function
     def train_loop(iterator, steps):
       for _ in tf.range(steps):
-        self.runtime.run(replica_step, (next(iterator),))
+        self.runtime.run(counted_step, (next(iterator),))
 
     # Under MirroredStrategy an XLA eval step inside the dataset loop is placed on the first device only (TF's
     # "variable on a different device" XLA limitation), so mirrored evaluates without XLA.
@@ -136,6 +145,7 @@ class Trainer:
       v.assign(value)
     self.loss_sum.assign(0.0)
     self.skipped.assign(0.0)
+    self.sample_sum.assign(0.0)
     self.log(f"compiled and warmed up in {time.time() - t0:.1f}s (synthetic data; state restored)")
 
   # ------------------------------------------------------------------------------------------------ the run
@@ -151,6 +161,9 @@ class Trainer:
       self.ml.start(C.BLOCK_START, metadata=block)
       self._train_until(train_it, point, plan)
       self.ml.end(C.BLOCK_STOP, metadata=block)
+      if self.task.counts_samples:  # the eval happens, and is logged, where the counted samples reached the point
+        point = dataclasses.replace(point, step=self.step, samples=self.samples, epoch_num=(
+            self.samples if self.task.progress_unit == "samples" else point.epoch_num))
       accuracy = self.evaluate(point)
       self.summaries.scalars(self.step, {"eval/accuracy": accuracy})
       self.log(f"eval at {point.epoch_num} ({point.samples:,} samples): accuracy {accuracy:.5f} "
@@ -164,22 +177,31 @@ class Trainer:
     self.ml.end(C.RUN_STOP, metadata={"status": C.SUCCESS if success else C.ABORTED})
     return success
 
+  def _steps_left(self, point, plan):
+    """Steps this loop may run without passing `point`: exact for a fixed batch; for counted samples, as many as
+    cannot reach the point's samples even at the fullest batches (at least one), capped by the plan."""
+    if not self.task.counts_samples:
+      return point.step - self.step
+    if self.samples >= point.samples:
+      return 0
+    return min(max(1, (point.samples - self.samples) // self.task.max_step_samples), plan.max_steps - self.step)
+
   def _train_until(self, train_it, point, plan):
-    gbs = self.task.global_batch_size
-    t0, s0 = time.time(), self.step
-    while self.step < point.step:
-      n = min(self.steps_per_loop, point.step - self.step, self.summaries.steps_to_boundary(self.step))
+    t0, s0 = time.time(), self.samples
+    while self._steps_left(point, plan) > 0:
+      n = min(self.steps_per_loop, self._steps_left(point, plan), self.summaries.steps_to_boundary(self.step))
       self.summaries.before_loop(self.step)
       self.train_loop(train_it, tf.constant(n))
       stats = self._read_loop_stats()  # the one host sync per loop
       self.step += n
+      self.samples += stats["samples"] if self.task.counts_samples else n * self.task.global_batch_size
       self.summaries.after_loop(self.step)
       if not math.isfinite(stats["loss_sum"]) or (not self.precision.loss_scaling and stats["skipped"] > 0):
         raise NonFiniteLoss(f"non-finite loss or gradients at step {self.step} (loss sum {stats['loss_sum']}, "
                             f"{int(stats['skipped'])} step(s) with non-finite gradients)")
       local_replicas = self.runtime.num_replicas // self.runtime.size  # loss_sum adds this process's replicas
       loss = stats["loss_sum"] / (n * local_replicas)
-      rate = (self.step - s0) * gbs / max(time.time() - t0, 1e-9)
+      rate = (self.samples - s0) / max(time.time() - t0, 1e-9)
       values = {"train/loss": loss, "train/learning_rate": stats["lr"], "train/samples_per_second": rate}
       if self.precision.loss_scaling:
         values["train/loss_scale"] = stats["loss_scale"]
@@ -192,14 +214,16 @@ class Trainer:
              "lr": float(self.optimizer.current_learning_rate())}
     if self.precision.loss_scaling:
       stats["loss_scale"] = float(self.precision.scale.read_value())
+    if self.task.counts_samples:  # this process's replicas, then summed over processes: the same on every rank
+      stats["samples"] = int(round(self.runtime.all_sum_host([float(self.sample_sum.read_value())])[0]))
+      self.sample_sum.assign(0.0)
     self.loss_sum.assign(0.0)
     self.skipped.assign(0.0)
     return stats
 
   def _progress_line(self, point, plan, loss, stats, rate):
     """One line per loop: where the run is, what it learns, how fast, and when the next eval and the cap come."""
-    gbs = self.task.global_batch_size
-    next_eval = (point.step - self.step) * gbs / max(rate, 1e-9)
+    next_eval = max(0, point.samples - self.samples) / max(rate, 1e-9)
     pace = (time.time() - self.t_run) / self.step  # seconds per step since run_start, evals included
     to_cap = pace * (plan.max_steps - self.step)
     skipped = f"  ({int(stats['skipped'])} fp16 step(s) skipped)" if stats["skipped"] else ""

@@ -16,22 +16,22 @@ import tf_keras
 from mlperf_logging.mllog import constants as C
 
 from tf_gp2bm import dry_run, errors, kernels, mlperf_log, native_log, tasks
-from tf_gp2bm.cli_flags import parse_profile_steps
 from tf_gp2bm.errors import InputError, NonFiniteLoss, Outcome, Terminated
+from tf_gp2bm.files import check_output_path
 from tf_gp2bm.kernels import determinism
 from tf_gp2bm.runtime import launcher_rank
 from tf_gp2bm.runtime.factory import create_runtime
 from tf_gp2bm.runtime.precision import Precision
-from tf_gp2bm.summaries import RunSummaries
+from tf_gp2bm.summaries import LOG_SUBDIR as TENSORBOARD_DIR, RunSummaries
 from tf_gp2bm.trainer import Trainer
 
 
-def _log_submission(ml, flag_values, task_cls):
+def _log_submission(ml, config, task_cls):
   ml.event(C.SUBMISSION_BENCHMARK, task_cls.benchmark)
-  ml.event(C.SUBMISSION_ORG, flag_values.submission_org)
-  ml.event(C.SUBMISSION_DIVISION, C.CLOSED if flag_values.closed else C.OPEN)
-  ml.event(C.SUBMISSION_STATUS, flag_values.submission_status)
-  ml.event(C.SUBMISSION_PLATFORM, flag_values.submission_platform)
+  ml.event(C.SUBMISSION_ORG, config.submission_org)
+  ml.event(C.SUBMISSION_DIVISION, C.CLOSED if config.closed else C.OPEN)
+  ml.event(C.SUBMISSION_STATUS, config.submission_status)
+  ml.event(C.SUBMISSION_PLATFORM, config.submission_platform)
 
 
 def _write_weights_digest(trainer, output_dir, rank):
@@ -42,15 +42,16 @@ def _write_weights_digest(trainer, output_dir, rank):
     f.write(digest.hexdigest() + "\n")
 
 
-def diagnose_data_error(error, task):
-  """Turns a data error raised inside tf.data into a message naming the file, or None for a real crash."""
-  message = getattr(error, "message", str(error))
-  if isinstance(error, tf.errors.InvalidArgumentError) and "label out of range in" in message:
-    detail = message.split("label out of range in", 1)[1].strip().splitlines()[0]
-    return f"label out of range in {detail} (expected the label convention written in the manifest)"
-  if task is not None and hasattr(task, "diagnose_data_error"):
+def _diagnose(task, error):
+  """The task's line naming the file and record behind a data error, or None for a real crash. A diagnosis that
+  fails itself (it reads the data again) leaves the crash as it was."""
+  if task is None:
+    return None
+  try:
     return task.diagnose_data_error(error)
-  return None
+  except Exception:  # noqa: BLE001 -- the original error is the one to report
+    traceback.print_exc()
+    return None
 
 
 def _route_tensorflow_python_log(path):
@@ -65,10 +66,10 @@ def _route_tensorflow_python_log(path):
   logger.propagate = False
 
 
-def _create_runtime(flag_values):
-  if flag_values.dry_run:
-    return dry_run.PlanningRuntime(flag_values.dry_run_replicas)
-  return create_runtime(flag_values.distribution)
+def _create_runtime(config):
+  if config.dry_run:  # a plan for N replicas: no device is started
+    return dry_run.PlanningRuntime(config.dry_run_replicas)
+  return create_runtime(config.distribution)
 
 
 def seed_random_generators(seed, rank):
@@ -79,50 +80,48 @@ def seed_random_generators(seed, rank):
   random.seed(seed + rank)
 
 
-def run(flag_values, seed, log):
-  """Everything between init_start and run_stop. Returns an Outcome."""
+def run(config, log):
+  """Everything between init_start and run_stop for a RunConfig (a dry run: init, then the plan). Returns an
+  Outcome."""
   runtime = ml = summaries = task = trainer = None
-  _route_tensorflow_python_log(native_log.log_path(flag_values.output_dir, launcher_rank() or 0))
+  _route_tensorflow_python_log(native_log.log_path(config.output_dir, launcher_rank() or 0))
   try:
-    tasks.config_from_flags(flag_values.task, flag_values)  # flag errors end the run before its log exists
-    runtime = _create_runtime(flag_values)
+    runtime = _create_runtime(config)
+    if runtime.is_chief and not config.dry_run:  # TensorBoard's folder too, before the run's log exists
+      tensorboard = os.path.join(config.output_dir, TENSORBOARD_DIR)
+      check_output_path(tensorboard, True, f"--output_dir={config.output_dir}: {tensorboard}")
     chief_log = log if runtime.is_chief else (lambda *_: None)
-    ml = mlperf_log.MLPerfLogger(os.path.join(flag_values.output_dir, mlperf_log.LOG_NAME),
-                                 enabled=runtime.is_chief)
+    ml = mlperf_log.MLPerfLogger(os.path.join(config.output_dir, mlperf_log.LOG_NAME), enabled=runtime.is_chief)
     ml.start(C.INIT_START)
-    task_cls = tasks.get_task_class(flag_values.task)
-    _log_submission(ml, flag_values, task_cls)
-    ml.event(C.SEED, seed)
-    seed_random_generators(seed, runtime.rank)
+    _log_submission(ml, config, tasks.task_class(config.task))
+    ml.event(C.SEED, config.seed)
+    seed_random_generators(config.seed, runtime.rank)
     tf.config.optimizer.set_jit(False)  # XLA only where we ask for it: the compiled step
     chief_log(f"runtime: {runtime.describe()}")
-    if flag_values.deterministic:
+    if config.deterministic:
       determinism.enable()
       chief_log("deterministic: op determinism on (XLA included), input pipelines ordered")
-    precision = Precision(flag_values.precision)
-    swapped = kernels.load_plugin(flag_values.kernels)
+    precision = Precision(config.precision)
+    swapped = kernels.load_plugin(config.kernels)
     if swapped:
-      chief_log(f"vendor kernels from {flag_values.kernels}: {', '.join(swapped)}")
+      chief_log(f"vendor kernels from {config.kernels}: {', '.join(swapped)}")
     ml.event(kernels.MLLOG_KEY, kernels.audit(with_files=False))
-    task = tasks.create(flag_values.task, runtime, flag_values)
-    task.seed = seed
-    if not flag_values.dry_run:
-      task.check_inputs()
+    task = tasks.create(config.task, runtime, config.task_config, config.seed)
+    if config.dry_run:  # the rest of init as a real run logs it, then the plan; no data is read
+      return Outcome(dry_run.finish(task, ml, config.cache_clear, chief_log), "dry run")
+    task.check_inputs()
     for key, value in task.hyperparameters().items():
       ml.event(key, value)
-    if flag_values.dry_run:
-      return Outcome(dry_run.finish(task, ml, flag_values.cache_clear, chief_log), "dry run")
-    summaries = RunSummaries(flag_values.output_dir, enabled=runtime.is_chief,
-                             profile_steps=parse_profile_steps(flag_values.profile_steps))
-    trainer = Trainer(task, runtime, precision, ml, xla=flag_values.xla, steps_per_loop=flag_values.steps_per_loop,
+    summaries = RunSummaries(config.output_dir, enabled=runtime.is_chief, profile_steps=config.profile_steps)
+    trainer = Trainer(task, runtime, precision, ml, xla=config.xla, steps_per_loop=config.steps_per_loop,
                       log=chief_log, summaries=summaries)
     trainer.build()
     trainer.warm_up()
-    ml.event(C.CACHE_CLEAR, flag_values.cache_clear)
+    ml.event(C.CACHE_CLEAR, config.cache_clear)
     ml.end(C.INIT_STOP)
     success = trainer.run()
-    if flag_values.weights_digest:
-      _write_weights_digest(trainer, flag_values.output_dir, runtime.rank)
+    if config.weights_digest:
+      _write_weights_digest(trainer, config.output_dir, runtime.rank)
     code = errors.EXIT_SUCCESS if success else errors.EXIT_NOT_CONVERGED
     reason = "target reached" if success else "target not reached within the planned steps"
   except (InputError, kernels.KernelError) as e:  # a vendor kernel that breaks its contract is bad --kernels input
@@ -132,7 +131,7 @@ def run(flag_values, seed, log):
   except Terminated as e:
     code, reason = e.exit_code, str(e)
   except Exception as e:  # a crash still closes the run in the log
-    diagnosis = diagnose_data_error(e, task)
+    diagnosis = _diagnose(task, e)
     if diagnosis:
       code, reason = errors.EXIT_BAD_INPUT, diagnosis
     else:

@@ -10,16 +10,18 @@ The result is read back into a fresh model and compared value by value before th
 `--init_checkpoint` of the BERT task accepts either the TF1 checkpoint or OUT; the converted one loads faster
 (1.3 GB instead of 4 GB with the LAMB slots).
 """
+import glob
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from data_prep import output_lock
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.files import read_json, write_json_atomic
+from tf_gp2bm.files import atomic_output, check_out_apart, check_readable, read_json, write_json_atomic
 from tf_gp2bm.formats import bert_checkpoint as identity
-from tf_gp2bm.tasks.bert import checkpoint, model as bert_model
+from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, sizes as bert_sizes
 
 
 def source_manifest(prefix, log=print):
@@ -39,12 +41,31 @@ def source_manifest(prefix, log=print):
   return manifest
 
 
+def _check_inputs_and_out(prefix, bert_config, out):
+  """The checkpoint's files and the config are readable, and --out holds none of them (nor is their folder): the
+  conversion writes bert_config.json and model.* there."""
+  inputs = [("--tf1_checkpoint", path) for path in sorted(glob.glob(glob.escape(prefix) + ".*"))]
+  if bert_config not in bert_sizes.NAMED:
+    inputs.append(("--bert_config", bert_config))
+  for flag, path in inputs:
+    check_readable(path, flag)
+  check_out_apart(out, inputs)
+
+
 def convert(tf1_checkpoint, bert_config, out, log=print):
+  if bert_config not in bert_sizes.NAMED and bert_config and os.path.lexists(bert_config):
+    check_readable(bert_config, "--bert_config")
   config = bert_model.load_config(bert_config)
   kind, prefix = checkpoint.resolve(tf1_checkpoint)
   if kind != "tf1":
     raise InputError(f"--tf1_checkpoint={tf1_checkpoint}: not a reference TF1 checkpoint (no "
                      f"{checkpoint.WORD_EMBEDDINGS})")
+  _check_inputs_and_out(prefix, bert_config, out)
+  with output_lock.holding(out, "python -m data_prep.bert_checkpoint convert"):
+    return _convert(config, prefix, out, log)
+
+
+def _convert(config, prefix, out, log):
   model = bert_model.build_bert(config)
   values = checkpoint.read_tf1(model, prefix)
   mapping = {}
@@ -58,8 +79,9 @@ def convert(tf1_checkpoint, bert_config, out, log=print):
   if os.path.exists(conversion):
     os.remove(conversion)  # it vouches for the files below only once they are read back
   path = tf.train.Checkpoint(model=model).write(os.path.join(out, checkpoint.TF2_PREFIX))
-  with open(os.path.join(out, "bert_config.json"), "w") as f:
-    json.dump(config.to_json(), f, indent=2)
+  with atomic_output(os.path.join(out, "bert_config.json")) as tmp:  # a new file: never written through a link
+    with open(tmp, "w") as f:
+      json.dump(config.to_json(), f, indent=2)
   # Read back into a fresh model: the converted checkpoint must reproduce every value exactly.
   check = bert_model.build_bert(config)
   checkpoint.load_initial_checkpoint(check, out)

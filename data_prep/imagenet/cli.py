@@ -12,10 +12,11 @@ match their manifest) exits 2 with a message naming the file or flag at fault.
 """
 import argparse
 import os
+import signal
 import sys
 
 from data_prep.imagenet import bench, convert, labels, plan, restart, sources, verify
-from tf_gp2bm.errors import EXIT_BAD_INPUT
+from tf_gp2bm.errors import EXIT_BAD_INPUT, Terminated
 from tf_gp2bm.formats import imagenet as imagenet_records
 
 
@@ -60,6 +61,8 @@ def _add_restart(sub):
                      "convert does by default), for records made without them")
   p.add_argument("--input", required=True, help="a folder of records with manifest.json (convert or index)")
   p.add_argument("--out", required=True, help="a new folder for the rewritten records")
+  p.add_argument("--skip_bad", action="store_true", help="leave out records whose JPEG does not decode (counted, "
+                 "and listed in the manifest); by default such a record is refused, named")
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
 
 
@@ -106,10 +109,12 @@ def _index(args):
 
 
 def _restart(args):
-  manifest = restart.restart(args.input, args.out, args.workers)
+  manifest = restart.restart(args.input, args.out, args.workers, skip_bad=args.skip_bad)
   counts = manifest["restart_markers"]
+  left_out = manifest["restart_skipped"]
+  skipped = f"; {left_out:,} records left out, their JPEG does not decode (--skip_bad)" if left_out else ""
   print(f"train: {counts['rewritten']:,} JPEGs rewritten with restart markers, {counts['kept']:,} kept as they were "
-        f"(progressive or CMYK); wrote {os.path.join(args.out, imagenet_records.MANIFEST)}")
+        f"(progressive or CMYK){skipped}; wrote {os.path.join(args.out, imagenet_records.MANIFEST)}")
   return 0
 
 
@@ -118,10 +123,16 @@ def _bench(args):
   return 0
 
 
+def _raise_terminated(signum, frame):
+  raise Terminated(signum)
+
+
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   user_errors = (convert.ConvertError, plan.PlanError, sources.SourceError,
                  labels.LabelError, verify.VerifyError, restart.RestartError, FileNotFoundError, ValueError)
+  # SIGTERM unwinds like Ctrl-C, so the writers' cleanup runs and no temporary shard is left behind.
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     return {"convert": _convert, "verify": _verify, "index": _index, "restart": _restart,
             "bench": _bench}[args.command](args)
@@ -131,3 +142,8 @@ def main(argv=None):
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+  except Terminated as e:
+    print(f"{e}; rerun the same command to resume", file=sys.stderr)
+    return e.exit_code
+  finally:
+    signal.signal(signal.SIGTERM, previous)

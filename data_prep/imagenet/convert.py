@@ -14,6 +14,7 @@ import tempfile
 
 from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
+from data_prep import output_lock
 from data_prep.imagenet import images, plan, sources
 from tf_gp2bm.progress import Progress
 
@@ -28,6 +29,22 @@ class ConvertError(Exception):
 
 
 # -- output directory ---------------------------------------------------------------------------------------------
+
+def check_inputs_and_out(opts):
+  """Every input given is readable (a symlink loop or an unreadable file is named, never skipped), and --out is
+  apart from all of them: not one of them, not inside one, holding none."""
+  inputs = [("--train", opts.train), ("--val", opts.val), ("--val_labels", opts.val_labels),
+            ("--synset_map", opts.synset_map)]
+  for flag, path in inputs:
+    if path and os.path.lexists(path):
+      files.check_readable(path, flag)
+  files.check_out_apart(opts.out, inputs)
+
+
+def lock_out_dir(out):
+  """One `convert` at a time per output folder (held until the process ends)."""
+  return output_lock.hold(out, "python -m data_prep.imagenet convert", error=ConvertError)
+
 
 def check_out_dir(out, train_shards, val_shards):
   """Refuses an --out that cannot be written or holds another layout, before the slow listing of the inputs."""
@@ -282,11 +299,20 @@ def convert(opts, progress_stream=None):
                       ("--workers", opts.workers)):
     if value < 1:
       raise ConvertError(f"{flag}={value}: must be at least 1")
+  check_inputs_and_out(opts)
   check_out_dir(opts.out, opts.train_shards, opts.val_shards)
   if opts.restart_markers:
     _check_restart_rewriter()
   tasks, facts = plan.make_plan(opts, progress_stream)
-  prepare_out_dir(opts.out)
+  lock = lock_out_dir(opts.out)
+  try:
+    prepare_out_dir(opts.out)  # under the lock: any temporary file there is a killed run's
+    return _convert(opts, tasks, facts, progress_stream)
+  finally:
+    lock.release()
+
+
+def _convert(opts, tasks, facts, progress_stream):
   summaries, todo = [], []
   for task in tasks:
     summary = finished_summary(opts.out, task)

@@ -2,8 +2,11 @@
 
 Good RGB and grayscale JPEGs (nearly all of ImageNet) are passed through byte-for-byte after a cheap walk over
 the JPEG markers, so the common case never decodes pixels; the trainer decodes every image to three channels.
-Only CMYK JPEGs and PNG (or other) data inside a `.JPEG` file are decoded with PIL and re-encoded at quality 100:
-the reference imagenet_to_gcs re-encodes exactly those two kinds and leaves grayscale JPEGs as they are.
+Only CMYK JPEGs and PNG (or other) data inside a `.JPEG` file are re-encoded, with the reference imagenet_to_gcs's
+own TensorFlow ops, so the pixels are the reference's: a CMYK JPEG through decode_jpeg(channels=0) (TensorFlow
+turns CMYK into RGB) and a PNG through decode_png(channels=3), each then encode_jpeg(format="rgb", quality=100).
+The reference re-encodes exactly those two kinds (it finds them by file name, this by content) and leaves grayscale
+JPEGs as they are. PIL only checks that a JPEG with a cut-off end still decodes.
 """
 import io
 
@@ -70,10 +73,29 @@ def _decode(data):
     raise BadImage(f"cannot decode: {e}") from None
 
 
-def _to_rgb_jpeg(image):
-  out = io.BytesIO()
-  image.convert("RGB").save(out, format="JPEG", quality=REPAIR_QUALITY)
-  return out.getvalue()
+def _reencode(data, decode):
+  """The reference's repair: `decode` (one of TensorFlow's decoders), then encode_jpeg(format="rgb", quality=100)
+  with its other arguments at their defaults, as imagenet_to_gcs's ImageCoder does. Returns (jpeg, height, width)."""
+  import tensorflow as tf  # only for the few images repaired; the shard-writing workers have it loaded already
+  try:
+    pixels = decode(tf, data)
+    jpeg = tf.io.encode_jpeg(pixels, format="rgb", quality=REPAIR_QUALITY).numpy()
+  except tf.errors.OpError as e:
+    raise BadImage(f"cannot decode: {e.message.splitlines()[0]}") from None
+  return jpeg, int(pixels.shape[0]), int(pixels.shape[1])
+
+
+def _cmyk_to_rgb(data):
+  return _reencode(data, lambda tf, d: tf.io.decode_jpeg(d, channels=0))
+
+
+def _png_to_jpeg(data):
+  return _reencode(data, lambda tf, d: tf.io.decode_png(d, channels=3))
+
+
+def _other_to_jpeg(data):
+  # Not a kind ImageNet holds (the reference knows only its one PNG): TensorFlow's decoders for GIF and BMP.
+  return _reencode(data, lambda tf, d: tf.io.decode_image(d, channels=3, expand_animations=False))
 
 
 def prepare(data):
@@ -90,11 +112,13 @@ def prepare(data):
       if not _ends_cleanly(data):
         _decode(data)  # trailing bytes after a complete image are harmless; a cut-off scan raises here
       return data, height, width, None
-    image = _decode(data)
-    repair = {4: "cmyk->rgb"}.get(components, f"{components}ch->rgb")
-    return _to_rgb_jpeg(image), image.height, image.width, repair
+    image = _decode(data)  # a cut-off scan raises here, as TensorFlow's decoder would not for every cut
+    if components == 4:
+      return (*_cmyk_to_rgb(data), "cmyk->rgb")
+    return (*_reencode(data, lambda tf, d: tf.io.decode_jpeg(d, channels=3)), f"{components}ch->rgb")
   if data[:2] == b"\xff\xd8":
     raise BadImage("malformed JPEG header")
   image = _decode(data)
-  repair = "png->jpeg" if data.startswith(_PNG_MAGIC) else f"{(image.format or 'unknown').lower()}->jpeg"
-  return _to_rgb_jpeg(image), image.height, image.width, repair
+  if data.startswith(_PNG_MAGIC):
+    return (*_png_to_jpeg(data), "png->jpeg")
+  return (*_other_to_jpeg(data), f"{(image.format or 'unknown').lower()}->jpeg")

@@ -13,8 +13,9 @@ from tf_gp2bm import files
 from tf_gp2bm.formats import imagenet as imagenet_records
 from data_prep.imagenet import labels, sources
 from tf_gp2bm.progress import Progress
+from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN as FULL_TRAIN, IMAGENET_VAL as FULL_VAL
 
-FULL_CLASSES, FULL_TRAIN, FULL_VAL = 1000, 1281167, 50000
+FULL_CLASSES = 1000
 DEFAULT_SEED = 20121  # any fixed value; recorded in the manifest
 SPLITS = ("train", "validation")
 

@@ -10,6 +10,9 @@ import io
 import os
 import tarfile
 
+from tf_gp2bm import files
+from tf_gp2bm.errors import InputError
+
 
 class SourceImage(collections.namedtuple("SourceImage", "name synset path offset size container")):
   """One image. synset: its class (None in a flat validation set). path/offset/size: where its bytes are
@@ -98,11 +101,23 @@ def _tar_images(tar_path, flag, synset, fileobj=None, base=0, source=None):
   return images
 
 
-def _dir_images(directory, synset):
+def _readable(path, flag):
+  """A SourceError naming `path` unless it can be read: a symlink loop or an unreadable file is never skipped."""
+  try:
+    files.check_readable(path, flag)
+  except InputError as e:
+    raise SourceError(str(e)) from None
+
+
+def _dir_images(directory, synset, flag):
   images = []
   for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-    if entry.is_file() and not entry.name.startswith("."):
-      images.append(SourceImage(entry.name, synset, directory, None, entry.stat().st_size, directory))
+    if entry.name.startswith("."):
+      continue
+    _readable(entry.path, flag)  # first: is_dir() itself raises on a symlink loop
+    if entry.is_dir():
+      continue
+    images.append(SourceImage(entry.name, synset, directory, None, entry.stat().st_size, directory))
   return images
 
 
@@ -147,8 +162,9 @@ def list_train(path, flag="--train", on_class=None):
       if entry.name.startswith("."):
         continue
       synset = _synset_of(entry.name, flag, path)
+      _readable(entry.path, flag)
       if entry.is_dir():
-        add(synset, _dir_images(entry.path, synset), entry.path)
+        add(synset, _dir_images(entry.path, synset, flag), entry.path)
       elif entry.name.endswith(".tar"):
         add(synset, _tar_images(entry.path, flag, synset), entry.path)
       else:
@@ -178,8 +194,9 @@ def list_val(path, flag="--val"):
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
       if entry.name.startswith("."):
         continue
+      _readable(entry.path, flag)
       if entry.is_dir():
-        images += _dir_images(entry.path, entry.name)
+        images += _dir_images(entry.path, entry.name, flag)
       else:
         images.append(SourceImage(entry.name, None, path, None, entry.stat().st_size, path))
   else:
@@ -195,13 +212,16 @@ def list_val(path, flag="--val"):
 
 def read_span(image, open_files):
   """The bytes of one image; `open_files` caches file descriptors of tars across calls."""
-  if image.offset is None:  # a plain file in a folder
-    with open(os.path.join(image.path, image.name), "rb") as f:
-      return f.read()
-  fd = open_files.get(image.path)
-  if fd is None:
-    fd = open_files[image.path] = os.open(image.path, os.O_RDONLY)
-  data = os.pread(fd, image.size, image.offset)
+  try:
+    if image.offset is None:  # a plain file in a folder
+      with open(os.path.join(image.path, image.name), "rb") as f:
+        return f.read()
+    fd = open_files.get(image.path)
+    if fd is None:
+      fd = open_files[image.path] = os.open(image.path, os.O_RDONLY)
+    data = os.pread(fd, image.size, image.offset)
+  except OSError as e:  # listed readable, then changed under the run
+    raise SourceError(f"{image.source}: cannot be read ({e.strerror})") from None
   if len(data) != image.size:
     raise SourceError(f"{image.source}: archive ended early ({len(data)} of {image.size} bytes)")
   return data

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 
 from tf_gp2bm import files
+from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_records
 from data_prep.imagenet import convert, plan
 
@@ -24,9 +25,14 @@ def scan_shard(path, decode_every=1):
   decode_every: decode the JPEG of every n-th record (0: none) and compare it with image/height and width.
   """
   import tensorflow as tf  # in the scanning workers only: --help and the listing need no TensorFlow
-  result = {"path": path, "num_examples": 0, "bytes": os.path.getsize(path), "sha256": files.sha256_file(path),
+  result = {"path": path, "num_examples": 0, "bytes": None, "sha256": None,
             "class_counts": collections.Counter(), "labels": collections.defaultdict(set), "problems": []}
   problems = result["problems"]
+  try:
+    result.update(bytes=os.path.getsize(path), sha256=files.sha256_file(path))
+  except OSError as e:
+    problems.append(f"{path}: cannot be read ({e.strerror})")
+    return result
   try:
     for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
       result["num_examples"] += 1
@@ -45,7 +51,10 @@ def scan_shard(path, decode_every=1):
         try:
           shape = tf.io.decode_jpeg(encoded, channels=3).shape
         except tf.errors.OpError as e:
-          problems.append(f"{path} record {i}: JPEG does not decode ({e.message.splitlines()[0]})")
+          names = feature["image/filename"].bytes_list.value if "image/filename" in feature else []
+          image = names[0].decode(errors="replace") if names else "(no image/filename)"
+          problems.append(f"{path} record {i} (image {image}): JPEG does not decode "
+                          f"({e.message.splitlines()[0]})")
           continue
         stored = [feature[k].int64_list.value[0] for k in ("image/height", "image/width") if k in feature]
         # 0 means "not recorded" (data_prep.demo.imagenet writes that); the trainer reads the JPEG's own shape.
@@ -122,12 +131,17 @@ def _full_set_problems(manifest, path):
 def verify(directory, quick=False, workers=1):
   """Returns a list of problems (empty: the folder matches its manifest)."""
   manifest_path = os.path.join(directory, imagenet_records.MANIFEST)
+  try:
+    files.check_readable(directory, "verify")
+    files.check_readable(manifest_path, "verify")
+  except InputError as e:
+    raise VerifyError(str(e)) from None
   manifest = files.read_json(manifest_path)
   problems = _check_manifest(manifest, manifest_path)
   if problems:
     return problems
   present = _shard_files(directory)
-  to_scan = {}
+  to_scan, unscanned = {}, False
   for split in plan.SPLITS:
     info = manifest["splits"].get(split)
     if info is None:
@@ -142,7 +156,14 @@ def verify(directory, quick=False, workers=1):
     problems += [f"missing shard {os.path.join(directory, n)}" for n in sorted(set(info["shards"]) - on_disk)]
     problems += [f"unexpected file {os.path.join(directory, n)} (not in the manifest)"
                  for n in sorted(on_disk - set(info["shards"]))]
-    to_scan.update({os.path.join(directory, n): (split, n) for n in sorted(set(info["shards"]) & on_disk)})
+    for name in sorted(set(info["shards"]) & on_disk):
+      try:
+        files.check_readable(os.path.join(directory, name), "verify")
+      except InputError as e:  # a symlink loop, an unreadable file: named, never scanned
+        problems.append(f"{e} (the manifest lists it)")
+        unscanned = True
+        continue
+      to_scan[os.path.join(directory, name)] = (split, name)
   decode_every = QUICK_DECODE_EVERY if quick else 1
   counts = {split: collections.Counter() for split in plan.SPLITS}
   labels = collections.defaultdict(set)
@@ -150,6 +171,9 @@ def verify(directory, quick=False, workers=1):
     split, name = to_scan[result["path"]]
     entry = manifest["splits"][split]["shards"][name]
     problems += result["problems"]
+    if result["sha256"] is None:
+      unscanned = True
+      continue
     if result["sha256"] != entry["sha256"]:
       problems.append(f"checksum differs: {result['path']} has sha256 {result['sha256']}, manifest says "
                       f"{entry['sha256']}")
@@ -160,7 +184,7 @@ def verify(directory, quick=False, workers=1):
       labels[synset] |= seen
   problems += _label_problems(labels, manifest["synsets"], manifest["label_offset"], manifest["num_classes"])
   problems += _full_set_problems(manifest, manifest_path)
-  if not any("missing shard" in p or "unreadable" in p for p in problems):
+  if not unscanned and not any("missing shard" in p or "unreadable" in p for p in problems):
     for split, counted in counts.items():
       listed = {s: n for s, n in manifest["class_counts"].get(split, {}).items() if n}
       if dict(counted) != listed:

@@ -1,6 +1,6 @@
 """`bench`: the tfrecords stage against the plain reference-style implementation, same input, same command.
 
-Input: WikiExtractor files (default: the shared sample) through the reference clean-up into text parts. The
+Input: WikiExtractor files (default: the repository's sample, tests/data) through the reference clean-up into text parts. The
 reference side is tests/reference_pretraining_data.py (the test oracle: a plain re-statement of the reference
 create_pretraining_data.py) writing tf.train.Example through tf.io.TFRecordWriter, one part after another as
 the reference README runs it, with TensorFlow imported before the clock starts. Our side is the `tfrecords`
@@ -23,7 +23,7 @@ from data_prep.wikipedia.text import clean_file
 from data_prep.wikipedia.tfrecords import expand_inputs, run_tfrecords
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SAMPLE_DATA = REPO / "tests" / "data"  # tests/data/README.md: the sample's source and licence
 
 
 def _load_reference():
@@ -94,10 +94,11 @@ def _compare(parts, dir_a, dir_b):
 def run_bench(args):
   import tensorflow  # noqa: F401  imported before any clock starts (the reference side needs it)
   reference = _load_reference()
-  inputs = expand_inputs(args.input) if args.input else sorted(str(p) for p in (SHARED / "wiki_sample").glob("wiki_??"))
-  vocab = args.vocab or str(SHARED / "bert_uncased_vocab.txt")
+  sample = sorted(str(p) for p in (SAMPLE_DATA / "wikipedia_sample").glob("wiki_??"))
+  inputs = expand_inputs(args.input) if args.input else sample
+  vocab = args.vocab or str(SAMPLE_DATA / "bert_uncased_vocab.txt")
   if not inputs or not os.path.isfile(vocab):
-    raise StageError(f"bench needs WikiExtractor files and a vocab (looked in {SHARED})")
+    raise StageError(f"bench needs WikiExtractor files and a vocab (looked in {SAMPLE_DATA})")
   settings = dict(published.OFFICIAL_SETTINGS, dupe_factor=args.dupe_factor)
   workers = args.workers or os.cpu_count() or 1
   with tempfile.TemporaryDirectory(dir=args.work_dir) as work:

@@ -26,6 +26,7 @@ import glob
 import os
 import sys
 
+from data_prep import output_lock
 from data_prep.wikipedia import published
 from data_prep.wikipedia.accept import accept_text, accept_tfrecords
 from data_prep.wikipedia.bench import run_bench
@@ -122,6 +123,11 @@ def cmd_published(args):
 
 
 def cmd_all(args):
+  with output_lock.holding(args.work, "python -m data_prep.wikipedia all", error=StageError, flag="--work"):
+    _all(args)
+
+
+def _all(args):
   work = args.work
   if args.published_text:
     accept_text(args.published_text, args.workers)
@@ -222,8 +228,9 @@ def build_parser():
   p.set_defaults(func=cmd_verify)
 
   p = sub.add_parser("bench", help="time tfrecords against the reference-style implementation")
-  p.add_argument("--input", default=None, help="WikiExtractor files (default: ../shared/data/wiki_sample/*)")
-  p.add_argument("--vocab", default=None, help="default: ../shared/data/bert_uncased_vocab.txt")
+  p.add_argument("--input", default=None, help="WikiExtractor files (default: the "
+                 "repository's sample, tests/data/wikipedia_sample/*)")
+  p.add_argument("--vocab", default=None, help="default: tests/data/bert_uncased_vocab.txt")
   p.add_argument("--dupe_factor", type=int, default=published.OFFICIAL_SETTINGS["dupe_factor"])
   p.add_argument("--workers", type=int, default=None)
   p.add_argument("--work_dir", default=None, help="scratch folder (default: a temporary one)")

@@ -18,7 +18,7 @@ import os
 import random
 import sys
 
-from tf_gp2bm.files import atomic_output, sha256_file
+from tf_gp2bm.files import atomic_output, check_out_apart, readable_files, sha256_file
 from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from tf_gp2bm.progress import Progress
 
@@ -108,6 +108,8 @@ def run_split(segmented, raw_sizes, out_dir, workers=None, num_test_articles=10_
   settings = {"num_test_articles": num_test_articles, "seed": SEED, "block_mb": block_mb,
               "num_files": len(segmented)}
   plan = plan_parts(raw_sizes, block_mb, num_outputs)
+  readable_files(segmented, "--input")
+  check_out_apart(out_dir, [("--input", path) for path in segmented])
   os.makedirs(out_dir, exist_ok=True)
   remove_stale_temps(out_dir)
   jobs = []

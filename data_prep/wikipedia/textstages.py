@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import sys
 
-from tf_gp2bm.files import atomic_output, sha256_file
+from tf_gp2bm.files import atomic_output, check_out_apart, readable_files, sha256_file
 from data_prep.wikipedia.manifest import StageError, is_done, mark_done, remove_stale_temps, write_manifest
 from data_prep.wikipedia.text import clean_file
 from tf_gp2bm.progress import Progress
@@ -96,6 +96,8 @@ def run_text_stage(stage, in_dir, out_dir, workers=None, nltk_data=None):
   rels = relative_files(in_dir)
   if not rels:
     raise StageError(f"{stage}: no files under {in_dir}")
+  readable_files([os.path.join(in_dir, r) for r in rels], "--input")  # a symlink loop is named, not met by a worker
+  check_out_apart(out_dir, [("--input", in_dir)])  # outputs keep their inputs' relative names
   settings = {"stage": stage}
   if os.path.isdir(out_dir):
     remove_stale_temps(out_dir)

@@ -11,14 +11,14 @@ import sys
 import tempfile
 import time
 
-from data_prep import bert_manifest
+from data_prep import bert_manifest, output_lock
 from data_prep.bert_records import read_records, serialize_instance, write_records
 from data_prep.wikipedia import published
 from data_prep.wikipedia.instances import create_pretraining_examples
 from data_prep.wikipedia.manifest import (StageError, code_version, is_done, mark_done, remove_stale_temps,
                                           write_manifest)
 from data_prep.wikipedia.wordpiece import load_vocab
-from tf_gp2bm.files import md5_file
+from tf_gp2bm.files import check_out_apart, check_readable, md5_file, readable_files
 from tf_gp2bm.progress import Progress
 
 EVAL_TEXT, EVAL_INTERMEDIATE, EVAL_10K = "eval.txt", "eval_intermediate", "eval_10k"
@@ -33,7 +33,7 @@ def expand_inputs(spec):
     pattern = os.path.expanduser(pattern)
     if os.path.isdir(pattern):
       pattern = os.path.join(glob.escape(pattern), "part-*")
-    matched = [p for p in sorted(glob.glob(pattern)) if os.path.isfile(p) and ".tmp." not in p]
+    matched = readable_files([p for p in sorted(glob.glob(pattern)) if ".tmp." not in p], "--input")
     if not matched:
       raise StageError(f"input {pattern!r} matches no file")
     paths.extend(matched)
@@ -102,8 +102,9 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   """Generates one TFRecord file per input text file into out_dir; resumes from done markers. With `split`
   ("train"), also reads the outputs back into manifest.json (see data_prep.bert_manifest)."""
   for path in inputs:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
       raise StageError(f"input {path} does not exist")
+    check_readable(path, "--input")
     if os.path.getsize(path) == 0:
       raise StageError(f"input {path} is empty (0 bytes): an empty part would become a record file of no "
                        "examples; remove it from the inputs or regenerate it")
@@ -111,32 +112,34 @@ def run_tfrecords(inputs, vocab_file, out_dir, settings, workers=None, label="tf
   clashes = sorted({n for n in names if names.count(n) > 1})
   if clashes:
     raise StageError(f"inputs from different folders would write the same output {clashes[0]!r}")
+  check_out_apart(out_dir, [("--input", p) for p in inputs] + [("--vocab", vocab_file)])
   vocab_size = check_vocab(vocab_file, settings)
   check_writable(out_dir)
-  remove_stale_temps(out_dir)
-  marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
-  todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
-          if not is_done(out_dir, n, [p], marker_settings)]
-  if len(todo) < len(inputs):
-    print(f"[{label}] {len(inputs) - len(todo)} of {len(inputs)} outputs already done (markers in "
-          f"{out_dir}/.done), {len(todo)} to make", file=sys.stderr)
-  progress = Progress(label, total=len(todo), unit="parts", every_s=0)
-  examples = 0
-  workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-  if todo:
-    # fork: workers inherit the imported modules. A worker does many parts in turn and keeps its tokenizer's
-    # word memo (bounded) between them; a part's instances are freed when it is written.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-      for name, count, seconds in pool.imap_unordered(_one_part, todo):
-        examples += count
-        print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "
-              f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
-        progress.update()
-    progress.finish()
-  manifest = write_manifest(out_dir, label, marker_settings, names)
-  if split:
-    describe_records(out_dir, split, names, settings, vocab_size, workers)
-  return manifest
+  with output_lock.holding(out_dir, f"python -m data_prep.wikipedia {label.split('-')[0]}", error=StageError):
+    remove_stale_temps(out_dir)
+    marker_settings = dict(settings, vocab_md5=md5_file(vocab_file))
+    todo = [(p, out_dir, n, vocab_file, settings) for p, n in zip(inputs, names)
+            if not is_done(out_dir, n, [p], marker_settings)]
+    if len(todo) < len(inputs):
+      print(f"[{label}] {len(inputs) - len(todo)} of {len(inputs)} outputs already done (markers in "
+            f"{out_dir}/.done), {len(todo)} to make", file=sys.stderr)
+    progress = Progress(label, total=len(todo), unit="parts", every_s=0)
+    examples = 0
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    if todo:
+      # fork: workers inherit the imported modules. A worker does many parts in turn and keeps its tokenizer's
+      # word memo (bounded) between them; a part's instances are freed when it is written.
+      with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for name, count, seconds in pool.imap_unordered(_one_part, todo):
+          examples += count
+          print(f"[{label}] {name}: {count:,} examples in {seconds:.1f}s; total {examples:,} examples, "
+                f"{examples / max(1e-9, time.monotonic() - progress.start):,.1f} examples/s", file=sys.stderr)
+          progress.update()
+      progress.finish()
+    manifest = write_manifest(out_dir, label, marker_settings, names)
+    if split:
+      describe_records(out_dir, split, names, settings, vocab_size, workers)
+    return manifest
 
 
 def describe_records(out_dir, split, names, settings, vocab_size, workers=None):

@@ -15,8 +15,6 @@ no TensorFlow). Written for this project; needs only torch.
 One line per step: median step time over --steps timed steps after --warmup steps, and samples per second.
 """
 import argparse
-import json
-import os
 import time
 
 import torch
@@ -155,11 +153,6 @@ def bert_peer(a, device, dtype):
   return timed(step, device, a.warmup, a.steps), b
 
 
-# The difference from our steps' optimizers, stated beside every peer figure.
-OPTIMIZER_NOTE = {"resnet": "SGD momentum, not LARS (PyTorch has none; LARS adds two norms per variable)",
-                  "bert": "fused AdamW, not LAMB (PyTorch has none; LAMB adds two norms per variable)"}
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--device", default="cuda")
@@ -172,7 +165,6 @@ def main():
   p.add_argument("--tiny", action="store_true", help="small shapes, to check the code on a CPU")
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--steps", type=int, default=20)
-  p.add_argument("--out", help="also append each figure as a JSON line to OUT/figures.jsonl")
   a = p.parse_args()
   device = torch.device(a.device)
   dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a.precision]
@@ -183,13 +175,6 @@ def main():
       seconds, batch = peer(a, device, dtype)
       print(f"torch {task} batch {batch} {a.precision}{' compiled' if a.compile else ''} on {name}: "
             f"{seconds * 1e3:.1f} ms median step, {batch / seconds:,.0f} {unit}/s", flush=True)
-      if a.out:
-        record = dict(step=f"torch_{task}_b{batch}_{a.precision}{'_compiled' if a.compile else ''}", device=name,
-                      versions=f"torch {torch.__version__}", median_ms=round(seconds * 1e3, 3), batch=batch,
-                      samples_per_s=round(batch / seconds, 1), optimizer=OPTIMIZER_NOTE[task])
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "figures.jsonl"), "a") as f:
-          f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ commands:
   preflight    only the checks, printed as a table
   report       re-scores a finished set folder, re-checks changed logs and rewrites its reports
   package      the hand-in tarball of a finished set folder
+  score        score PATH... [--pair A B] [--out DIR]: vendors' MLPerf results (any implementation), checked,
+               scored and ranked like our own sets (run_benchmark.sh score --help)
 Rerunning the same command continues the newest unfinished set of that mode; --new starts another folder.
 One driver at a time per results folder (a lock file; a second one is refused, naming the first).
 
@@ -20,12 +22,13 @@ import signal
 import sys
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
+from tf_gp2bm.files import flags_dir, repo_root
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import config as cfg
 from . import lock, system_desc
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCORE_COMMAND = "score"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -37,7 +40,7 @@ def build_parser():
   names = [s.name for s in specs]
   description = __doc__.format(counts=" + ".join(f"{s.min_runs} {s.name}" for s in specs), names=", ".join(names))
   p = argparse.ArgumentParser(prog="run_benchmark.sh", description=description, formatter_class=_Formatter)
-  p.add_argument("command", choices=list(cfg.RUN_COMMANDS) + names + list(cfg.TOOL_COMMANDS),
+  p.add_argument("command", choices=list(cfg.RUN_COMMANDS) + names + list(cfg.TOOL_COMMANDS) + [SCORE_COMMAND],
                  help="what to do (see above)")
   p.add_argument("--system", default="8xgpu",
                  help=f"flagfile set: flags/<task>/<system>.flags (the demo always uses {cfg.DEMO_SYSTEM})")
@@ -55,14 +58,14 @@ def build_parser():
                    help=f"{s.title} runs in the set (official mode: at least {s.min_runs})")
   p.add_argument("--tasks", choices=names, nargs="+", default=None,
                  help="demo only: a subset of the tasks (for tests; a subset has no GP2BM score)")
-  p.add_argument("--flags_dir", default=os.path.join(REPO, "flags"), help="folder holding <task>/<system>.flags")
+  p.add_argument("--flags_dir", default=flags_dir(), help="folder holding <task>/<system>.flags")
   for s in specs:
     for flag in s.data_flags:
       p.add_argument(s.data_flag_option(flag), default=None,
                      help=f"{s.name}: the trainer's --{flag} (demo: the generated demo data)")
   p.add_argument("--demo_data_dir", default=None, help="where demo data is generated once; default "
                  "<results_root>/demo_data")
-  p.add_argument("--results_root", default=os.path.join(REPO, "results"), help="folder of set folders")
+  p.add_argument("--results_root", default=os.path.join(repo_root(), "results"), help="folder of set folders")
   p.add_argument("--set_dir", default=None, help="an existing set folder (resume, report, package)")
   p.add_argument("--new", action="store_true", help="start a new set folder even if one is unfinished")
   p.add_argument("--force", action="store_true", help="start despite failed preflight checks (the set is then "
@@ -130,14 +133,19 @@ def _abs(path):
 
 
 def _terminate(signum, frame):
-  # SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C, so the running trainer's process group is killed and
-  # the unfinished run is left for the next resume instead of an orphan holding the GPUs.
+  # SIGTERM (kill, a batch scheduler) and SIGHUP unwind like Ctrl-C, so the running trainer's process group is
+  # killed and the unfinished run is left for the next resume instead of an orphan holding the GPUs.
   raise SystemExit(128 + signum)
 
 
 def main(argv=None):
-  config = parse_args(sys.argv[1:] if argv is None else argv)
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == [SCORE_COMMAND]:  # the evaluator's command has its own arguments (paths, not a set)
+    from . import evaluate
+    return evaluate.main(argv[1:], os.path.join(repo_root(), "results"))
+  config = parse_args(argv)
   signal.signal(signal.SIGTERM, _terminate)
+  signal.signal(signal.SIGHUP, _terminate)  # a closed terminal or ssh session stops the set the same way
   # The tools installed beside this interpreter (horovodrun in the venv) are the ones the runs must use, also
   # when the venv is not activated.
   os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

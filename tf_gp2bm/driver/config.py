@@ -1,12 +1,14 @@
 """The set configuration: the driver's command line parsed once into a typed, frozen value.
 
-`SetConfig` is what every part of the driver reads; `record()` is the part written to set.json, which a rerun
-must match to continue the set (RESUME_KEYS).
+`SetConfig` is what every part of the driver reads; `record()` is its `SetRecord`, the part written to set.json,
+which a rerun must match to continue the set (RESUME_KEYS). A set folder's set.json is read back into the same
+typed `SetRecord` (`from_record`), so nothing downstream handles a bare dict.
 """
 import dataclasses
 import os
 from typing import Mapping, Optional, Tuple
 
+from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import system_desc
@@ -68,17 +70,79 @@ class SetConfig:
   def flagfile(self, task):
     return os.path.join(self.flags_dir, task, f"{self.system}.flags")
 
-  def record(self, np, system_name):
-    """The set.json description of the set (what a rerun must match to continue it)."""
+  def record(self, np, system_name, forced=False):
+    """The set's SetRecord (what set.json holds and a rerun must match to continue the set)."""
+    return SetRecord(
+        mode=self.command, tasks=tuple(self.tasks), system=self.system, np=np, runs=dict(self.runs),
+        flagfiles={t: self.flagfile(t) for t in self.tasks}, data={t: dict(self.data[t]) for t in self.tasks},
+        org=self.org, system_name=system_name, status=self.status, ruleset=self.ruleset,
+        watchdog_minutes=self.watchdog_minutes, rcp_bypass=self.rcp_bypass, kernels=self.kernels,
+        launch=dataclasses.replace(self.launch, np=np), forced=forced)
+
+
+@dataclasses.dataclass(frozen=True)
+class SetRecord:
+  """What a set folder's set.json says the set is: written once when the set starts, read back by resume,
+  report and package. `launch.np` is the resolved process count (also written as np)."""
+  mode: str                          # the command that started the set: all | demo | <task>
+  tasks: Tuple[str, ...]
+  system: str
+  np: int
+  runs: Mapping[str, int]
+  flagfiles: Mapping[str, str]       # task -> the flagfile the set was started from (the set keeps a copy)
+  data: Mapping[str, Mapping[str, Optional[str]]]
+  org: Optional[str]
+  system_name: str
+  status: Optional[str]
+  ruleset: str
+  watchdog_minutes: float = 30.0
+  rcp_bypass: bool = False
+  kernels: Optional[str] = None
+  launch: LaunchOptions = LaunchOptions()
+  forced: bool = False               # started with --force past failed preflight checks
+  created: Optional[str] = None      # UTC time the folder was made
+
+  @property
+  def demo(self):
+    return self.mode == "demo"
+
+  def to_record(self):
+    """The JSON form (set.json)."""
     return {
-        "mode": self.command, "tasks": list(self.tasks), "system": self.system, "np": np,
-        "runs": dict(self.runs), "flagfiles": {t: self.flagfile(t) for t in self.tasks},
-        "data": {t: dict(self.data[t]) for t in self.tasks},
-        "org": self.org, "system_name": system_name, "status": self.status, "ruleset": self.ruleset,
+        "mode": self.mode, "tasks": list(self.tasks), "system": self.system, "np": self.np, "runs": dict(self.runs),
+        "flagfiles": dict(self.flagfiles), "data": {t: dict(d) for t, d in self.data.items()},
+        "org": self.org, "system_name": self.system_name, "status": self.status, "ruleset": self.ruleset,
         "watchdog_minutes": self.watchdog_minutes, "rcp_bypass": self.rcp_bypass, "kernels": self.kernels,
         "launch": {"hosts": self.launch.hosts, "hostfile": self.launch.hostfile,
                    "hvd_args": self.launch.hvd_args, "launcher": self.launch.launcher},
+        "forced": self.forced, "created": self.created,
     }
+
+  @classmethod
+  def from_record(cls, record, where="set.json"):
+    """The typed record from its JSON form; a missing or unknown key is bad input naming where."""
+    if not isinstance(record, dict):
+      raise InputError(f"{where}: expected a JSON object describing the set, got {type(record).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(record) - set(fields))
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    missing = [n for n in required if n not in record]
+    if unknown or missing:
+      raise InputError(f"{where}: not a set description of this driver" +
+                       (f"; missing {', '.join(missing)}" if missing else "") +
+                       (f"; unknown {', '.join(unknown)}" if unknown else ""))
+    values = dict(record)
+    launch = values.pop("launch", None) or {}
+    try:
+      return cls(**dict(values, tasks=tuple(values["tasks"]), runs={t: int(n) for t, n in values["runs"].items()},
+                        launch=LaunchOptions(np=values["np"], **launch)))
+    except (TypeError, AttributeError, ValueError) as e:
+      raise InputError(f"{where}: malformed set description ({e})") from None
+
+  def differs_from(self, other):
+    """The RESUME_KEYS in which other (this command's record) asks for another set."""
+    mine, theirs = self.to_record(), other.to_record()
+    return [k for k in RESUME_KEYS if mine.get(k) != theirs.get(k)]
 
 
 def with_data(config, task, values):

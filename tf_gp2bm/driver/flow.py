@@ -4,15 +4,16 @@ calls dispatch() with the results folder locked.
 """
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
-from tf_gp2bm.files import read_json, sha256_file, write_json_atomic
+from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 from tf_gp2bm.tasks import spec as task_spec
 
 from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, summary, system_desc
-from .config import DEMO_SYSTEM, RESUME_KEYS, with_data
+from .config import DEMO_SYSTEM, with_data
 
 EXIT_STOPPED, EXIT_NOT_SUBMITTABLE = 1, 3
 DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a half-written folder is redone
@@ -20,11 +21,24 @@ DEMO_DONE = ".gp2bm_demo_complete"  # written after a generator succeeded: a hal
 
 def dispatch(config):
   ui = digest.Terminal(config.verbose)
-  if config.command == "preflight":
-    return preflight_only(config, ui)
-  if config.command in ("report", "package"):
-    return report_or_package(config, ui)
-  return run_set(config, ui)
+  try:
+    if config.command == "preflight":
+      return preflight_only(config, ui)
+    if config.command in ("report", "package"):
+      return report_or_package(config, ui)
+    return run_set(config, ui)
+  except KeyboardInterrupt:  # Ctrl-C: the running trainer was stopped and its run kept as an attempt (runs.py)
+    print("stopped by Ctrl-C; rerun the same command to continue the set", file=sys.stderr)
+    return 128 + signal.SIGINT
+  except runs.RunInterrupted as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_STOPPED
+  except OSError as e:  # a read-only or full file system under the results: say where, keep what was written
+    where = e.filename or f"a file under {config.set_dir or config.results_root}"
+    print(f"error: {e.strerror or e}: {where}. Nothing already written was removed; make room (or make it "
+          "writable), then rerun the same command: finished runs are kept, an interrupted one is redone",
+          file=sys.stderr)
+    return EXIT_STOPPED
 
 
 # --- set up ------------------------------------------------------------------------------------------------------
@@ -52,7 +66,7 @@ def prepare_demo_data(config, ui):
       log_path = os.path.join(root, f"{name}.log")
       ui.say(f"generating demo data: python -m {spec.demo_module} --out={out}  (output in {log_path})")
       with open(log_path, "ab") as log:
-        rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=runs.REPO,
+        rc = subprocess.call([sys.executable, "-m", spec.demo_module, f"--out={out}"], cwd=repo_root(),
                              stdout=log, stderr=subprocess.STDOUT)
       if rc != 0:
         raise InputError(f"python -m {spec.demo_module} --out={out} failed with exit {rc}; see {log_path}")
@@ -89,7 +103,7 @@ def find_set(config, record):
     if not latest:
       return None
     rs = runs.RunSet(latest)
-  diff = [k for k in RESUME_KEYS if rs.config.get(k) != record.get(k)]
+  diff = rs.config.differs_from(record)
   if diff:
     raise InputError(f"{rs.path}/set.json differs from this command in {', '.join(diff)}: rerun with the same "
                      f"flags to continue it, or pass --new to start another set")
@@ -139,7 +153,7 @@ def run_set(config, ui):
       ui.say(f"set {rs.path} is complete (see its summary.md); pass --new to start another set")
       return 0
     return finalize(rs, ui)  # every run finished but the driver stopped before scoring
-  sysdesc = build_sysdesc(config, record["system_name"], run_launch)
+  sysdesc = build_sysdesc(config, record.system_name, run_launch)
   rows = checks_for(config, run_launch, sysdesc, ui)
   bad = preflight.bad_flagfiles(rows)
   if bad:
@@ -153,7 +167,7 @@ def run_set(config, ui):
     return EXIT_STOPPED
   forced = bool(failed and config.force)
   if rs is None:
-    rs = runs.RunSet.create(config.results_root, dict(record, forced=forced))
+    rs = runs.RunSet.create(config.results_root, dataclasses.replace(record, forced=forced))
     package.snapshot_source(rs.path)
     if config.kernels:
       package.snapshot_kernels(rs.path, config.kernels)
@@ -165,9 +179,8 @@ def run_set(config, ui):
     ui.say(f"new set: {rs.path}")
   else:
     ui.say(f"continuing set: {rs.path}")
-    if forced and not rs.config.get("forced"):
-      rs.config["forced"] = True
-      write_json_atomic(os.path.join(rs.path, "set.json"), rs.config)
+    if forced and not rs.config.forced:
+      rs.update_config(forced=True)
   write_json_atomic(os.path.join(rs.path, f"preflight-{runs.utc_now()}.json"), rows)
   ui.say(f"TensorBoard for the set: tensorboard --logdir {os.path.join(rs.path, 'runs')}")
   ui.say("each run's full output: runs/<task>/run_<i>/console.log" + ("" if config.verbose else
@@ -176,12 +189,12 @@ def run_set(config, ui):
 
 
 def run_all(rs, run_launch, ui):
-  remaining = {t: sum(1 for d in rs.run_dirs(t) if not rs.is_finished(d)) for t in rs.config["tasks"]}
+  remaining = {t: sum(1 for d in rs.run_dirs(t) if not rs.is_finished(d)) for t in rs.config.tasks}
   progress = digest.SetProgress(ui, remaining)
   command = lambda argv: launch.command(run_launch, argv)  # noqa: E731
   drop = lambda: hosts.drop_caches_detail(run_launch)  # noqa: E731
-  for task in rs.config["tasks"]:
-    for i in range(rs.config["runs"][task]):
+  for task in rs.config.tasks:
+    for i in range(rs.config.runs[task]):
       if rs.is_finished(rs.run_dir(task, i)):
         continue
       rec = rs.run_one(task, i, command, drop, ui)
@@ -196,15 +209,15 @@ def run_all(rs, run_launch, ui):
 
 # --- scoring and reports -----------------------------------------------------------------------------------------
 def score_set(rs):
-  return {t: scoring.score_task(t, rs.results(t), min_runs=min(rs.config["runs"][t], task_spec.get(t).min_runs))
-          for t in rs.config["tasks"]}
+  return {t: scoring.score_task(t, rs.results(t), min_runs=min(rs.config.runs[t], task_spec.get(t).min_runs))
+          for t in rs.config.tasks}
 
 
 def recheck_changed_logs(rs, ui):
   """Runs whose mlperf.log differs from the one recorded when they finished: say so, re-run the checker and
   record both hashes. Returns their logs' paths relative to the set folder."""
   changed = []
-  for task in rs.config["tasks"]:
+  for task in rs.config.tasks:
     for d in rs.run_dirs(task):
       rec = rs.driver_record(d)
       path = os.path.join(d, runs.MLLOG)
@@ -215,7 +228,7 @@ def recheck_changed_logs(rs, ui):
         continue
       ui.say(f"{rs.rel(path)} changed since the run was recorded (sha256 {str(rec.get('log_sha256'))[:12]}... -> "
              f"{str(now)[:12]}...); re-running the compliance checker on it")
-      result = scoring.parse_run(path, task, rs.config["ruleset"])
+      result = scoring.parse_run(path, task, rs.config.ruleset)
       verdict = rs.compliance(d)
       history = rec.get("log_changed") or []
       history.append({"recorded_sha256": rec.get("log_sha256"), "sha256": now, "noticed": runs.utc_now()})
@@ -237,7 +250,7 @@ def finalize(rs, ui):
   if superseded:
     ui.say(f"the submission tree no longer matched the runs: kept as {rs.rel(superseded)}, built again")
   pc_log = os.path.join(rs.path, "package_checker.log")
-  v = checks.package_check(org_dir, rs.config["ruleset"], pc_log, rcp_bypass=rs.config.get("rcp_bypass"))
+  v = checks.package_check(org_dir, rs.config.ruleset, pc_log, rcp_bypass=rs.config.rcp_bypass)
   with open(os.path.join(rs.path, "package_checker.txt"), "w") as f:
     f.write(v.output)
   pc = {"passed": v.passed, "summary": v.summary, "log": rs.rel(pc_log)}
@@ -248,7 +261,7 @@ def finalize(rs, ui):
   for name, t in s["tasks"].items():
     latency = "-" if t["latency_min"] is None else f"{t['latency_min']:.3f}"
     ui.say(f"{name}: olympic mean {latency} min" + (f" ({t['reason']})" if t["reason"] else ""))
-  expected = " (expected for the demo, see below)" if rs.config["mode"] == "demo" and not v.passed else ""
+  expected = " (expected for the demo, see below)" if rs.config.demo and not v.passed else ""
   ui.say(f"package checker{expected}: {v.summary[:300]}")
   score = s["score"]
   ui.say(f"GP2BM score = {score['computation']}" + (f" ({score['why_none']})" if score.get("why_none") else ""))
@@ -259,7 +272,7 @@ def finalize(rs, ui):
   ui.say(f"reports: {rs.rel(paths['md'])}, summary.json, summary.csv, gp2bm.xlsx in {rs.path}")
   if verdict["kind"] == summary.NOT_SUBMITTABLE:
     return EXIT_NOT_SUBMITTABLE
-  if score["value"] is None and len(scored) == len(task_spec.specs()):
+  if score["value"] is None and all(t.task in scored for t in task_spec.GP2BM_SCORE):
     return EXIT_NOT_SUBMITTABLE
   return 0
 

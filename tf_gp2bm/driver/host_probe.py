@@ -15,15 +15,16 @@ import sys
 import time
 
 from tf_gp2bm.driver import system_desc
+from tf_gp2bm.files import repo_root
 
 MARKER = "GP2BM_HOST "
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ("tensorflow", "horovod", "mlperf-logging", "tf-keras", "tf-models-official")
 # The code every rank imports and the flagfiles it reads: these must be byte-identical on every host.
 SOURCE_DIRS = ("tf_gp2bm", "flags")
 
 
-def source_digest(root=REPO):
+def source_digest(root=None):
+  root = root or repo_root()
   h = hashlib.sha256()
   for top in SOURCE_DIRS:
     for d, dirs, files in os.walk(os.path.join(root, top)):

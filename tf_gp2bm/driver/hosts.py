@@ -13,6 +13,8 @@ import tempfile
 import threading
 import time
 
+from tf_gp2bm.files import repo_root
+
 from . import host_probe, srun
 from . import launch as launch_mod
 
@@ -21,18 +23,9 @@ CLOCK_WARN_S, CLOCK_FAIL_S = 0.5, 2.0  # run times come from rank 0, but the wat
 PROBE_TIMEOUT_S = 600  # TensorFlow import on every host, on a busy cluster
 
 
-def _cfg(set_config, key, default=None):
-  """set_config may be the driver's dict or a typed config object."""
-  if isinstance(set_config, dict):
-    return set_config.get(key, default)
-  return getattr(set_config, key, default)
-
-
 def data_paths(set_config):
-  """Every dataset/checkpoint path the set's runs read ({task: {flag: path}} under 'data')."""
-  data = _cfg(set_config, "data", {}) or {}
-  tasks = _cfg(set_config, "tasks", None) or list(data)
-  return [p for t in tasks for p in (data.get(t) or {}).values() if p]
+  """Every dataset/checkpoint path the set's runs read (the SetConfig's data of its tasks)."""
+  return [p for t in set_config.tasks for p in set_config.data.get(t, {}).values() if p]
 
 
 def probe_command(launch, probe_args):
@@ -52,7 +45,7 @@ def run_on_every_host(launch, probe_args, timeout=PROBE_TIMEOUT_S, cmd=None):
   env = launch_mod.tool_env(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1"))
   try:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=host_probe.REPO, start_new_session=True)
+                            cwd=repo_root(), start_new_session=True)
   except FileNotFoundError:
     return {}, f"{cmd[0]} not found on PATH"
   reports, lines = {}, []
@@ -84,8 +77,8 @@ def _host_of(launch, report):
 
 
 def preflight(launch, set_config):
-  """[(check, status, detail)] for every host of the launch; FAIL rows stop the set."""
-  root = _cfg(set_config, "results_root")
+  """[(check, status, detail)] for every host of the launch (set_config: the SetConfig); FAIL rows stop the set."""
+  root = set_config.results_root
   paths = data_paths(set_config)
   marker = None
   if root and launch.num_hosts > 1:

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import tarfile
 
-from tf_gp2bm.files import sha256_file, write_json_atomic
+from tf_gp2bm.files import repo_root, sha256_file, write_json_atomic
 from tf_gp2bm.kernels import module_files
 
-from . import runs
 
 IMPL = "tf_gp2bm"
 KERNELS_SNAPSHOT = "kernels_source"  # <set>/kernels_source/: the --kernels module's files as the set started
@@ -53,24 +52,24 @@ EXCLUDE_DIRS = {".git", ".venv", "results", "runs", "demo_data", "__pycache__", 
 def source_files():
   """Tracked and untracked-but-not-ignored files of the repository (what the vendor actually runs); in a copy
   without .git (an unpacked tarball), every file outside EXCLUDE_DIRS."""
-  out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=runs.REPO,
+  out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo_root(),
                        capture_output=True, text=True)
-  if out.returncode == 0 and os.path.isdir(os.path.join(runs.REPO, ".git")):
+  if out.returncode == 0 and os.path.isdir(os.path.join(repo_root(), ".git")):
     rels = out.stdout.splitlines()
   else:
     rels = []
-    for d, dirs, files in os.walk(runs.REPO):
+    for d, dirs, files in os.walk(repo_root()):
       dirs[:] = [x for x in dirs if x not in EXCLUDE_DIRS and not x.endswith(".egg-info")]
-      rels += [os.path.relpath(os.path.join(d, f), runs.REPO) for f in files if not f.endswith(".pyc")]
-  return [rel for rel in rels if os.path.isfile(os.path.join(runs.REPO, rel))
-          and os.path.getsize(os.path.join(runs.REPO, rel)) <= MAX_SOURCE_FILE]
+      rels += [os.path.relpath(os.path.join(d, f), repo_root()) for f in files if not f.endswith(".pyc")]
+  return [rel for rel in rels if os.path.isfile(os.path.join(repo_root(), rel))
+          and os.path.getsize(os.path.join(repo_root(), rel)) <= MAX_SOURCE_FILE]
 
 
 def snapshot_source(set_dir):
   """Copies the code as it is when the set starts into <set>/source: the tree ships what actually ran."""
   dst = os.path.join(set_dir, "source")
   for rel in source_files():
-    copy_once(os.path.join(runs.REPO, rel), os.path.join(dst, rel))
+    copy_once(os.path.join(repo_root(), rel), os.path.join(dst, rel))
   return dst
 
 
@@ -98,11 +97,11 @@ def save_kernel_check(set_dir, module):
 
 
 def org_dir(runset):
-  return os.path.join(runset.path, "submission", safe_name(runset.config["org"]))
+  return os.path.join(runset.path, "submission", safe_name(runset.config.org))
 
 
 def results_dir(runset, task):
-  return os.path.join(org_dir(runset), "results", safe_name(runset.config["system_name"]), task)
+  return os.path.join(org_dir(runset), "results", safe_name(runset.config.system_name), task)
 
 
 def build_tree(runset, scored, sysdesc):
@@ -122,7 +121,7 @@ def build_tree(runset, scored, sysdesc):
 def _build_tree(runset, scored, sysdesc):
   c = runset.config
   org = org_dir(runset)
-  system = safe_name(c["system_name"])
+  system = safe_name(c.system_name)
   sys_json = os.path.join(org, "systems", f"{system}.json")
   if not os.path.exists(sys_json):
     os.makedirs(os.path.dirname(sys_json), exist_ok=True)

@@ -71,6 +71,7 @@ def header_pairs(summary):
   v, score = summary["verdict"], summary["score"]
   pairs = [("verdict", v["kind"]), ("verdict detail", v["headline"])]
   pairs += [("reason", r) for r in v["reasons"]]
+  pairs += [("note", n) for n in v.get("notes", [])]
   pairs += [(f"system: {k}", val) for k, val in summary["system"].items()]
   pairs += [("score formula", score["formula"]), ("score", score["value"]), ("score computation", score["computation"])]
   if score.get("why_none"):
@@ -94,15 +95,19 @@ def write_csv(path, summary):
 
 def write_markdown(path, summary):
   s, v, score = summary, summary["verdict"], summary["score"]
-  out = [f"# GP2BM benchmark set {s['set_folder']}", "", f"**{v['headline']}**", ""]
+  out = [f"# {title(s)}", "", f"**{v['headline']}**", ""]
   if v["reasons"] and v["kind"] == DEMO:
     out += ["What would keep a real set from being submittable (for information):", ""]
   out += [f"- {r}" for r in v["reasons"]] + ([""] if v["reasons"] else [])
+  out += [f"- note: {n}" for n in v.get("notes", [])] + ([""] if v.get("notes") else [])
   out += ["## System", "", "| field | value |", "|---|---|"]
   out += [f"| {k} | {val} |" for k, val in s["system"].items()]
-  out += ["", f"Mode {s['set']['mode']}, ruleset {s['ruleset']}, flagfiles `{s['set']['system']}`, "
-          f"{s['set']['np']} process(es) per run" + (f", vendor kernels `{s['set']['kernels']}`"
-                                                       if s["set"].get("kernels") else "") + ".", ""]
+  if "set" in s:
+    out += ["", f"Mode {s['set']['mode']}, ruleset {s['ruleset']}, flagfiles `{s['set']['system']}`, "
+            f"{s['set']['np']} process(es) per run" + (f", vendor kernels `{s['set']['kernels']}`"
+                                                         if s["set"].get("kernels") else "") + ".", ""]
+  else:  # a vendor's results scored by `score`
+    out += ["", f"Scored from {', '.join(f'`{p}`' for p in s['sources'])}, ruleset {s['ruleset']}.", ""]
   out += ["## Score", "", f"GP2BM score = {score['formula']} = **{_fmt(score['value'], 4)}**", "",
           f"- computed: {score['computation']}"]
   out += [f"- {sym} = {what}" for sym, what in score["symbols"].items()]
@@ -137,7 +142,8 @@ def write_markdown(path, summary):
                  f"{row['compliance'] or '-'} | {note} |")
     out.append("")
   pc = s["package_checker"]
-  out += ["## mlperf-logging package checker (as reported)", "", pc["summary"], "", f"Full output: {pc['log']}", ""]
+  out += ["## mlperf-logging package checker (as reported)", "", pc["summary"], ""]
+  out += [f"Full output: {pc['log']}", ""] if pc.get("log") else []
   out += ["## Preflight", "", "| check | status | detail |", "|---|---|---|"]
   out += [f"| {r['check']} | {r['status']} | {r['detail']} |" for r in s.get("preflight", [])]
   with atomic_output(path) as tmp:
@@ -155,12 +161,27 @@ def _olympic_formula(col, first, last):
           f'IF(COUNT({rng})={n - 1},(SUM({rng})-MIN({rng}))/{n - 2},"INVALID"))')
 
 
+def title(summary):
+  return summary.get("title") or f"GP2BM benchmark set {summary['set_folder']}"
+
+
 def write_xlsx(path, summary):
   wb = openpyxl.Workbook()
   ws = wb.active
   ws.title = "MLPerf"
+  fill_sheet(ws, summary)
+  info = wb.create_sheet("Preflight")
+  info.append(["check", "status", "detail"])
+  for r in summary.get("preflight", []):
+    info.append([r["check"], r["status"], r["detail"]])
+  with atomic_output(path) as tmp:
+    wb.save(tmp)
+
+
+def fill_sheet(ws, summary):
+  """The MLPerf tab: header, score with live formulas over the run rows, the runs. Returns the score cell."""
   bold = Font(bold=True)
-  ws.append(["GP2BM benchmark set", summary["set_folder"]])
+  ws.append([title(summary)])
   ws["A1"].font = Font(bold=True, size=14)
   for label, value in header_pairs(summary):
     if not label.startswith("score"):
@@ -212,12 +233,7 @@ def write_xlsx(path, summary):
       cells[0].number_format = "0.000" if name != "throughput" else "#,##0.0"
   for i, width in enumerate([22, 40, 12, 16, 12, 12, 10, 9, 13, 9, 14, 11, 12, 9, 40, 11, 30, 50], 1):
     ws.column_dimensions[get_column_letter(i)].width = width
-  info = wb.create_sheet("Preflight")
-  info.append(["check", "status", "detail"])
-  for r in summary.get("preflight", []):
-    info.append([r["check"], r["status"], r["detail"]])
-  with atomic_output(path) as tmp:
-    wb.save(tmp)
+  return ws.cell(score_row, 3)
 
 
 def plot_task(path, task, t, system_title):

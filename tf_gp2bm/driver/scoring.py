@@ -35,6 +35,7 @@ class RunResult:
   benchmark: str = None          # submission_benchmark as logged
   division: str = None           # submission_division as logged (closed | open)
   seeds: list = dataclasses.field(default_factory=list)
+  cache_clear: bool = None       # cache_clear as logged (None: not logged)
   global_batch_size: int = None
   run_start_ms: float = None
   run_stop_ms: float = None
@@ -101,6 +102,8 @@ def parse_run(path, task, ruleset=RULESET):
       r.global_batch_size = value
     elif ll.key == "seed":
       r.seeds.append(value)
+    elif ll.key == "cache_clear":
+      r.cache_clear = value
     elif ll.key == "eval_accuracy":
       r.evals.append((meta.get("epoch_num"), value, ll.timestamp))
   if len(starts) == 1:

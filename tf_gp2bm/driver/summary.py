@@ -21,42 +21,56 @@ SYSTEM_KEYS = ["system_name", "submitter", "status", "number_of_nodes", "acceler
 
 
 def task_summary(rs, ts):
-  spec = task_spec.get(ts.task)
-  window = range(*ts.window) if ts.window else range(0)
   runs = []
   for i, r in enumerate(ts.runs):
-    rec = rs.driver_record(rs.run_dir(ts.task, i)) or {}
-    trainer = rec.get("trainer") or {}
-    samples = trainer.get("samples_trained") or None
-    runs.append({
-        "run": i, "folder": rs.rel(rs.run_dir(ts.task, i)), "seed": rec.get("seed"), "seeds_logged": r.seeds,
-        "status": scoring.CONVERGED if r.converged else scoring.NOT_CONVERGED,
-        "time_to_train_min": None if r.time_to_train == scoring.INF else r.time_to_train,
-        "logged_min": r.minutes, "in_window": i in window, "dropped": i in ts.dropped,
-        "converged_at": r.convergence_epoch, "best_accuracy": r.best_accuracy, "evals": r.evals,
-        "samples_trained": samples,
-        "throughput": samples / (r.minutes * 60) if samples and r.minutes else None,
-        "division": r.division, "exit_code": rec.get("exit_code"), "compliance": rec.get("compliance"),
-        "compliance_passed": rec.get("compliance_passed"), "cache_clear": rec.get("cache_clear"),
-        "watchdog_killed": rec.get("watchdog_killed"), "log_changed": rec.get("log_changed"),
-        "recovered": rec.get("recovered", False), "reason": r.reason,
-        "attempts": [{"folder": rs.rel(p), "seed": (a or {}).get("seed"), "started": (a or {}).get("started"),
-                      "note": "interrupted; kept as it was"} for p, a in rs.attempts(ts.task, i)],
-    })
+    attempts = [{"folder": rs.rel(p), "seed": (a or {}).get("seed"), "started": (a or {}).get("started"),
+                 "note": (a or {}).get("stopped") or "interrupted; kept as it was"}
+                for p, a in rs.attempts(ts.task, i)]
+    runs.append(run_row(ts, i, rs.driver_record(rs.run_dir(ts.task, i)) or {}, rs.rel(rs.run_dir(ts.task, i)),
+                        attempts))
+  scaling = os.path.join(package.results_dir(rs, ts.task), "scaling.json")
+  factor = read_json(scaling, "RCP scaling")["scaling_factor"] if os.path.exists(scaling) else None
+  return task_block(ts, runs, rs.config.ruleset, factor)
+
+
+def run_row(ts, i, rec, folder, attempts=()):
+  """One run of a scored task as every report shows it; rec holds what the log cannot tell (the driver's
+  record of the run: seed drawn, exit code, compliance verdict, cache drop)."""
+  r = ts.runs[i]
+  window = range(*ts.window) if ts.window else range(0)
+  trainer = rec.get("trainer") or {}
+  samples = trainer.get("samples_trained") or None
+  return {
+      "run": i, "folder": folder, "seed": rec.get("seed"), "seeds_logged": r.seeds,
+      "status": scoring.CONVERGED if r.converged else scoring.NOT_CONVERGED,
+      "time_to_train_min": None if r.time_to_train == scoring.INF else r.time_to_train,
+      "logged_min": r.minutes, "in_window": i in window, "dropped": i in ts.dropped,
+      "converged_at": r.convergence_epoch, "best_accuracy": r.best_accuracy, "evals": r.evals,
+      "samples_trained": samples,
+      "throughput": samples / (r.minutes * 60) if samples and r.minutes else None,
+      "division": r.division, "exit_code": rec.get("exit_code"), "compliance": rec.get("compliance"),
+      "compliance_passed": rec.get("compliance_passed"), "cache_clear": rec.get("cache_clear"),
+      "watchdog_killed": rec.get("watchdog_killed"), "log_changed": rec.get("log_changed"),
+      "recovered": rec.get("recovered", False), "reason": r.reason, "attempts": list(attempts),
+  }
+
+
+def task_block(ts, runs, ruleset, scaling_factor=None):
+  """A scored task with its run rows (run_row); scaling_factor: the package checker's RCP scaling, if any."""
+  spec = task_spec.get(ts.task)
+  window = range(*ts.window) if ts.window else range(0)
   kept = [runs[i]["time_to_train_min"] for i in window if i not in ts.dropped]
+  term = task_spec.score_term(ts.task)  # None for a task outside the GP2BM score
   t = {"title": spec.title, "target": spec.target_accuracy, "accuracy_label": spec.accuracy_label,
-       "progress_unit": spec.progress_unit, "sample_unit": spec.sample_unit, "weight": spec.score_weight,
-       "symbol": spec.score_symbol, "window": list(ts.window) if ts.window else None, "latency_min": ts.latency,
+       "progress_unit": spec.progress_unit, "sample_unit": spec.sample_unit, "weight": term and term.weight,
+       "symbol": term and term.symbol, "window": list(ts.window) if ts.window else None, "latency_min": ts.latency,
        "valid": ts.valid, "reason": ts.reason, "dropped": ts.dropped,
        "non_converged": [i for i, r in enumerate(ts.runs) if not r.converged], "runs": runs,
        "spread": _spread(kept) if ts.valid else None}
   gbs = next((r.global_batch_size for r in ts.runs if r.global_batch_size), None)
-  t["rcp"] = checks.rcp_lookup(ts.task, gbs, rs.config["ruleset"]).line() if gbs else "no global_batch_size logged"
-  scaling = os.path.join(package.results_dir(rs, ts.task), "scaling.json")
-  if os.path.exists(scaling) and ts.latency:
-    factor = read_json(scaling, "RCP scaling")["scaling_factor"]
-    if factor != 1.0:  # shown only where the package checker actually scaled the time
-      t["mlperf_rcp_scaling"] = {"factor": factor, "normalized_min": ts.latency * factor}
+  t["rcp"] = checks.rcp_lookup(ts.task, gbs, ruleset).line() if gbs else "no global_batch_size logged"
+  if scaling_factor not in (None, 1.0) and ts.latency:  # shown only where the package checker scaled the time
+    t["mlperf_rcp_scaling"] = {"factor": scaling_factor, "normalized_min": ts.latency * scaling_factor}
   return t
 
 
@@ -71,14 +85,13 @@ def _spread(times):
 def score_block(tasks):
   latency = {n: t["latency_min"] for n, t in tasks.items()}
   value = task_spec.gp2bm_score(latency)
-  specs = [s for s in task_spec.specs()]
-  parts = [f"{s.score_weight:g}/{latency[s.name]:.3f}" if latency.get(s.name) else f"{s.score_weight:g}/-"
-           for s in specs]
+  terms = task_spec.GP2BM_SCORE
+  parts = [f"{t.weight:g}/{latency[t.task]:.3f}" if latency.get(t.task) else f"{t.weight:g}/-" for t in terms]
   block = {"formula": task_spec.score_formula(), "latency_min": latency, "value": value,
            "computation": f"{' + '.join(parts)} = {'INVALID' if value is None else f'{value:.4f}'}",
-           "symbols": {s.score_symbol: f"{s.name} olympic mean time to train, minutes" for s in specs}}
+           "symbols": {t.symbol: f"{t.task} olympic mean time to train, minutes" for t in terms}}
   if value is None:
-    missing = [s.name for s in specs if s.name not in tasks]
+    missing = [t.task for t in terms if t.task not in tasks]
     block["why_none"] = (f"the set has no {', '.join(missing)} runs" if missing
                          else "; ".join(t["reason"] for t in tasks.values() if not t["valid"]))
   scaled = {n: t.get("mlperf_rcp_scaling", {}).get("normalized_min") for n, t in tasks.items()}
@@ -91,7 +104,7 @@ def verdict(rs, tasks, pc, changed_logs):
   """DEMO, SUBMITTABLE or NOT SUBMITTABLE, with every reason."""
   c = rs.config
   reasons = []
-  if c.get("forced"):
+  if c.forced:
     reasons.append("started with --force past failed preflight checks")
   for name, t in tasks.items():
     if not t["valid"]:
@@ -109,7 +122,7 @@ def verdict(rs, tasks, pc, changed_logs):
   reasons += [f"{rel}: changed after the run was recorded" for rel in changed_logs]
   if not pc["passed"]:
     reasons.append(f"package checker: {pc['summary'][:300]}")
-  if c["mode"] == "demo":
+  if c.demo:
     return {"kind": DEMO, "headline": f"DEMO: {DEMO_NOTE}", "reasons": reasons}
   if reasons:
     return {"kind": NOT_SUBMITTABLE, "headline": f"NOT SUBMITTABLE: {len(reasons)} reason(s) below",
@@ -124,7 +137,7 @@ def build(rs, scored, sysdesc, pc, preflight_rows, changed_logs):
       "verdict": verdict(rs, tasks, pc, changed_logs),
       "system": {k: sysdesc.get(k) for k in SYSTEM_KEYS if sysdesc.get(k)},
       "score": score_block(tasks),
-      "set_folder": os.path.basename(rs.path), "set": rs.config, "ruleset": rs.config["ruleset"],
+      "set_folder": os.path.basename(rs.path), "set": rs.config.to_record(), "ruleset": rs.config.ruleset,
       "tasks": tasks, "package_checker": pc, "preflight": preflight_rows,
   }
   return relative_paths(summary, rs.path)

@@ -1,7 +1,9 @@
 """Record formats the tasks read: written by data_prep, defined here so the trainer never imports the tools."""
 import json
+import os
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.files import check_readable
 
 
 def load_manifest(path, expected_format, how_to_make):
@@ -18,3 +20,14 @@ def load_manifest(path, expected_format, how_to_make):
     found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
     raise InputError(f"{path}: format {found!r}, expected {expected_format!r}")
   return raw
+
+
+def check_listed_file(file_path, manifest_path, listing):
+  """A file a manifest lists is there and readable: a missing file, a symlink loop, a dangling link, a file without
+  read permission or a folder is an InputError naming the file and which of these it is. `listing` says what the
+  manifest records for it (e.g. "1,024 records")."""
+  if not os.path.lexists(file_path):
+    raise InputError(f"{file_path}: missing; {manifest_path} lists it ({listing})")
+  check_readable(file_path, manifest_path)
+  if os.path.isdir(file_path):
+    raise InputError(f"{file_path}: a folder, not a file; {manifest_path} lists it ({listing})")

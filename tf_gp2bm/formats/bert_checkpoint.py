@@ -11,6 +11,7 @@ import json
 import os
 
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import check_listed_file
 
 CHECKPOINT_MANIFEST = "checkpoint_manifest.json"
 MANIFEST_FORMAT = "tf_gp2bm.bert_checkpoint/1"
@@ -69,8 +70,10 @@ def _read_json(manifest, path):
 def _check_sizes(folder, sizes, manifest, path):
   for name, size in sorted(sizes.items()):
     file = os.path.join(folder, name)
-    if not os.path.isfile(file):
-      raise InputError(f"--init_checkpoint={path}: {file} is missing ({manifest} lists it)")
+    try:
+      check_listed_file(file, manifest, f"{size:,} bytes")
+    except InputError as e:
+      raise InputError(f"--init_checkpoint={path}: {e}") from None
     if os.path.getsize(file) != size:
       raise InputError(f"--init_checkpoint={path}: {file} is {os.path.getsize(file):,} bytes, {manifest} recorded "
                        f"{size:,}; verify it again")

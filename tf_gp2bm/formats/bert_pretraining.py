@@ -16,7 +16,7 @@ import fnmatch
 import os
 
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.formats import load_manifest
+from tf_gp2bm.formats import check_listed_file, load_manifest
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
@@ -129,8 +129,7 @@ def _parse(path, directory, raw, only):
       raise InputError(f"{path}: entry {name!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
     record_file = RecordFile(os.path.join(directory, name), int(entry["records"]), int(entry["bytes"]),
                              str(entry["sha256"]), int(entry["max_token_id"]), float(entry["masked_lm_weight_sum"]))
-    if not os.path.isfile(record_file.path):
-      raise InputError(f"{record_file.path}: missing; {path} lists it ({record_file.records:,} records)")
+    check_listed_file(record_file.path, path, f"{record_file.records:,} records")
     size = os.path.getsize(record_file.path)
     if size != record_file.bytes:
       raise InputError(f"{record_file.path}: {size:,} bytes, {path} records {record_file.bytes:,} (a cut or "
@@ -155,3 +154,72 @@ def _parse(path, directory, raw, only):
   if not splits:
     raise InputError(f"{path}: lists no record files")
   return Manifest(path, int(raw["max_seq_length"]), int(raw["max_predictions_per_seq"]), vocab_size, splits)
+
+
+# --- packed rows (`python -m data_prep.wikipedia pack`) ---------------------------------------------------------
+# manifest-pack.json, written after every file's rows were unpacked again and compared with its input:
+#   format, settings {format, seed, max_sequences, max_seq_length, max_predictions_per_seq, ...},
+#   files: {name: {count (rows), bytes, sha256, sequences, tokens, rows_by_sequences}},
+#   total: {files, count, rows, sequences, tokens, rows_by_sequences, packing_factor, bound_rows, bound_factor,
+#           padding_share, unpacked_padding_share}.
+PACK_MANIFEST = "manifest-pack.json"
+PACK_FORMAT = "tf_gp2bm.bert_packed/2"
+PACK_FILE_FIELDS = ("count", "bytes", "sequences", "rows_by_sequences")
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedSet:
+  manifest: str
+  paths: tuple
+  rows: int
+  sequences: int
+  max_sequences: int
+  max_seq_length: int
+  max_predictions_per_seq: int
+  rows_by_sequences: tuple
+
+  @property
+  def packing_factor(self):
+    """Sequences per row over the whole set."""
+    return self.sequences / self.rows
+
+
+def read_pack_manifest(directory):
+  """The pack manifest of a folder of packed rows, checked by metadata only as read_manifest checks unpacked
+  records: format, fields, every listed file present with its recorded size and rows, totals that add up. Raises
+  InputError naming the manifest or the file at fault."""
+  path = os.path.join(directory or "", PACK_MANIFEST)
+  raw = load_manifest(path, PACK_FORMAT, "packed rows are written by `python -m data_prep.wikipedia pack`")
+  try:
+    settings, total = raw["settings"], raw["total"]
+    k = int(settings["max_sequences"])
+    paths, rows, sequences = [], 0, 0
+    for name, entry in sorted(raw["files"].items()):
+      missing = [f for f in PACK_FILE_FIELDS if f not in entry]
+      if missing:
+        raise InputError(f"{path}: entry {name!r} lacks {', '.join(missing)}")
+      file_path = os.path.join(directory, name)
+      check_listed_file(file_path, path, f"{int(entry['count']):,} packed rows")
+      size = os.path.getsize(file_path)
+      if size != int(entry["bytes"]):
+        raise InputError(f"{file_path}: {size:,} bytes, {path} records {int(entry['bytes']):,} (a cut or changed "
+                         "copy); copy it again or pack again")
+      by_k = [int(n) for n in entry["rows_by_sequences"]]
+      if int(entry["count"]) <= 0 or len(by_k) != k or sum(by_k) != int(entry["count"]) or \
+          sum((j + 1) * n for j, n in enumerate(by_k)) != int(entry["sequences"]):
+        raise InputError(f"{path}: entry {name!r}: {entry['count']} rows holding {entry['sequences']} sequences "
+                         f"do not add up with rows_by_sequences {by_k}")
+      paths.append(file_path)
+      rows, sequences = rows + int(entry["count"]), sequences + int(entry["sequences"])
+    if not paths:
+      raise InputError(f"{path}: lists no packed files")
+    if (int(total["rows"]), int(total["sequences"])) != (rows, sequences):
+      raise InputError(f"{path}: total says {total['rows']} rows holding {total['sequences']} sequences, its files "
+                       f"add up to {rows} and {sequences}")
+    by_k = tuple(sum(int(e["rows_by_sequences"][j]) for e in raw["files"].values()) for j in range(k))
+    return PackedSet(path, tuple(paths), rows, sequences, k, int(settings["max_seq_length"]),
+                     int(settings["max_predictions_per_seq"]), by_k)
+  except InputError:
+    raise
+  except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    raise InputError(f"{path}: malformed pack manifest ({type(e).__name__}: {e}); pack the records again") from None

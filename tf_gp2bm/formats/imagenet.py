@@ -12,7 +12,7 @@ import dataclasses
 import os
 
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.formats import load_manifest
+from tf_gp2bm.formats import check_listed_file, load_manifest
 
 MANIFEST = "manifest.json"
 FORMAT = "tf_gp2bm.imagenet/1"
@@ -73,8 +73,7 @@ def _split_shards(directory, split, info, check_sizes):
     entry = info["shards"][name]
     shard = Shard(os.path.join(directory, name), int(entry["num_examples"]), int(entry["bytes"]),
                   entry["sha256"])
-    if not os.path.isfile(shard.path):
-      raise InputError(f"{shard.path}: missing; {path} lists it ({shard.num_examples:,} records)")
+    check_listed_file(shard.path, path, f"{shard.num_examples:,} records")
     if check_sizes and os.path.getsize(shard.path) != shard.bytes:
       raise InputError(f"{shard.path}: {os.path.getsize(shard.path):,} bytes, {path} records {shard.bytes:,}; "
                        "copy the data again or re-run `python -m data_prep.imagenet verify`")

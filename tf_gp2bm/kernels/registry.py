@@ -115,8 +115,25 @@ def defaults_only():
     _REPLACED.update(saved)
 
 
+def _guarded(spot, fn, source):
+  """Runs the replacement; whatever the vendor's code raises when called or traced becomes a KernelError naming
+  --kernels and the module (a KernelError of its own, e.g. a nested contract check, passes as it is)."""
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except KernelError:
+      raise
+    except Exception as e:
+      first = (str(e).strip().splitlines() or [""])[0][:300]
+      raise KernelError(f"--kernels={source}: hot spot {spot.name} raised {type(e).__name__}: {first}") from e
+  call.autograph_info__ = frozenset()
+  return call
+
+
 def _checked(spot, fn, source):
   """Runs the replacement and compares its output with the contract's shapes and dtypes (at trace time)."""
+  fn = _guarded(spot, fn, source)
   if spot.expect is None:
     return fn
   signature = inspect.signature(spot.default)

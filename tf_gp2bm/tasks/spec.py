@@ -1,12 +1,14 @@
 """What the driver, scoring, reports and projection know about a task, importable without TensorFlow.
 
-Each task package has a `spec.py` with one `SPEC`; `specs()` lists them. The driver loops over specs; only the
-GP2BM score formula combines tasks, with the weights and symbols the specs carry.
+Each registered task package (tasks/registry.py) has a `spec.py` with one `SPEC`; `specs()` lists them. The driver
+loops over specs; only the GP2BM score combines tasks, and it names its own: a newly registered task does not join
+the score.
 """
 import dataclasses
-import importlib
 import math
 from typing import Callable, Mapping, Optional, Tuple
+
+from tf_gp2bm.tasks import registry
 
 RULESET = "4.0.0"  # the MLPerf Training ruleset every log is checked against (the last that holds both tasks)
 
@@ -28,8 +30,6 @@ class TaskSpec:
   target_accuracy: float     # closed-division quality target
   accuracy_label: str        # what eval_accuracy measures, for plots and tables
   min_runs: int              # runs a set needs (the RFP's count)
-  score_weight: float        # GP2BM score = sum(weight / olympic-mean minutes)
-  score_symbol: str          # the task's latency in the score formula ("R" in 7.19/R)
   progress_unit: str         # what eval_accuracy's epoch_num counts: "epochs" | "samples"
   sample_unit: str           # one training sample: "images" | "sequences"
   eval_examples: int         # examples in one full evaluation
@@ -39,39 +39,58 @@ class TaskSpec:
   stop_point: Callable[[int, float], StopPoint]              # (global batch, progress needed) -> where it stops
   check_data: Callable[[Mapping[str, Optional[str]]], list]  # data flag values -> [(check, status, detail)]
   samples_per_epoch: Optional[int] = None                    # the training set size, where progress is in epochs
+  # Tasks that can train packed rows: data folder (or None) -> (samples per row, where that figure comes from)
+  packing_factor: Optional[Callable[[Optional[str]], Tuple[float, str]]] = None
 
   def data_flag_option(self, flag):
     """The driver's option for one of the trainer's data flags: --resnet_data_dir, --bert_eval_dir, ..."""
     return f"--{self.name}_{flag}"
 
 
-_SPEC_MODULES = ("tf_gp2bm.tasks.resnet.spec", "tf_gp2bm.tasks.bert.spec")
+@dataclasses.dataclass(frozen=True)
+class ScoreTerm:
+  task: str      # a registered task name
+  weight: float  # GP2BM score = sum(weight / olympic-mean minutes)
+  symbol: str    # the task's latency in the score formula ("R" in 7.19/R)
+
+
+# The RFP's GP2BM score: its tasks, weights and symbols, written here and nowhere else.
+GP2BM_SCORE = (ScoreTerm("resnet", 7.19, "R"), ScoreTerm("bert", 9.05, "B"))
 
 
 def specs():
-  """Every task's spec, in the order the score formula and reports list them."""
-  return [importlib.import_module(m).SPEC for m in _SPEC_MODULES]
+  """Every registered task's spec, in registration order (the built-in tasks first, as reports list them)."""
+  return [registry.spec(name) for name in registry.names()]
 
 
 def names():
-  return [s.name for s in specs()]
+  return registry.names()
 
 
 def get(name):
-  for spec in specs():
-    if spec.name == name:
-      return spec
-  raise KeyError(f"unknown task {name!r}; known: {', '.join(names())}")
+  if name not in registry.names():
+    raise KeyError(f"unknown task {name!r}; known: {', '.join(names())}")
+  return registry.spec(name)
+
+
+def scored_specs():
+  """The specs of the GP2BM score's tasks, in the score's order."""
+  return [get(t.task) for t in GP2BM_SCORE]
+
+
+def score_term(name):
+  """The task's term of the GP2BM score, or None for a task the score does not combine."""
+  return next((t for t in GP2BM_SCORE if t.task == name), None)
 
 
 def score_formula():
   """The GP2BM score as people read it: '7.19/R + 9.05/B'."""
-  return " + ".join(f"{s.score_weight:g}/{s.score_symbol}" for s in specs())
+  return " + ".join(f"{t.weight:g}/{t.symbol}" for t in GP2BM_SCORE)
 
 
 def gp2bm_score(latencies):
-  """sum(weight / latency minutes) over every task; None unless every task has a valid (positive) latency."""
-  values = [latencies.get(s.name) for s in specs()]
+  """sum(weight / latency minutes) over the score's tasks; None unless each has a valid (positive) latency."""
+  values = [latencies.get(t.task) for t in GP2BM_SCORE]
   if any(v is None or not v > 0 or math.isinf(v) for v in values):
     return None
-  return sum(s.score_weight / v for s, v in zip(specs(), values))
+  return sum(t.weight / v for t, v in zip(GP2BM_SCORE, values))

@@ -5,7 +5,8 @@ import re
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_gp2bm.files import repo_root
+
 # TensorFlow/absl start-up chatter (timestamped C++ log lines) that is never the tool's own answer.
 _NOISE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:|[IWEF]\d{4} |WARNING: All log messages|To enable the following|"
                     r"oneDNN|E0000)")
@@ -14,7 +15,7 @@ _NOISE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:|[IWEF]\d{4} |WARNING: All log mess
 def run_tool(args, timeout=600):
   """(exit code or None, combined output) of a child process started in the repository root."""
   try:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=repo_root())
   except FileNotFoundError:
     return None, f"{args[0]} not found"
   except subprocess.TimeoutExpired:

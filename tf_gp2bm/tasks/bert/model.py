@@ -8,63 +8,13 @@ Layout (reference TF1 name -> our variable, see tf_gp2bm.tasks.bert.checkpoint):
 The encoder's pooler feeds the NSP head, so every variable gets a gradient (model garden's BertPretrainerV2 with a
 ClassificationHead would add a second, unused pooler).
 """
-import dataclasses
-import json
-import os
-
 import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import layers, networks
 
-from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.bert import packing
+from tf_gp2bm.tasks.bert.sizes import LARGE, TINY, BertConfig, load_config  # noqa: F401  (the sizes' users)
 from tf_gp2bm.kernels.model_garden import gelu, swappable
-
-
-@dataclasses.dataclass(frozen=True)
-class BertConfig:
-  """The reference bert_config.json fields we use (hidden_act is always the tanh GELU)."""
-  vocab_size: int = 30522
-  hidden_size: int = 1024
-  num_hidden_layers: int = 24
-  num_attention_heads: int = 16
-  intermediate_size: int = 4096
-  max_position_embeddings: int = 512
-  type_vocab_size: int = 2
-  hidden_dropout_prob: float = 0.1
-  attention_probs_dropout_prob: float = 0.1
-  initializer_range: float = 0.02
-
-  def to_json(self):
-    return dict(dataclasses.asdict(self), hidden_act="gelu")
-
-
-LARGE = BertConfig()
-# The smoke model: same code path, sizes for a few CPU seconds per run (vocab = data_prep.demo.bert's vocab).
-TINY = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-NAMED = {"large": LARGE, "tiny": TINY}
-
-
-def load_config(spec):
-  """--bert_config: 'large', 'tiny' or a bert_config.json path (the reference file format)."""
-  if spec in NAMED:
-    return NAMED[spec]
-  if not spec or not os.path.exists(spec):
-    raise InputError(f"--bert_config={spec}: expected 'large', 'tiny' or an existing bert_config.json")
-  try:
-    with open(spec) as f:
-      raw = json.load(f)
-  except ValueError as e:
-    raise InputError(f"--bert_config={spec}: not valid JSON ({e})") from None
-  act = raw.get("hidden_act", "gelu")
-  if act not in ("gelu", "gelu_new"):
-    raise InputError(f"--bert_config={spec}: hidden_act {act!r}; the reference BERT uses gelu")
-  fields = {f.name for f in dataclasses.fields(BertConfig)}
-  missing = sorted(fields - set(raw))
-  if missing:
-    raise InputError(f"--bert_config={spec}: missing {', '.join(missing)}")
-  return BertConfig(**{k: raw[k] for k in fields})
 
 
 _gelu = gelu  # the gelu hot spot; encoder blocks built with it fuse bias + activation into bias_gelu
@@ -137,15 +87,3 @@ def build_bert(config: BertConfig, seq_length=None, predictions=20):
     model = BertPretrainingModel(config)
     model(dummy_inputs(1, seq_length or min(config.max_position_embeddings, 16), predictions), training=False)
   return model
-
-
-def expected_parameter_count(c: BertConfig):
-  """Trainable parameters of the reference BERT pretraining model, from the config arithmetic."""
-  h, i, layers_ = c.hidden_size, c.intermediate_size, c.num_hidden_layers
-  embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h  # + LayerNorm
-  attention = 4 * (h * h + h) + 2 * h                   # q, k, v, output dense + LayerNorm
-  ffn = (h * i + i) + (i * h + h) + 2 * h               # intermediate, output dense + LayerNorm
-  pooler = h * h + h
-  mlm_head = (h * h + h) + 2 * h + c.vocab_size         # transform dense, LayerNorm, output bias (tied embedding)
-  nsp_head = 2 * h + 2
-  return embeddings + layers_ * (attention + ffn) + pooler + mlm_head + nsp_head

@@ -8,18 +8,15 @@ masked-LM predictions (positions shifted to the row). With that, the masked-LM l
 divided by their count) and the next-sentence loss (mean over sequences) of a batch of rows are those of the same
 sequences unpacked.
 
-The packing itself (first-fit-decreasing) and the row layout are plain Python/NumPy so that data_prep can write
-packed records; the TensorFlow helpers import TensorFlow when called.
+The packing itself (pack_histogram, assign_rows) and the row layout are plain Python/NumPy so that data_prep can
+write packed records; the TensorFlow helpers import TensorFlow when called. Training reads the rows as NVIDIA's
+accepted packed BERT does: a step is a fixed number of rows from one shuffled stream of all rows (train_dataset),
+and the trainer counts the sequences they hold (tasks/bert/task.py).
 """
-import json
-import os
-
 import numpy as np
 
-from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats.bert_pretraining import PACK_FORMAT as FORMAT, PACK_MANIFEST as MANIFEST
 
-FORMAT = "tf_gp2bm.bert_packed/1"
-MANIFEST = "manifest-pack.json"
 MAX_SEQUENCES = 3  # per row: enough for the short-sequence tail of the Wikipedia data (see docs/performance.md)
 FEATURES = ("input_ids", "segment_ids", "position_ids", "sequence_ids", "masked_lm_positions", "masked_lm_ids",
             "masked_lm_weights", "next_sentence_labels", "next_sentence_weights", "cls_positions")
@@ -32,37 +29,97 @@ def predictions_per_row(max_predictions_per_seq, max_sequences=MAX_SEQUENCES):
   return max_predictions_per_seq + max_sequences
 
 
-def first_fit_decreasing(lengths, capacity, max_sequences=MAX_SEQUENCES):
-  """Rows as lists of indices into `lengths`: longest first, each into the first row with room for it and fewer
-  than max_sequences sequences (ties by index, so the result is deterministic). O(n log n) with a max-tree over
-  the rows' free space."""
+def pack_histogram(lengths, capacity, max_sequences=MAX_SEQUENCES):
+  """Row patterns for a multiset of sequence lengths: [(lengths of one row, how many such rows)], every length
+  placed exactly once, at most max_sequences sequences and `capacity` tokens per row.
+
+  Row by row, on the length histogram: a row starts with the longest sequence left, and the other max_sequences-1
+  places take the lengths that fill the rest best (for 3 per row: the pair of largest sum that fits, exactly
+  searched; ties to the larger partner, keeping the shortest sequences as fillers for later rows). Identical rows
+  are made in one step, as many as the histogram allows, so the work is O(capacity^2) whatever the number of
+  sequences, and memory is the histogram. Filling each row with up to two partners keeps the short tail spread
+  over the long rows; best-fit by single sequences leaves it to form rows of three short sequences."""
   lengths = np.asarray(lengths, np.int64)
   if lengths.size and (lengths.min() < 1 or lengths.max() > capacity):
     raise ValueError(f"sequence lengths must be in 1..{capacity}, got {lengths.min()}..{lengths.max()}")
-  order = np.argsort(-lengths, kind="stable")
-  size = 1
-  while size < max(1, len(lengths)):
-    size *= 2
-  free = np.full(2 * size, -1, np.int64)  # leaves: free tokens of each row (-1: no row yet, or row full)
-  rows = []
-  for index in order:
-    need = lengths[index]
-    if free[1] >= need:
-      node = 1
-      while node < size:  # leftmost leaf with enough room
-        node = 2 * node if free[2 * node] >= need else 2 * node + 1
-      row = node - size
-    else:
-      row, node = len(rows), len(rows) + size
-      rows.append([])
-      free[node] = capacity
-    rows[row].append(int(index))
-    free[node] = free[node] - need if len(rows[row]) < max_sequences else -1
-    node //= 2
-    while node:
-      free[node] = max(free[2 * node], free[2 * node + 1])
-      node //= 2
-  return rows
+  if not 1 <= max_sequences <= 3:
+    raise ValueError(f"max_sequences={max_sequences}: 1, 2 or 3 sequences per row")
+  left = np.bincount(lengths, minlength=capacity + 1)
+  left[0] = 0
+  patterns = {}
+  while True:
+    present = np.flatnonzero(left)
+    if not present.size:
+      break
+    first = int(present[-1])
+    left[first] -= 1  # the row's first sequence, taken out while its partners are searched
+    partners = _best_partners(left, capacity - first, max_sequences - 1)
+    left[first] += 1
+    pattern = (first,) + partners
+    need = np.bincount(pattern, minlength=capacity + 1)
+    used = np.flatnonzero(need)
+    rows = int(min(left[used] // need[used]))
+    left[used] -= need[used] * rows
+    patterns[pattern] = patterns.get(pattern, 0) + rows
+  return sorted(patterns.items(), key=lambda item: (-len(item[0]), item[0]))
+
+
+def _best_partners(left, room, places):
+  """Up to `places` (0..2) lengths from the histogram `left` of largest sum <= room, as a tuple longest first."""
+  if places == 0 or room <= 0:
+    return ()
+  # largest[x]: the longest length still there that is <= x (0: none)
+  have = np.where(left[:room + 1] > 0, np.arange(room + 1), 0)
+  largest = np.maximum.accumulate(have)
+  if places == 1 or not largest[room]:
+    return (int(largest[room]),) if largest[room] else ()
+  seconds = np.flatnonzero(left[1:room + 1]) + 1  # every candidate for the longer partner
+  # the shorter partner: the longest <= min(second, room - second), not the same sequence unless two are left
+  cap = np.minimum(seconds, room - seconds)
+  third = np.where(cap > 0, largest[np.maximum(cap, 0)], 0)
+  same = (third == seconds) & (left[seconds] < 2)
+  third = np.where(same, largest[np.maximum(third - 1, 0)], third)
+  total = seconds + third
+  # ties: two partners rather than one (the short tail is used up), then the longer partner
+  best = np.lexsort((seconds, third > 0, total))[-1]
+  return tuple(int(x) for x in (seconds[best], third[best]) if x)
+
+
+def assign_rows(lengths, patterns, rng, max_sequences=MAX_SEQUENCES):
+  """[rows, max_sequences] indices into `lengths` (-1: no sequence), the rows in an order drawn from `rng`: the
+  patterns are laid out and shuffled, and the sequences of each length are dealt to them in a shuffled order (as
+  NVIDIA's packed-data tool assigns its strategies)."""
+  lengths = np.asarray(lengths, np.int64)
+  rows = sum(count for _, count in patterns)
+  slot_lengths = np.zeros((rows, max_sequences), np.int64)  # 0: empty slot
+  r = 0
+  for pattern, count in patterns:
+    slot_lengths[r:r + count, :len(pattern)] = pattern
+    r += count
+  slot_lengths = slot_lengths[rng.permutation(rows)]
+  table = np.full((rows, max_sequences), -1, np.int64)
+  if np.count_nonzero(slot_lengths) != lengths.size:
+    raise ValueError(f"the patterns hold {np.count_nonzero(slot_lengths)} sequences, the input has {lengths.size}")
+  for length in np.unique(lengths):
+    slots = slot_lengths == length
+    pool = np.flatnonzero(lengths == length)
+    if slots.sum() != pool.size:
+      raise ValueError(f"the patterns hold {slots.sum()} sequences of {length} tokens, the input has {pool.size}")
+    table[slots] = rng.permutation(pool)
+  return table
+
+
+def pack_stats(lengths, rows, capacity, max_sequences=MAX_SEQUENCES):
+  """The figures NVIDIA's strategy tool prints, for `rows` packed rows of `lengths`: packing factor (sequences per
+  row), the lower bound on rows max(ceil(tokens / capacity), ceil(sequences / max_sequences)) and the factor it
+  allows, and the padding share of the packed and of the unpacked rows."""
+  lengths = np.asarray(lengths, np.int64)
+  sequences, tokens = int(lengths.size), int(lengths.sum())
+  bound = max(-(-tokens // capacity), -(-sequences // max_sequences))
+  return {"sequences": sequences, "tokens": tokens, "rows": int(rows), "bound_rows": bound,
+          "packing_factor": sequences / rows, "bound_factor": sequences / bound,
+          "rows_over_bound": rows / bound - 1.0, "padding_share": 1.0 - tokens / (rows * capacity),
+          "unpacked_padding_share": 1.0 - tokens / (sequences * capacity)}
 
 
 def sequence_length(example):
@@ -107,11 +164,13 @@ def pack_row(examples, max_seq_length, max_predictions_per_row, max_sequences=MA
 
 
 def pack(examples, max_seq_length, max_predictions_per_seq, rng, max_sequences=MAX_SEQUENCES):
-  """All examples packed into rows, in an order drawn from `rng` (each example in exactly one row)."""
-  rows = first_fit_decreasing([sequence_length(e) for e in examples], max_seq_length, max_sequences)
+  """Unpacked examples (dicts of the bert_pretraining features) -> packed rows, each example in exactly one row,
+  the rows in an order drawn from `rng` (in memory: for small sets and tests; the pack stage streams)."""
+  lengths = [sequence_length(e) for e in examples]
+  table = assign_rows(lengths, pack_histogram(lengths, max_seq_length, max_sequences), rng, max_sequences)
   slots = predictions_per_row(max_predictions_per_seq, max_sequences)
-  return [pack_row([examples[i] for i in rows[r]], max_seq_length, slots, max_sequences)
-          for r in rng.permutation(len(rows))]
+  return [pack_row([examples[i] for i in members if i >= 0], max_seq_length, slots, max_sequences)
+          for members in table]
 
 
 # --- TensorFlow side --------------------------------------------------------------------------------------------
@@ -158,79 +217,23 @@ def next_sentence_loss(nsp_logits, labels, weights=None):
   return tf.reduce_sum(weights * nll) / tf.reduce_sum(weights)
 
 
-def read_manifest(data_dir, max_seq_length, max_predictions_per_seq):
-  """(record files, rows_by_sequences totals) of a folder written by `python -m data_prep.wikipedia pack`, checked
-  against the configured lengths; metadata only, no record is read."""
-  path = os.path.join(data_dir or "", MANIFEST)
-  if not data_dir or not os.path.isfile(path):
-    raise InputError(f"--data_dir={data_dir}: no {MANIFEST}; --packed trains on the output of "
-                     "`python -m data_prep.wikipedia pack`")
-  try:
-    with open(path) as f:
-      manifest = json.load(f)
-    settings, total = manifest["settings"], manifest["total"]
-    files = [os.path.join(data_dir, name) for name in sorted(manifest["files"])]
-    rows_by_sequences = [int(n) for n in total["rows_by_sequences"]]
-  except (ValueError, KeyError, TypeError) as e:
-    raise InputError(f"{path}: not a pack manifest ({e})") from None
-  if settings.get("format") != FORMAT or settings.get("max_sequences") != len(rows_by_sequences):
-    raise InputError(f"{path}: format {settings.get('format')!r} with {settings.get('max_sequences')} sequences per "
-                     f"row, expected {FORMAT!r}")
-  got = (settings.get("max_seq_length"), settings.get("max_predictions_per_seq"))
-  if got != (max_seq_length, max_predictions_per_seq):
-    raise InputError(f"{path}: rows packed from records of {got[0]} tokens / {got[1]} predictions, but "
-                     f"--max_seq_length={max_seq_length} --max_predictions_per_seq={max_predictions_per_seq}")
-  missing = [f for f in files if not os.path.isfile(f)]
-  if missing:
-    raise InputError(f"--data_dir={data_dir}: {len(missing)} packed file(s) listed in {MANIFEST} are missing, "
-                     f"e.g. {missing[0]}")
-  return files, rows_by_sequences
-
-
-def batch_recipe(sequences, rows_by_sequences):
-  """Rows holding 1, 2, ... sequences that make up one batch of exactly `sequences` sequences, in about the mix the
-  packed data holds (`rows_by_sequences`, the pack manifest's totals). A fixed count per batch keeps every step at
-  the unpacked batch's sequences, so samples, the eval cadence and the schedule count as unpacked."""
-  rows_total = sum(rows_by_sequences)
-  if rows_total <= 0:
-    raise ValueError("no packed rows")
-  factor = sum((k + 1) * n for k, n in enumerate(rows_by_sequences)) / rows_total
-  rows = max(1, round(sequences / factor))
-  recipe = [0] * len(rows_by_sequences)
-  for k in range(len(recipe) - 1, 0, -1):  # the multi-sequence rows in proportion, the rest single sequences
-    recipe[k] = int(rows * rows_by_sequences[k] / rows_total)
-  while True:
-    recipe[0] = sequences - sum((k + 1) * n for k, n in enumerate(recipe) if k)
-    if recipe[0] >= 0:
-      return recipe
-    k = max(k for k, n in enumerate(recipe) if k and n)
-    recipe[k] -= 1
-
-
-def train_dataset(files, input_context, recipe, accumulation_steps, max_seq_length, max_predictions_per_seq, seed,
+def train_dataset(files, input_context, rows, max_seq_length, max_predictions_per_seq, seed,
                   max_sequences=MAX_SEQUENCES, cycle_length=8, shuffle_buffer=1000):
-  """Batches of `accumulation_steps` micro-batches, each `recipe[k]` rows holding k+1 sequences (batch_recipe).
+  """Batches of `rows` packed rows for one replica, from ONE stream of all packed rows.
 
-  For each k, this rank's files are read as the unpacked pipeline reads them (file shuffle, interleave of
-  min(8, files), record shuffle, repeat after it) and filtered to the rows of k+1 sequences; the streams are
-  zipped into micro-batches. Every row is read once per pass of its stream."""
+  Every replica builds the same stream (the same seed everywhere): the file list shuffled, min(cycle_length, files)
+  files interleaved in a fixed order, a shuffle buffer, repeated with a new order each pass; replica i takes rows
+  i, i + n, i + 2n, ... of it. So each pass trains every row, hence every sequence, exactly once over the
+  replicas, in an order drawn from the seed, and the per-replica batches keep static shapes. Each replica reads
+  every file's bytes and parses only its own rows."""
   import tensorflow as tf
   n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-  mine = files[i::n]
   spec = feature_spec(max_seq_length, max_predictions_per_seq, max_sequences)
-  weights_only = {"next_sentence_weights": spec["next_sentence_weights"]}
-
-  def rows_of(k, count):
-    ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed + k)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    held = lambda r: tf.reduce_sum(tf.io.parse_single_example(r, weights_only)["next_sentence_weights"])  # noqa
-    ds = ds.filter(lambda r: tf.equal(held(r), float(k)))
-    return ds.shuffle(shuffle_buffer, seed=seed + k).repeat().batch(count, drop_remainder=True)
-
-  streams = [rows_of(k + 1, count) for k, count in enumerate(recipe) if count]
-  ds = tf.data.Dataset.zip(tuple(streams)).map(lambda *parts: tf.concat(parts, 0))
-  ds = ds.batch(accumulation_steps, drop_remainder=True).map(lambda r: tf.reshape(r, [-1]))
+  ds = tf.data.Dataset.from_tensor_slices(list(files)).shuffle(len(files), seed=seed)
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
+  ds = ds.shard(n, i).batch(rows, drop_remainder=True)
   ds = ds.map(lambda r: to_model_inputs(tf.io.parse_example(r, spec)), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -12,7 +12,7 @@ import time
 import tensorflow as tf
 
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.formats import bert_pretraining as bert_records
+from tf_gp2bm.formats import bert_pretraining
 
 SHUFFLE_BUFFER = 1000
 CYCLE_LENGTH = 8  # the reference reads min(num_cpu_threads=8, files) files at once
@@ -30,7 +30,7 @@ def train_dataset(files, input_context, batch_size, max_seq_length, max_predicti
   mine = files[i::n]
   if not mine:
     raise InputError(f"--data_dir: {len(files)} training files cannot be split over {n} ranks (need >= {n})")
-  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  spec = bert_pretraining.feature_spec(max_seq_length, max_predictions_per_seq)
   ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed)
   ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(CYCLE_LENGTH, len(files)),
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -55,7 +55,7 @@ def padding_example(max_seq_length, max_predictions_per_seq):
 
 def eval_dataset(files, num_examples, input_context, batch_size, max_seq_length, max_predictions_per_seq):
   n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  spec = bert_pretraining.feature_spec(max_seq_length, max_predictions_per_seq)
   mine = len(range(i, num_examples, n))
   num_batches = eval_batches_per_replica(num_examples, n, batch_size)
   ds = tf.data.TFRecordDataset(files).shard(n, i)
@@ -69,7 +69,7 @@ def eval_dataset(files, num_examples, input_context, batch_size, max_seq_length,
 
 def reference_style_train_dataset(files, input_context, batch_size, max_seq_length, max_predictions_per_seq):
   """The reference input_fn_builder's order of work (parse each record, then batch), for the pipeline bench."""
-  spec = bert_records.feature_spec(max_seq_length, max_predictions_per_seq)
+  spec = bert_pretraining.feature_spec(max_seq_length, max_predictions_per_seq)
   mine = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
   ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine))
   ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(CYCLE_LENGTH, len(files)),

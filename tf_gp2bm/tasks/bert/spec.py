@@ -3,6 +3,8 @@ import glob
 import math
 import os
 
+from tf_gp2bm.errors import InputError
+from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.tasks import spec_checks
 from tf_gp2bm.tasks.spec import StopPoint, TaskSpec
 
@@ -32,9 +34,35 @@ def demo_data(root):
           "init_checkpoint": index[-1][:-len(".index")] if index else None}
 
 
+def check_packed(data_dir):
+  """(check, status, detail) of a folder of packed rows: its pack manifest checked against its files (sizes,
+  rows, totals), and the packing factor it states."""
+  try:
+    packed = bert_pretraining.read_pack_manifest(data_dir)
+  except InputError as e:
+    return ("BERT packed training rows", "FAIL", str(e))
+  return ("BERT packed training rows", "PASS",
+          f"{packed.rows:,} rows holding {packed.sequences:,} sequences in {len(packed.paths)} files: packing factor "
+          f"{packed.packing_factor:.3f} ({packed.manifest})")
+
+
+DEFAULT_PACKING_FACTOR = 2.0  # the real training set packs at 1.999 (NVIDIA's v4.0 packed-data README)
+
+
+def packing_factor(data_dir=None):
+  """(sequences per packed row, where the figure comes from): the pack manifest's in data_dir, else 2.0."""
+  if data_dir and os.path.isfile(os.path.join(data_dir, bert_pretraining.PACK_MANIFEST)):
+    packed = bert_pretraining.read_pack_manifest(data_dir)
+    return packed.packing_factor, packed.manifest
+  return DEFAULT_PACKING_FACTOR, "default: the real training set packs at 1.999"
+
+
 def check_data(data):
   rows = []
   for flag, what in (("data_dir", "BERT training records"), ("eval_dir", "BERT eval set")):
+    if flag == "data_dir" and os.path.isfile(os.path.join(data.get(flag) or "", bert_pretraining.PACK_MANIFEST)):
+      rows.append(check_packed(data.get(flag)))
+      continue
     files = spec_checks.record_files(data.get(flag))
     rows.append((what, "PASS" if files else "FAIL",
                  f"{len(files)} files in {data.get(flag)}" if files else f"--bert_{flag} {data.get(flag)!r}: "
@@ -48,7 +76,7 @@ def check_data(data):
 
 SPEC = TaskSpec(
     name="bert", benchmark="bert", title="BERT-large / Wikipedia 2020/01/01",
-    target_accuracy=0.720, accuracy_label="masked-LM accuracy", min_runs=10, score_weight=9.05, score_symbol="B",
+    target_accuracy=0.720, accuracy_label="masked-LM accuracy", min_runs=10,
     progress_unit="samples", sample_unit="sequences", eval_examples=EVAL_EXAMPLES,
     data_flags=("data_dir", "eval_dir", "init_checkpoint"), demo_module="data_prep.demo.bert",
-    demo_data=demo_data, stop_point=stop_point, check_data=check_data)
+    demo_data=demo_data, stop_point=stop_point, check_data=check_data, packing_factor=packing_factor)

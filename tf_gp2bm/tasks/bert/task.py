@@ -11,23 +11,28 @@ from tf_gp2bm import kernels
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import bert_pretraining
 from tf_gp2bm.optimizers.lamb import LAMB, PolynomialDecayWarmup
+from tf_gp2bm.runtime.single_device import SingleDevice
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
-from tf_gp2bm.tasks.bert.config import CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, POLY_POWER, Config
-from tf_gp2bm.tasks.bert.spec import EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps
+from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, PACKING_FACTOR_TOLERANCE,
+                                        POLY_POWER)
+from tf_gp2bm.tasks.bert.spec import (EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps,
+                                      eval_interval_samples)
+
+
+def packing_factor(packed_dir):
+  """Sequences per row of packed records, from the pack stage's manifest (its files checked as at init)."""
+  return bert_pretraining.read_pack_manifest(packed_dir).packing_factor
 
 
 class BertTask(Task):
-  benchmark = C.BERT
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
-  Config = Config
+  spec = SPEC
 
-  def __init__(self, runtime, config):
-    super().__init__(runtime, config)
+  def __init__(self, runtime, config, seed=0):
+    super().__init__(runtime, config, seed)
     self.model_config = config.model_config
     self.train_files = self.eval_files = None
-    self.packed_rows = None  # --packed: rows holding 1, 2, ... sequences, from the pack manifest
+    self.packed_set = None  # --packed: the pack manifest's PackedSet
     self.eval_records, self.eval_weight = None, None
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
@@ -43,14 +48,64 @@ class BertTask(Task):
     return eval_every_steps(self.global_batch_size, self.config.eval_interval_samples)
 
   @property
+  def eval_interval(self):
+    """Samples between evals: the rules' interval (or the demo's), unrounded."""
+    return self.config.eval_interval_samples or eval_interval_samples(self.global_batch_size)
+
+  # --- packed rows: a step is a fixed number of rows; samples are the sequences they hold ---------------------
+  @property
+  def counts_samples(self):
+    return self.config.packed
+
+  @property
+  def rows_per_replica(self):
+    """--packed: rows one replica reads per update (all its micro-batches)."""
+    return self.config.packed_rows // self.runtime.num_replicas
+
+  @property
+  def max_step_samples(self):
+    if not self.config.packed:
+      return self.global_batch_size
+    return self.config.packed_rows * packing.MAX_SEQUENCES
+
+  def batch_samples(self, batch):
+    """The sequences one replica's packed rows hold (their next-sentence weights are 1 per sequence)."""
+    return tf.reduce_sum(batch["next_sentence_weights"])
+
+  def plan_notes(self):
+    if not self.config.packed:
+      return []
+    c, n = self.config, self.runtime.num_replicas
+    return [f"packed: {c.packed_rows:,} rows per update = {self.rows_per_replica} per replica x {n} replica(s) "
+            f"({self.rows_per_replica // self.accumulation_steps} per micro-batch); at {c.packing_factor:g} "
+            f"sequences per row they hold {self.global_batch_size:,} sequences on average, logged as "
+            "global_batch_size",
+            f"packed: evals at the first update whose counted sequences reach each multiple of "
+            f"{self.eval_interval:,} (the steps above are the expected ones); train_samples and eval epoch_num "
+            "are the sequences counted"]
+
+  @property
   def max_samples(self):
     """Where the run gives up: the learning-rate schedule's end, or the earlier --max_samples."""
     return self.config.max_samples or self.config.schedule_end_samples
 
   def plan(self):
     """Evals every eval_steps updates up to the first one at or past max_samples (never further than one eval
-    interval beyond the schedule's end, where the learning rate is 0)."""
-    every, gbs = self.eval_steps, self.global_batch_size
+    interval beyond the schedule's end, where the learning rate is 0).
+
+    Packed (as NVIDIA's packed BERT): the eval points are multiples of the unrounded interval in sequences; the
+    trainer evaluates at the first update whose counted sequences reach one, so the steps given are the expected
+    ones (at global_batch_size sequences per update). The step cap allows rows that hold the least the packed set
+    may hold on average (--packing_factor less its tolerance)."""
+    gbs = self.global_batch_size
+    if self.config.packed:
+      interval = self.eval_interval
+      count = max(1, math.ceil(self.max_samples / interval))
+      points = [EvalPoint(step=math.ceil(k * interval / gbs), epoch_num=k * interval, samples=k * interval)
+                for k in range(1, count + 1)]
+      least = gbs * (1 - PACKING_FACTOR_TOLERANCE)
+      return Plan(eval_points=points, max_steps=math.ceil(points[-1].samples / least))
+    every = self.eval_steps
     count = max(1, math.ceil(self.max_samples / (every * gbs)))
     points = [EvalPoint(step=k * every, epoch_num=k * every * gbs, samples=k * every * gbs)
               for k in range(1, count + 1)]
@@ -100,8 +155,8 @@ class BertTask(Task):
       raise InputError(f"--init_checkpoint={c.init_checkpoint}: word embeddings for {vocab} tokens, but the model "
                        f"(--bert_config={c.bert_config}) has vocab_size {model.vocab_size}")
     if c.packed:
-      self.train_files, self.packed_rows = packing.read_manifest(c.data_dir, c.max_seq_length,
-                                                                 c.max_predictions_per_seq)
+      self.packed_set = self._packed_set()
+      self.train_files = list(self.packed_set.paths)
     else:
       self.train_files = self._records(c.data_dir, "data_dir", "train", "the training records").paths
     if len(self.train_files) < self.runtime.size:
@@ -130,6 +185,30 @@ class BertTask(Task):
     if problems:
       raise InputError("; and ".join(problems))
 
+  def _packed_set(self):
+    """The pack manifest of --data_dir, checked as the unpacked manifest is (every file's size), and matched with
+    the model's lengths and --packing_factor."""
+    c = self.config
+    if not c.data_dir:
+      raise InputError("--data_dir is required: the packed training rows")
+    packed = bert_pretraining.read_pack_manifest(c.data_dir)
+    if (packed.max_seq_length, packed.max_predictions_per_seq) != (c.max_seq_length, c.max_predictions_per_seq):
+      raise InputError(f"{packed.manifest}: rows packed from records of {packed.max_seq_length} tokens / "
+                       f"{packed.max_predictions_per_seq} predictions, but --max_seq_length={c.max_seq_length} "
+                       f"--max_predictions_per_seq={c.max_predictions_per_seq}")
+    if packed.max_sequences > packing.MAX_SEQUENCES:
+      raise InputError(f"{packed.manifest}: up to {packed.max_sequences} sequences per row; the model reads "
+                       f"{packing.MAX_SEQUENCES} at most")
+    if abs(packed.packing_factor / c.packing_factor - 1) > PACKING_FACTOR_TOLERANCE:
+      raise InputError(f"{packed.manifest}: the rows hold {packed.packing_factor:.3f} sequences each on average, "
+                       f"--packing_factor={c.packing_factor:g} assumes {c.packing_factor:g}: the logged global batch "
+                       f"({self.global_batch_size}) and its hyperparameters would not be what the steps train; set "
+                       f"--packing_factor and --global_batch_size for this set")
+    self.note(f"packed rows: {packed.rows:,} rows holding {packed.sequences:,} sequences (packing factor "
+              f"{packed.packing_factor:.3f}, from {packed.manifest}); {self.rows_per_replica} rows per replica "
+              f"per update")
+    return packed
+
   def _records(self, path, flag, split, what):
     if not path:
       raise InputError(f"--{flag} is required: {what}")
@@ -140,10 +219,9 @@ class BertTask(Task):
 
   def train_dataset(self, ctx):
     f = self.config
-    if f.packed:  # every micro-batch holds micro_batch_size sequences, so samples count as unpacked
-      return packing.train_dataset(self.train_files, ctx, packing.batch_recipe(self.micro_batch_size, self.packed_rows),
-                                   self.accumulation_steps, f.max_seq_length, f.max_predictions_per_seq,
-                                   seed=self.seed + ctx.input_pipeline_id)
+    if f.packed:  # one stream of rows for all replicas: the same seed on every one
+      return packing.train_dataset(self.train_files, ctx, self.rows_per_replica, f.max_seq_length,
+                                   f.max_predictions_per_seq, seed=self.seed)
     return data.train_dataset(self.train_files, ctx, self.per_replica_batch_size, f.max_seq_length,
                               f.max_predictions_per_seq, seed=self.seed + ctx.input_pipeline_id)
 
@@ -154,10 +232,9 @@ class BertTask(Task):
 
   def synthetic_batch(self, training):
     f = self.config
-    if training and self.packed_rows:  # the real packed batch's shapes
-      rows = sum(packing.batch_recipe(self.micro_batch_size, self.packed_rows)) * self.accumulation_steps
-      return packing.synthetic_batch(rows, f.max_seq_length, f.max_predictions_per_seq, self.model_config.vocab_size,
-                                     self.per_replica_batch_size / rows)
+    if training and f.packed:  # the real packed batch's shapes
+      return packing.synthetic_batch(self.rows_per_replica, f.max_seq_length, f.max_predictions_per_seq,
+                                     self.model_config.vocab_size, f.packing_factor)
     b = self.per_replica_batch_size if training else self.eval_batch_size
     seq, preds, vocab = f.max_seq_length, f.max_predictions_per_seq, self.model_config.vocab_size
     ints = lambda shape, hi: tf.random.uniform(shape, 0, hi, dtype=tf.int32)  # noqa: E731
@@ -166,17 +243,33 @@ class BertTask(Task):
             "masked_lm_ids": ints([b, preds], vocab), "masked_lm_weights": tf.ones([b, preds]),
             "next_sentence_labels": ints([b], 2)}
 
-  def pipeline_benchmark(self, batches):
-    """Lines for `python -m tf_gp2bm.bench --pipeline_only`: our input pipeline (batch, then one vectorized
-    parse) vs the reference's record-at-a-time parse (map_and_batch of parse_single_example)."""
-    f, b = self.config, self.per_replica_batch_size
-    ctx = tf.distribute.InputContext(self.runtime.size, self.runtime.rank)
-    ours = data.train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
-    ref = data.reference_style_train_dataset(self.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
+  @classmethod
+  def pipeline_benchmark(cls, config, options, out):
+    """Our input pipeline (batch, then one vectorized parse) vs the reference's record-at-a-time parse
+    (map_and_batch of parse_single_example), on one device."""
+    config.validate(closed=config.closed)
+    runtime = SingleDevice()
+    task = cls(runtime, config)
+    task.check_inputs()
+    f, b, batches = config, task.per_replica_batch_size, options.batches
+    ctx = tf.distribute.InputContext(runtime.size, runtime.rank)
+    ours = data.train_dataset(task.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq, seed=0)
+    ref = data.reference_style_train_dataset(task.train_files, ctx, b, f.max_seq_length, f.max_predictions_per_seq)
     rates = [data.samples_per_second(ds, batches, b) for ds in (ref, ours)]
-    return [f"input pipeline, {batches} batches of {b} x {f.max_seq_length} tokens:",
-            f"  reference-style parse : {rates[0]:10.1f} samples/s",
-            f"  tf_gp2bm parse        : {rates[1]:10.1f} samples/s  ({rates[1] / rates[0]:.2f}x)"]
+    for line in (f"input pipeline, {batches} batches of {b} x {f.max_seq_length} tokens:",
+                 f"  reference-style parse : {rates[0]:10.1f} samples/s",
+                 f"  tf_gp2bm parse        : {rates[1]:10.1f} samples/s  ({rates[1] / rates[0]:.2f}x)"):
+      out(line)
+
+  def step_benchmark_batches(self, options):
+    """Packed rows of --packed_data_dir's sequences per row, so the bench compares effective sequences/s."""
+    if not options.packed_data_dir:
+      return []
+    factor = packing_factor(options.packed_data_dir)
+    c = self.config
+    batch = packing.synthetic_batch(self.per_replica_batch_size, c.max_seq_length, c.max_predictions_per_seq,
+                                    self.model_config.vocab_size, factor)
+    return [("packed", batch, factor)]
 
   def diagnose_data_error(self, error):
     message = getattr(error, "message", str(error))

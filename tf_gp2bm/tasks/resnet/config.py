@@ -1,4 +1,4 @@
-"""ResNet-50 v1.5 configuration: its flags, the frozen Config built from them, and the bounds and closed rules.
+"""ResNet-50 v1.5 configuration: the frozen Config (each field a flag of --task=resnet), its bounds and closed rules.
 TensorFlow-free, so --help and flag errors answer before TensorFlow loads.
 
 Rules source: the reference resnet-tf2 and the 4.0.0 closed_resnet ruleset. What a closed submission may tune is a
@@ -8,11 +8,10 @@ import dataclasses
 import math
 from typing import Optional
 
-from absl import flags
-
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
-from tf_gp2bm.tasks.base import TaskConfig, check, finite
-from tf_gp2bm.tasks.resnet.spec import EVAL_PERIOD_EPOCHS  # the rules' eval period, defined once there
+from tf_gp2bm.tasks.base import TaskConfig, check, finite, param
+from tf_gp2bm.tasks.resnet.spec import DEFAULT_EVAL_OFFSET_EPOCHS, EVAL_PERIOD_EPOCHS  # the rules', defined there
 
 # --- fixed by the rules ---------------------------------------------------------------------------------------
 LARS_END_LR, LARS_POLY_POWER, LARS_EPSILON, LARS_EETA = 1e-4, 2, 0.0, 0.001
@@ -22,41 +21,36 @@ CLOSED_NUM_CLASSES = (1000, 1001)          # 1001 = the reference records' backg
 IMAGE_OPS = ("auto", "fused", "tf")         # how the host makes a train image (same pixels; see jpeg_op)
 GARDEN_DEPTHS = (10, 18, 26, 34, 50, 101, 152, 200, 270, 350, 420)  # the model garden's RESNET_SPECS (tested)
 
-# --- tunable in the closed division ---------------------------------------------------------------------------
-flags.DEFINE_float("lars_momentum", 0.9, "LARS momentum.")
-flags.DEFINE_float("warmup_epochs", 2.0, "Epochs of linear learning-rate warm-up before the polynomial decay.")
-flags.DEFINE_integer("train_epochs", 37, "Epochs the learning-rate schedule spans (the reference's train_epochs); "
-                     "the run's last eval is this rounded up onto the eval grid.")
-flags.DEFINE_integer("eval_offset_epochs", 2, "Epoch of the first eval (1..4); then one every 4 epochs.")
-flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy (closed: 0 or 0.1).")
-flags.DEFINE_integer("num_classes", 1000, "Classifier outputs (1000, or 1001 with a background class).")
-flags.DEFINE_enum("image_op", "auto", IMAGE_OPS, "How the host makes each train image: 'fused' (one C++ op, built "
-                  "on first use, self-checked to give TensorFlow's pixels), 'tf' (TensorFlow's op chain), 'auto' "
-                  "(fused when it builds and passes its self-check, else tf, saying why). Same pixels either way.")
-# --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
-flags.DEFINE_integer("image_size", CLOSED_IMAGE_SIZE, "Input resolution in pixels (closed: 224).")
-flags.DEFINE_integer("resnet_depth", CLOSED_DEPTH, "ResNet depth (closed: 50).")
-flags.DEFINE_float("width_multiplier", CLOSED_WIDTH, "Channel width multiplier (closed: 1.0).")
-flags.DEFINE_integer("train_examples", None, "Train-set size that defines an epoch (demo data only; closed runs "
-                     "use the full ImageNet train set).")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(TaskConfig):
-  lars_momentum: float = 0.9
-  warmup_epochs: float = 2.0
-  train_epochs: int = 37
-  eval_offset_epochs: int = 2
-  label_smoothing: float = 0.1
-  num_classes: int = 1000
-  image_op: str = "auto"
-  image_size: int = CLOSED_IMAGE_SIZE
-  resnet_depth: int = CLOSED_DEPTH
-  width_multiplier: float = CLOSED_WIDTH
-  train_examples: Optional[int] = None
+  # --- tunable in the closed division ---------------------------------------------------------------------------
+  lars_momentum: float = param(0.9, "LARS momentum.")
+  warmup_epochs: float = param(2.0, "Epochs of linear learning-rate warm-up before the polynomial decay.")
+  train_epochs: int = param(37, "Epochs the learning-rate schedule spans (the reference's train_epochs); the run's "
+                            "last eval is this rounded up onto the eval grid.")
+  eval_offset_epochs: int = param(DEFAULT_EVAL_OFFSET_EPOCHS, f"Epoch of the first eval (1..{EVAL_PERIOD_EPOCHS}); then "
+                                  f"one every {EVAL_PERIOD_EPOCHS} epochs.")
+  label_smoothing: float = param(0.1, "Label smoothing of the cross-entropy (closed: 0 or 0.1).")
+  num_classes: int = param(1000, "Classifier outputs (1000, or 1001 with a background class).")
+  image_op: str = param("auto", "How the host makes each train image: 'fused' (one C++ op, built on first use, "
+                        "self-checked to give TensorFlow's pixels), 'tf' (TensorFlow's op chain), 'auto' (fused when "
+                        "it builds and passes its self-check, else tf, saying why). Same pixels either way.",
+                        choices=IMAGE_OPS)
+  data_service: Optional[str] = param(
+      None, "HOST:PORT of a tf.data service dispatcher (`python -m tf_gp2bm.data_service`): its workers read and "
+      "augment the train images, each once per epoch across all ranks; eval stays local. Not with "
+      "--deterministic (the service's delivery order is not reproducible).")
+  # --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
+  image_size: int = param(CLOSED_IMAGE_SIZE, f"Input resolution in pixels (closed: {CLOSED_IMAGE_SIZE}).", fixed=True)
+  resnet_depth: int = param(CLOSED_DEPTH, f"ResNet depth (closed: {CLOSED_DEPTH}).", fixed=True)
+  width_multiplier: float = param(CLOSED_WIDTH, f"Channel width multiplier (closed: {CLOSED_WIDTH}).", fixed=True)
+  train_examples: Optional[int] = param(
+      None, "Train-set size that defines an epoch (demo data only; closed runs use the full ImageNet train set).",
+      fixed="is for demo data only; closed runs use the full ImageNet train set")
 
-  def validate(self, closed):
-    super().validate(closed)
+  def check_values(self):
+    super().check_values()
     check(finite(self.lars_momentum) and 0 <= self.lars_momentum < 1, "lars_momentum", self.lars_momentum,
           "a number in [0, 1)")
     check(self.train_epochs >= 1, "train_epochs", self.train_epochs, "an integer >= 1")
@@ -67,6 +61,8 @@ class Config(TaskConfig):
     check(finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
           "a number in [0, 1)")
     check(self.image_op in IMAGE_OPS, "image_op", self.image_op, " or ".join(IMAGE_OPS))
+    if self.data_service is not None:
+      data_service.check_address(self.data_service)
     check(self.num_classes >= 2, "num_classes", self.num_classes, "an integer >= 2")
     check(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32 (the network downsamples 32x)")
     check(self.resnet_depth in GARDEN_DEPTHS, "resnet_depth", self.resnet_depth,
@@ -75,15 +71,8 @@ class Config(TaskConfig):
           "a number > 0")
     check(self.train_examples is None or self.train_examples >= 1, "train_examples", self.train_examples,
           "an integer >= 1")
-    if closed:
-      self._validate_closed()
 
-  def _validate_closed(self):
-    fixed = {"image_size": CLOSED_IMAGE_SIZE, "resnet_depth": CLOSED_DEPTH, "width_multiplier": CLOSED_WIDTH}
-    for name, value in fixed.items():
-      if getattr(self, name) != value:
-        raise InputError(f"--{name}={getattr(self, name)}: the closed division requires {value} (use --noclosed "
-                         "only for the demo)")
+  def check_closed(self):
     if self.label_smoothing not in CLOSED_LABEL_SMOOTHING:
       raise InputError(f"--label_smoothing={self.label_smoothing}: the closed division allows 0 or 0.1")
     if self.num_classes not in CLOSED_NUM_CLASSES:
@@ -91,5 +80,4 @@ class Config(TaskConfig):
     n = math.log2(self.weight_decay / 1e-4) if self.weight_decay > 0 else 0.5
     if abs(n - round(n)) > 1e-5:
       raise InputError(f"--weight_decay={self.weight_decay}: the closed division allows 1e-4 * 2^N")
-    if self.train_examples is not None:
-      raise InputError("--train_examples is for demo data only; closed runs use the full ImageNet train set")
+    super().check_closed()

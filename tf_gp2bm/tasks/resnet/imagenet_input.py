@@ -11,9 +11,11 @@ parsed. Where the host time goes and what it costs per core: docs/performance.md
 """
 import math
 import os
+import re
 
 import tensorflow as tf
 
+from tf_gp2bm import data_service as service
 from tf_gp2bm.formats import imagenet as imagenet_records
 from tf_gp2bm.files import read_json
 from tf_gp2bm.errors import InputError
@@ -23,6 +25,7 @@ CHANNEL_MEANS = (123.68, 116.78, 103.94)  # reference _CHANNEL_MEANS; no std div
 SHUFFLE_BUFFER = 10_000
 FILE_SHUFFLE_BUFFER = 1024
 CYCLE_LENGTH = 10
+LABEL_ERROR = "label out of range in"  # the label check's message; ResNetTask.diagnose_data_error reads it
 
 
 class ImageNetRecords:
@@ -86,14 +89,9 @@ def _parse(record, filename):
 
 def _checked_label(label, filename, offset, num_classes):
   label = label - offset
-  tf.debugging.assert_less(label, tf.cast(num_classes, tf.int64), message=["label out of range in", filename])
-  tf.debugging.assert_non_negative(label, message=["label out of range in", filename])
+  tf.debugging.assert_less(label, tf.cast(num_classes, tf.int64), message=[LABEL_ERROR, filename])
+  tf.debugging.assert_non_negative(label, message=[LABEL_ERROR, filename])
   return tf.cast(label, tf.int32)
-
-
-# Op seeds for the augmentation: combined with the run's global seed they fix its random stream, which
-# --deterministic requires (tf_gp2bm.kernels.determinism).
-AUGMENT_OP_SEED = 1
 
 
 # How each train image is made from (encoded, crop window, flip, size): the same pixels either way
@@ -101,15 +99,29 @@ AUGMENT_OP_SEED = 1
 IMAGE_MAKERS = {"fused": jpeg_op.decode_crop_flip_resize, "tf": jpeg_op.tf_decode_crop_flip_resize}
 
 
-def _random_crop_flip(encoded):
-  """The reference's augmentation draws: a crop window (y, x, height, width) and a left-right flip."""
+def augment_stream(seed, rank):
+  """The key of one rank's augmentation stream: the reference's replicas each draw their own crops and flips, so
+  the key holds the rank as well as the run seed (one global seed with fixed op seeds gave every rank the same)."""
+  return tf.constant([seed, rank], tf.int64)
+
+
+def element_seed(stream, index):
+  """The stateless seed of the index-th image a stream augments: a pure function of (seed, rank, index), so the
+  same seed gives the same draws whatever thread runs the map, and --deterministic keeps them."""
+  return tf.random.experimental.stateless_fold_in(stream, index)
+
+
+def _random_crop_flip(encoded, seed):
+  """The reference's augmentation draws, stateless from `seed` (element_seed): a crop window (y, x, height, width)
+  and a left-right flip, with the reference's sampling parameters."""
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   shape = tf.image.extract_jpeg_shape(encoded)
   bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
-  begin, crop, _ = tf.image.sample_distorted_bounding_box(
-      shape, bounding_boxes=bbox, min_object_covered=0.1, aspect_ratio_range=[0.75, 1.33],
-      area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True, seed=AUGMENT_OP_SEED)
+  begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, bounding_boxes=bbox, seed=crop_seed, min_object_covered=0.1, aspect_ratio_range=[0.75, 1.33],
+      area_range=[0.05, 1.0], max_attempts=100, use_image_if_no_bounding_boxes=True)
   window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
-  flip = tf.random.uniform([], 0, 1.0, seed=AUGMENT_OP_SEED) < 0.5  # tf.image.random_flip_left_right's draw
+  flip = tf.random.stateless_uniform([], flip_seed, 0, 1.0) < 0.5  # tf.image.random_flip_left_right's draw
   return window, flip
 
 
@@ -136,32 +148,54 @@ def shard_files(files, input_context):
   return files[input_context.input_pipeline_id::input_context.num_input_pipelines]
 
 
-def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, image_op="tf"):
-  """image_op: 'fused' or 'tf' (IMAGE_MAKERS); the task resolves --image_op to one of them at init."""
-  make_image = IMAGE_MAKERS[image_op]
+def train_records(records, input_context, shuffle_seed):
+  """One pass over this rank's train records, (serialized record, file name), files and records shuffled."""
   files = [f for f, _ in records.shards("train")]
   mine = shard_files(files, input_context)
   if not mine:
     raise InputError(f"--data_dir={records.data_dir}: {len(files)} train files cannot be split over "
                      f"{input_context.num_input_pipelines} ranks")
-  offset = records.label_mapping(head_classes)
-  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(FILE_SHUFFLE_BUFFER, seed=seed)
+  ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(FILE_SHUFFLE_BUFFER, seed=shuffle_seed)
   ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20).map(lambda r: (r, f)),
                      cycle_length=CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-  # Repeat after the record shuffle, as the reference: the buffer never mixes two passes, so every image is
-  # seen once per pass (files and records are reshuffled on each pass).
-  ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
+  return ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed)
+
+
+def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, image_op="tf",
+                  data_service=None):
+  """image_op: 'fused' or 'tf' (IMAGE_MAKERS); the task resolves --image_op to one of them at init.
+  seed: the run's seed; this rank's shuffles and augmentation stream are derived from it and the rank.
+  data_service: HOST:PORT of a tf.data service dispatcher (tf_gp2bm.data_service): its workers read and augment
+  this rank's images, one pass per job iteration, and this process receives the batches."""
+  make_image = IMAGE_MAKERS[image_op]
+  offset = records.label_mapping(head_classes)
+  stream = augment_stream(seed, input_context.input_pipeline_id)
+  if data_service:
+    # Each pass is a new iteration of the rank's job, built afresh on the workers: a fixed shuffle seed would
+    # give every pass the same order there, so the service shuffles unseeded. A worker cannot count this rank's
+    # images (dynamic sharding splits the rank's files over workers, each counting its own), so each image draws
+    # a random index into the rank's stream. Neither is reproducible: the service refuses --deterministic.
+    ds, indices = train_records(records, input_context, None), tf.data.Dataset.random()
+  else:
+    # Repeat after the record shuffle, as the reference: the buffer never mixes two passes, so every image is
+    # seen once per pass (files and records are reshuffled on each pass).
+    ds = train_records(records, input_context, seed + input_context.input_pipeline_id).repeat()
+    indices = tf.data.Dataset.counter()  # the i-th image this rank augments gets the stream's i-th draw
 
   @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing for AutoGraph to convert
-  def preprocess(record, filename):
-    encoded, label, filename = _parse(record, filename)
-    window, flip = _random_crop_flip(encoded)
+  def preprocess(record_file, index):
+    encoded, label, filename = _parse(*record_file)
+    window, flip = _random_crop_flip(encoded, element_seed(stream, index))
     image = make_image(encoded, window, flip, image_size)
     return {"image": image, "label": _checked_label(label, filename, offset, head_classes)}
 
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-  ds = ds.batch(batch_size, drop_remainder=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  ds = tf.data.Dataset.zip((ds, indices)).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  if data_service:
+    # Workers batch their share of a pass whole (the last batch of each worker is short), the trainer repeats
+    # the passes and cuts its own batches across them, as the local pipeline does: no image is dropped.
+    ds = service.distribute(ds.batch(batch_size), data_service, input_context)
+    return ds.repeat().unbatch().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_batches_per_replica(records, num_pipelines, batch_size):
@@ -194,6 +228,38 @@ def eval_dataset(records, input_context, batch_size, image_size, head_classes):
   ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat(num_batches * batch_size - counts[
       input_context.input_pipeline_id]))
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def find_undecodable_image(files, decode):
+  """Post-mortem after an image failed to decode mid-run: (file, record index, image name, why) for the first
+  record of `files` whose image `decode` (encoded -> image) rejects, or None. Decodes in parallel; only the bad
+  record is read a second time, for its name and the decoder's message."""
+  def decodes(index, record):
+    encoded = tf.io.parse_single_example(record, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+    return index, tf.reshape(decode(encoded["image/encoded"]), [-1])[0]  # a pixel: a static shape would let the
+    # decode be pruned as dead code
+
+  for f in files:
+    good = tf.data.TFRecordDataset(f).enumerate().map(decodes, num_parallel_calls=tf.data.AUTOTUNE,
+                                                       deterministic=True).ignore_errors()
+    expected = 0
+    for index, _ in good:
+      if int(index) != expected:
+        break
+      expected += 1
+    record = next(iter(tf.data.TFRecordDataset(f).skip(expected).take(1)), None)
+    if record is None:
+      continue  # every record of this file decodes
+    features = tf.io.parse_single_example(record, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=b"")})
+    try:
+      decode(features["image/encoded"])
+      why = "it decodes alone; the pipeline rejected it"
+    except tf.errors.OpError as e:
+      why = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", e.message.strip().splitlines()[0])
+    return f, expected, features["image/filename"].numpy().decode(errors="replace") or "(no image/filename)", why
+  return None
 
 
 def find_corrupt_file(files):

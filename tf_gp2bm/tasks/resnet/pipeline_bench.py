@@ -94,6 +94,7 @@ STAGES = (("draw", "parse the record, draw the crop window and flip"),
           ("decode_eighth", "TF decode_jpeg at 1/8 scale (about the Huffman decoding alone)"),
           ("decode_crop", "TF decode_and_crop_jpeg alone"),
           ("tf", "TF ops: decode_and_crop_jpeg, flip, resize, round to uint8"),
+          ("cut", "fused op's cut around the window alone (restart markers)"),
           ("fused", "fused op (cuts around the window when the JPEG has restart markers)"))
 
 
@@ -105,15 +106,17 @@ def profile(data_dir, images, image_size):
   records = imagenet_input.ImageNetRecords(data_dir)
   raw = list(tf.data.TFRecordDataset([f for f, _ in records.shards("train")]).take(images))  # read once
   encoded = tf.stack([imagenet_input._parse(r, "")[0] for r in raw])
-  tf.random.set_seed(0)
-  draws = [imagenet_input._random_crop_flip(e) for e in encoded]
+  stream = imagenet_input.augment_stream(0, 0)
+  draws = [imagenet_input._random_crop_flip(e, imagenet_input.element_seed(stream, i)) for i, e in enumerate(encoded)]
   windows, flips = tf.stack([w for w, _ in draws]), tf.stack([f for _, f in draws])
   stages = {
-      "draw": lambda r, e, w, f: imagenet_input._random_crop_flip(imagenet_input._parse(r, "")[0])[0][0],
+      "draw": lambda r, e, w, f: imagenet_input._random_crop_flip(imagenet_input._parse(r, "")[0],
+                                                                  imagenet_input.element_seed(stream, 0))[0][0],
       "decode_full": lambda r, e, w, f: tf.io.decode_jpeg(e, channels=3)[0, 0, 0],
       "decode_eighth": lambda r, e, w, f: tf.io.decode_jpeg(e, channels=3, ratio=8)[0, 0, 0],
       "decode_crop": lambda r, e, w, f: tf.image.decode_and_crop_jpeg(e, w, channels=3)[0, 0, 0],
       "tf": lambda r, e, w, f: jpeg_op.tf_decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
+      "cut": lambda r, e, w, f: tf.strings.length(jpeg_op.cut_around(e, w)[0]),
       "fused": lambda r, e, w, f: jpeg_op.decode_crop_flip_resize(e, w, f, image_size)[0, 0, 0],
   }
   serialized = tf.stack(raw)

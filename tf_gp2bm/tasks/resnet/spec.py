@@ -10,10 +10,16 @@ EVAL_PERIOD_EPOCHS = 4          # the rules: evaluate every 4 epochs ...
 DEFAULT_EVAL_OFFSET_EPOCHS = 2  # ... starting at this epoch (1..4 allowed)
 
 
+def eval_grid_epoch(epochs, offset=DEFAULT_EVAL_OFFSET_EPOCHS):
+  """The first eval epoch at or after `epochs` on the rules' grid offset, offset+4, ... (the reference's
+  get_num_train_iterations rounds train_epochs up the same way)."""
+  return offset + math.ceil(max(epochs - offset, 0) / EVAL_PERIOD_EPOCHS) * EVAL_PERIOD_EPOCHS
+
+
 def stop_point(global_batch_size, epochs, offset=DEFAULT_EVAL_OFFSET_EPOCHS):
-  """The first eval epoch at or after `epochs` on the grid offset, offset+4, ...; the reference drops the
+  """Where a run that needs `epochs` stops: the first eval on the grid at or after it; the reference drops the
   remainder of each epoch's batches."""
-  stop = offset + math.ceil(max(epochs - offset, 0) / EVAL_PERIOD_EPOCHS) * EVAL_PERIOD_EPOCHS
+  stop = eval_grid_epoch(epochs, offset)
   per_epoch = IMAGENET_TRAIN // global_batch_size * global_batch_size
   return StopPoint(progress=stop, evals=(stop - offset) // EVAL_PERIOD_EPOCHS + 1, samples=stop * per_epoch)
 
@@ -32,7 +38,7 @@ def check_data(data):
 
 SPEC = TaskSpec(
     name="resnet", benchmark="resnet", title="ResNet-50 v1.5 / ImageNet",
-    target_accuracy=0.759, accuracy_label="top-1 eval accuracy", min_runs=5, score_weight=7.19, score_symbol="R",
+    target_accuracy=0.759, accuracy_label="top-1 eval accuracy", min_runs=5,
     progress_unit="epochs", sample_unit="images", eval_examples=IMAGENET_VAL, data_flags=("data_dir",),
     demo_module="data_prep.demo.imagenet", demo_data=lambda root: {"data_dir": root},
     stop_point=stop_point, check_data=check_data, samples_per_epoch=IMAGENET_TRAIN)

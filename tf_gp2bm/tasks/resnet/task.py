@@ -2,31 +2,30 @@
 
 Built from a validated `Config` (tasks/resnet/config.py, which also holds the rules' constants).
 """
-import math
+import os
 
 import tensorflow as tf
 import tf_keras
 from mlperf_logging.mllog import constants as C
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
+from tf_gp2bm.kernels import determinism
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op
+from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op, pipeline_bench
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
-                                          LARS_POLY_POWER, Config)
+                                          LARS_POLY_POWER)
 from tf_gp2bm.tasks.resnet.model import build_resnet
-from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC
+from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_grid_epoch
 
 
 class ResNetTask(Task):
-  benchmark = C.RESNET
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
-  Config = Config
+  spec = SPEC
 
-  def __init__(self, runtime, config):
-    super().__init__(runtime, config)
+  def __init__(self, runtime, config, seed=0):
+    super().__init__(runtime, config, seed)
     self.records = None
     try:  # decided (and built) at construction, so --dry_run shows it too
       self.image_op, why = jpeg_op.resolve(config.image_op)
@@ -35,6 +34,12 @@ class ResNetTask(Task):
     fell_back = config.image_op == "auto" and self.image_op == "tf"  # every rank says so: hosts may differ
     (self.warn if fell_back else self.note)(f"train images: {why}")
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
+    if config.data_service:
+      if determinism.enabled():
+        raise InputError(f"--data_service={config.data_service} with --deterministic: the service hands out "
+                         "images in the order its workers finish them and shuffles unseeded, which no seed "
+                         "reproduces; use local input for deterministic runs")
+      self.note(f"train images: from the tf.data service at {config.data_service} (eval: local)")
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
@@ -52,8 +57,7 @@ class ResNetTask(Task):
   @property
   def planned_epochs(self):
     """train_epochs rounded up onto the eval grid, as the reference's get_num_train_iterations."""
-    off = self.config.eval_offset_epochs
-    return off + math.ceil(max(self.config.train_epochs - off, 0) / EVAL_PERIOD_EPOCHS) * EVAL_PERIOD_EPOCHS
+    return eval_grid_epoch(self.config.train_epochs, self.config.eval_offset_epochs)
 
   def plan(self):
     off, spe, gbs = self.config.eval_offset_epochs, self.steps_per_epoch, self.global_batch_size
@@ -102,6 +106,10 @@ class ResNetTask(Task):
     self.records = imagenet_input.ImageNetRecords(c.data_dir)
     self.records.label_mapping(c.num_classes)
     imagenet_format.read_manifest(c.data_dir)  # every shard present with the size its manifest recorded
+    if c.data_service:  # a connection only: the workers read no record before a trainer asks for data
+      unreachable = data_service.reachable(c.data_service)
+      if unreachable:
+        raise InputError(f"--data_service={c.data_service}: {unreachable}")
     if c.closed and self.eval_examples != IMAGENET_VAL:
       raise InputError(f"--data_dir={c.data_dir}: {self.eval_examples} validation images, the closed "
                        f"division evaluates on all {IMAGENET_VAL:,}")
@@ -113,8 +121,8 @@ class ResNetTask(Task):
 
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
-                                        self.config.num_classes, seed=self.seed + ctx.input_pipeline_id,
-                                        image_op=self.image_op)
+                                        self.config.num_classes, seed=self.seed,
+                                        image_op=self.image_op, data_service=self.config.data_service)
 
   def eval_dataset(self, ctx):
     return imagenet_input.eval_dataset(self.records, ctx, self.eval_batch_size, self.config.image_size,
@@ -130,13 +138,46 @@ class ResNetTask(Task):
     return batch
 
   def diagnose_data_error(self, error):
+    message = getattr(error, "message", str(error))
+    if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
+      detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
+      return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
+    if self.records is None:  # failed before the data was set up: no file to name
+      return None
+    train = [f for f, _ in self.records.shards("train")][self.runtime.rank::self.runtime.size]
+    validation = [f for f, _ in self.records.shards("validation")]
     if isinstance(error, tf.errors.DataLossError):
-      files = [f for f, _ in self.records.shards("train")]
-      files = files[self.runtime.rank::self.runtime.size] + [f for f, _ in self.records.shards("validation")]
-      bad, message = imagenet_input.find_corrupt_file(files)
+      bad, message = imagenet_input.find_corrupt_file(train + validation)
       if bad:
         return f"{bad}: corrupt TFRecord ({message}); re-run `python -m data_prep.imagenet verify`"
+    if isinstance(error, tf.errors.InvalidArgumentError) and "jpeg" in message.lower():
+      found = (imagenet_input.find_undecodable_image(train, self._whole_train_image)
+               or imagenet_input.find_undecodable_image(validation, lambda e: tf.io.decode_jpeg(e, channels=3)))
+      if found:
+        path, index, name, why = found
+        return (f"{path}: record {index} (image {name}) cannot be decoded ({why}); expected JPEG images that "
+                "decode: repair or re-make the record set (the data tools refuse such a record)")
     return None
+
+  def _whole_train_image(self, encoded):
+    """The train image op in force on the whole image: it rejects what the run's op rejected."""
+    shape = tf.image.extract_jpeg_shape(encoded)
+    window = tf.stack([0, 0, shape[0], shape[1]])
+    return imagenet_input.IMAGE_MAKERS[self.image_op](encoded, window, tf.constant(False), self.config.image_size)
+
+  @classmethod
+  def pipeline_benchmark(cls, config, options, out):
+    """Our train-image pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
+    if not config.data_dir:
+      raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
+    cores = pipeline_bench.parse_cores(options.cores or str(max(os.sched_getaffinity(0))))
+    pipeline_bench.find_reference(options.reference_dir)
+    for records in (config.data_dir, options.reference_data_dir):
+      if records:
+        imagenet_input.ImageNetRecords(records).shards("train")
+    pipeline_bench.compare(config.data_dir, options.reference_dir, cores, options.batch_size, options.batches,
+                           options.repeats, out=out, reference_data_dir=options.reference_data_dir,
+                           stages=options.stages)
 
   # --- model and math ---------------------------------------------------------------------------------------
   def build_model(self):

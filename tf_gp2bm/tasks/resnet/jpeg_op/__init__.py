@@ -78,22 +78,43 @@ def build():
 
 
 _loaded = {}
+# The ops the library must register (decode_crop_resize.cc); a cached library of another source may lack one.
+OPS = ("tf_gp2bm_decode_crop_flip_resize_jpeg", "tf_gp2bm_jpeg_restart_every_mcu", "tf_gp2bm_jpeg_cut_around")
+
+
+def _load_checked(path):
+  """The op module of the library at `path`, with every op present and the self-check passed."""
+  try:
+    module = tf.load_op_library(path)
+  except (tf.errors.OpError, OSError) as e:
+    raise OpUnavailable(f"{path} does not load into this TensorFlow ({str(e).strip()}); delete it to "
+                        "rebuild") from None
+  missing = [op for op in OPS if not hasattr(module, op)]
+  if missing:
+    raise OpUnavailable(f"{path} loads but lacks the op(s) {', '.join(missing)} (a library of another source); "
+                        "delete it to rebuild")
+  try:
+    with tf.init_scope():  # eager, even when first called while tracing a tf.data function
+      mismatch = self_check(module)
+  except (tf.errors.OpError, TypeError, ValueError) as e:  # an op of another signature, or one that fails
+    raise OpUnavailable(f"{path}: the self-check could not run the op ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0]}); delete it to rebuild") from None
+  if mismatch:
+    raise OpUnavailable(f"{path}: {mismatch}")
+  return module
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python, even when first called while tracing
 def load():
-  """The op module (built if needed), self-checked once per process; raises OpUnavailable with the reason."""
+  """The op module (built if needed), self-checked once per process; raises OpUnavailable with the reason, however
+  the build, the load or the check fails, so --image_op=auto can fall back and `fused` can refuse."""
   if "module" not in _loaded:
-    path = build()
     try:
-      module = tf.load_op_library(path)
-    except tf.errors.NotFoundError as e:
-      raise OpUnavailable(f"{path} does not load into this TensorFlow ({e.message.strip()}); delete it to rebuild")
-    with tf.init_scope():  # eager, even when first called while tracing a tf.data function
-      mismatch = self_check(module)
-    if mismatch:
-      raise OpUnavailable(f"{path}: {mismatch}")
-    _loaded["module"] = module
+      path = build()
+    except OSError as e:  # an unreadable or vanished cache entry, a compiler that cannot start
+      raise OpUnavailable(f"the fused image op cannot be built or found ({e}); set GP2BM_OP_CACHE or delete "
+                          f"{cache_root()}") from None
+    _loaded["module"] = _load_checked(path)
   return _loaded["module"]
 
 
@@ -111,10 +132,10 @@ def restart_every_mcu(jpeg):
 
 
 def cut_around(jpeg, window):
-  """(cut jpeg bytes, window in the cut, cut?): the smaller JPEG the fused op decodes for `window` of a JPEG with a
-  restart marker per MCU; the input and window as they are when it has none. Eager; for inspection and tests."""
-  data, cut_window, cut = load().tf_gp2bm_jpeg_cut_around(jpeg, window)
-  return data.numpy(), [int(v) for v in cut_window.numpy()], bool(cut)
+  """(cut jpeg, window in the cut, cut?) tensors: the smaller JPEG the fused op decodes for `window` of a JPEG with
+  a restart marker per MCU; the input and window as they are when it has none. The bench's stage profile
+  (`--pipeline_stages`) times it alone."""
+  return load().tf_gp2bm_jpeg_cut_around(jpeg, window)
 
 
 def to_uint8(image):
