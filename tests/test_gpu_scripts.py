@@ -33,9 +33,10 @@ def _run(script, *args, env):
 @pytest.mark.slow
 def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   bench = tmp_path / "gpubench"
-  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", env={"GPUBENCH": str(bench)})
+  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", "--kernels=examples.vendor_kernels",
+           env={"GPUBENCH": str(bench)})
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-  assert (bench / "order.txt").read_text().split() == ["resnet_smoke", "bert_smoke"]
+  assert (bench / "order.txt").read_text().split() == ["resnet_smoke", "bert_smoke", "bert_smoke_kernels"]
   assert not list(bench.glob("*.hlo.txt"))  # the timer needs none of it: it stays out of the 64 MiB carried
   out = tmp_path / "out"
   env = {"OUT": str(out), "PYTHONPATH": jax_path}
@@ -43,7 +44,7 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   versions = json.loads((out / "versions.json").read_text())
   assert versions["jax"] and versions["platform"] == "cpu"
-  for step in ("resnet_smoke", "bert_smoke"):
+  for step in ("resnet_smoke", "bert_smoke", "bert_smoke_kernels"):
     rec = json.loads((out / f"{step}.json").read_text())
     assert rec["status"] == "ok" and math.isfinite(rec["loss"]) and rec["skipped"] == 0, rec
     rate = rec["samples"] / rec["ms_median"] * 1e3
@@ -64,6 +65,12 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   for step in ("resnet_smoke", "bert_smoke"):
     assert json.loads((out2 / f"{step}.json").read_text())["status"] == "timeout 1s"
   assert "timeout 1s" in (out2 / "table.txt").read_text()
+
+
+def test_prepare_rejects_an_unknown_argument_before_exporting(tmp_path):
+  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--kernel=acme", env={"GPUBENCH": str(tmp_path / "b")})
+  assert r.returncode == 2 and "unknown argument --kernel=acme" in r.stderr
+  assert not (tmp_path / "b").exists()
 
 
 def test_measure_fails_fast_without_a_usable_jax(tmp_path):

@@ -6,13 +6,20 @@
 #
 #   bash scripts/gpu/prepare.sh          # writes .gpubench/ (git-ignored) and .gpubench/measure.sh
 #   then, on the device machine, carrying .gpubench:  bash .gpubench/measure.sh
+#   bash scripts/gpu/prepare.sh --kernels=MODULE   # adds the BERT (b28) and ResNet (b408) steps with a vendor module
 #   bash scripts/gpu/prepare.sh --dry    # tiny exports (flags/*/smoke.flags) to rehearse measure.sh --dry on a CPU
 #
 # GPUBENCH: the folder to write (default .gpubench in the repository).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DRY=0
-[ "${1:-}" = --dry ] && DRY=1
+DRY=0 KERNELS=""
+for arg in "$@"; do
+  case $arg in
+    --dry) DRY=1 ;;
+    --kernels=*) KERNELS=${arg#--kernels=} ;;  # also the BERT and ResNet steps with this vendor kernel module
+    *) echo "prepare.sh: unknown argument $arg (expected --dry or --kernels=MODULE)" >&2; exit 2 ;;
+  esac
+done
 OUT=${GPUBENCH:-.gpubench}
 PY=${PYTHON:-.venv/bin/python}
 rm -rf "$OUT"
@@ -26,13 +33,16 @@ export_step() {  # name, task, bench flags...
   echo "[prepare] $name"
   "$PY" -m tf_gp2bm.bench --task="$task" "$@" --export_only --export_hlo="$OUT/$name" | grep -v "^\[bench\]" || true
   [ -f "$OUT/$name.hlo.pb" ] || { echo "prepare.sh: exporting $name failed" >&2; exit 1; }
-  "$PY" scripts/gpu/prepare_step.py "$OUT/$name" --task="$task"
+  # A vendor module's export loses its HLO metadata (op names, source lines; only profiles read them), about a third
+  # of its size, so the folder with --kernels stays under the device tool's 64 MiB.
+  "$PY" scripts/gpu/prepare_step.py "$OUT/$name" --task="$task" $([[ $name == *_kernels ]] && echo --strip_metadata)
   echo "$name" >> "$OUT/order.txt"  # measure.sh times the steps in this order
 }
 
 if [ $DRY = 1 ]; then
   export_step resnet_smoke resnet --flagfile=flags/resnet/smoke.flags --xla
   export_step bert_smoke bert --flagfile=flags/bert/smoke.flags --xla
+  [ -z "$KERNELS" ] || export_step bert_smoke_kernels bert --flagfile=flags/bert/smoke.flags --xla --kernels="$KERNELS"
 else
   # ResNet: the 8-GPU flagfile's 3264 / 8 = 408 per GPU, bf16; fp16 with loss scaling; the 256 of the anchor figures.
   export_step resnet_b408_bf16 resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408
@@ -41,6 +51,12 @@ else
   # BERT: the 8-GPU flagfile's micro-batch of 28 rows; 56 without accumulation (does it fit?) last, as the likely
   # out-of-memory step, so that it cannot hide the others' figures.
   export_step bert_b28_bf16 bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=28 --accumulation_steps=1
+  if [ -n "$KERNELS" ]; then  # the vendor's steps at the same batches, before the likely out-of-memory one
+    export_step resnet_b408_bf16_kernels resnet --flagfile=flags/resnet/8xgpu.flags --global_batch_size=408 \
+      --kernels="$KERNELS"
+    export_step bert_b28_bf16_kernels bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=28 \
+      --accumulation_steps=1 --kernels="$KERNELS"
+  fi
   export_step bert_b56_bf16 bert --flagfile=flags/bert/8xgpu.flags --global_batch_size=56 --accumulation_steps=1
 fi
 

@@ -46,6 +46,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("prefix")
   p.add_argument("--task", required=True, choices=("resnet", "bert"))
+  p.add_argument("--strip_metadata", action="store_true",
+                 help="drop the HLO metadata (op names, source lines: only a profile reads them) to fit 64 MiB")
   args = p.parse_args(argv)
   pb = args.prefix + ".hlo.pb"
   module = hlo_pb2.HloModuleProto()
@@ -77,6 +79,8 @@ def main(argv=None):
     for ins in comp.instructions:
       if ins.opcode == "copy":
         ins.opcode, n = "reshape", n + 1
+      if args.strip_metadata:
+        ins.ClearField("metadata")
   with open(pb, "wb") as f:
     f.write(module.SerializeToString())
   spec = {"module": os.path.basename(pb), "task": args.task, "samples": params[0][1][0], "params": params,

@@ -89,7 +89,7 @@ def save_kernel_check(set_dir, module):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([p for p in sys.path if p] +
                                                     [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
   result = subprocess.run([sys.executable, "-m", "tf_gp2bm.kernel_check", f"--kernels={module}",
-                           f"--report={report}"], cwd=runs.REPO, env=env, capture_output=True, text=True)
+                           f"--report={report}"], cwd=repo_root(), env=env, capture_output=True, text=True)
   if result.returncode not in (0, 1) or not os.path.exists(report):
     with open(report, "w") as f:  # the check itself failed: keep why, not an empty file
       f.write(f"kernel_check --kernels={module} exited {result.returncode}\n{result.stderr[-4000:]}")
