@@ -102,3 +102,41 @@ def test_unreachable_dispatcher_and_deterministic_are_refused(demo_imagenet, tmp
                 f"--output_dir={tmp_path / 'run'}", *extra)
   assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
   assert says in r.stdout + r.stderr
+
+
+def test_worker_killed_mid_run_ends_the_run_as_aborted_bad_input(demo_imagenet, tmp_path):
+  """TF's consumer waits forever for a dead worker's files; the bounded wait ends the run: exit 2, a message naming
+  the dispatcher, a compliant-format log closed with run_stop aborted."""
+  port = _free_port()
+  dispatcher = _start("dispatcher", port)
+  workers = [_start("worker", _free_port(), f"--dispatcher=localhost:{port}", "--host=localhost") for _ in range(2)]
+  out = tmp_path / "run"
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+  trainer = subprocess.Popen(
+      [PYTHON, "-m", "tf_gp2bm.train", "--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags",
+       f"--data_dir={demo_imagenet}", f"--output_dir={out}", "--seed=3", "--resnet_depth=10",
+       "--base_learning_rate=1e-5",  # no early target: training still runs when the worker dies
+       f"--data_service=localhost:{port}", "--data_service_timeout_s=10"],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and trainer.poll() is None:  # kill a worker once training runs
+      log = out / "mlperf.log"
+      if log.exists() and '"key": "block_start"' in log.read_text():
+        break
+      time.sleep(0.5)
+    assert trainer.poll() is None, "the run ended before a worker was killed:\n" + trainer.communicate()[0][-3000:]
+    time.sleep(1)
+    _stop(workers[0])
+    text, _ = trainer.communicate(timeout=300)
+  finally:
+    if trainer.poll() is None:
+      trainer.kill()
+    for proc in [dispatcher, *workers[1:]]:
+      _stop(proc)
+  assert trainer.returncode == 2, text[-3000:]
+  assert f"the tf.data service at localhost:{port}" in text and "stopped answering" in text, text[-3000:]
+  last = (out / "mlperf.log").read_text().strip().splitlines()[-1]
+  assert '"key": "run_stop"' in last and '"status": "aborted"' in last, last
+  ok, checked = check_compliance(str(out / "mlperf.log"), tmp_path)
+  assert ok, checked[-3000:]

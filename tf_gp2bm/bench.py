@@ -42,6 +42,9 @@ flags.DEFINE_string("pipeline_cores", None, "ResNet --pipeline_only: CPU cores b
 flags.DEFINE_string("packed_data_dir", None, "BERT: packed records (`python -m data_prep.wikipedia pack`); the step "
                     "is also timed on packed rows with their manifest's sequences per row, and effective "
                     "sequences/s are compared.")
+flags.DEFINE_bool("pipeline_data_service", False, "--pipeline_only: time the train input a tf.data service "
+                  "dispatcher and 1, then 2 workers (each its own process on its own core) deliver, against the "
+                  "local pipeline on one core, where the task supports it.")
 flags.DEFINE_integer("pipeline_repeats", 3, "ResNet --pipeline_only: alternating reference/ours runs.",
                      lower_bound=1)
 
@@ -69,7 +72,8 @@ def _pipeline_options():
   return PipelineBenchOptions(
       batches=FLAGS.pipeline_batches, batch_size=FLAGS.pipeline_batch_size, repeats=FLAGS.pipeline_repeats,
       cores=FLAGS.pipeline_cores, reference_dir=FLAGS.reference_dir, reference_data_dir=FLAGS.reference_data_dir,
-      stages=FLAGS.pipeline_stages, packed_data_dir=FLAGS.packed_data_dir)
+      stages=FLAGS.pipeline_stages, packed_data_dir=FLAGS.packed_data_dir,
+      data_service=FLAGS.pipeline_data_service)
 
 
 def run_pipeline_bench():
@@ -168,7 +172,7 @@ def export(trainer, batch):
 
 MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "export_only", "pipeline_only",
               "reference_dir",
-              "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size")
+              "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size", "pipeline_data_service")
 
 if __name__ == "__main__":
   app.run(main, flags_parser=cli_flags.flags_parser(__doc__, MAIN_FLAGS))

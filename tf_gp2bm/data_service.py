@@ -17,12 +17,15 @@ register can run there; it reads no record until a trainer asks for data, which 
 """
 import argparse
 import os
+import queue
 import socket
 import sys
+import threading
 import uuid
 
 from tf_gp2bm.errors import InputError
 
+STALLED = "stopped answering"  # in the error a bounded wait raises; the task's diagnosis finds it by this
 READY = "tf_gp2bm data_service ready"  # the line a server prints once it serves; the driver waits for it
 DEFAULT_PORT = 5050
 
@@ -60,6 +63,62 @@ def distribute(dataset, address, input_context):
   return dataset.apply(tf.data.experimental.service.distribute(
       processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=f"grpc://{address}",
       job_name=job_name(input_context)))
+
+
+def bounded_wait(dataset, address, timeout_s):
+  """`dataset` (one pass of a service job), failing when no element arrives for `timeout_s` seconds.
+
+  TF's consumer waits forever for a worker that died (dispatcher heartbeats drop the worker, but with dynamic
+  sharding its unfinished files are not handed to another worker, and the consumer neither fails nor ends the
+  pass). So a thread pulls the elements and the pipeline waits on it with a deadline; the error it raises ends
+  the run as bad input through the task's diagnosis. Costs one host copy per batch on the trainer."""
+  import tensorflow as tf
+  end = object()
+
+  def elements():
+    ready, stop = queue.Queue(maxsize=2), threading.Event()
+
+    def pull():
+      try:
+        for element in dataset:
+          while not stop.is_set():
+            try:
+              ready.put(element, timeout=1.0)
+              break
+            except queue.Full:
+              continue
+          if stop.is_set():
+            return
+        ready.put(end)
+      except Exception as e:  # handed to the consumer, which raises it
+        ready.put(e)
+
+    threading.Thread(target=pull, daemon=True, name="data_service-pull").start()
+    try:
+      while True:
+        try:
+          element = ready.get(timeout=timeout_s)
+        except queue.Empty:
+          raise TimeoutError(f"the tf.data service at {address}: no batch for {timeout_s:g} s; a worker "
+                             f"{STALLED} (its files of this pass are lost, so the run cannot go on exact-once); "
+                             "see the dispatcher's and workers' logs") from None
+        if element is end:
+          return
+        if isinstance(element, Exception):
+          raise element
+        yield element
+    finally:
+      stop.set()
+
+  return tf.data.Dataset.from_generator(elements, output_signature=dataset.element_spec)
+
+
+def stall_message(error_message):
+  """The line a bounded wait's error carries, or None when `error_message` is not one."""
+  for line in error_message.splitlines():
+    if STALLED in line and "tf.data service" in line:
+      return line[line.index("the tf.data service"):].strip()
+  return None
 
 
 # --- the servers (their own processes) ------------------------------------------------------------------------

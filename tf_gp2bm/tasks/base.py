@@ -145,6 +145,7 @@ class PipelineBenchOptions:
   reference_data_dir: Optional[str] = None  # records the reference reads (default: the task's data_dir)
   stages: bool = False                      # also time each stage of one sample
   packed_data_dir: Optional[str] = None     # packed records, for tasks that pack
+  data_service: bool = False                # time input served by local tf.data service workers instead
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,9 @@ class Config(TaskConfig):
       None, "HOST:PORT of a tf.data service dispatcher (`python -m tf_gp2bm.data_service`): its workers read and "
       "augment the train images, each once per epoch across all ranks; eval stays local. Not with "
       "--deterministic (the service's delivery order is not reproducible).")
+  data_service_timeout_s: float = param(
+      300.0, "With --data_service: seconds without a train batch from the service before the run ends as aborted, "
+      "exit 2 (a worker died: TF's service does not re-issue its files). 0 waits forever.")
   # --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
   image_size: int = param(CLOSED_IMAGE_SIZE, f"Input resolution in pixels (closed: {CLOSED_IMAGE_SIZE}).", fixed=True)
   resnet_depth: int = param(CLOSED_DEPTH, f"ResNet depth (closed: {CLOSED_DEPTH}).", fixed=True)
@@ -63,6 +66,8 @@ class Config(TaskConfig):
     check(self.image_op in IMAGE_OPS, "image_op", self.image_op, " or ".join(IMAGE_OPS))
     if self.data_service is not None:
       data_service.check_address(self.data_service)
+    check(finite(self.data_service_timeout_s) and self.data_service_timeout_s >= 0, "data_service_timeout_s",
+          self.data_service_timeout_s, "a number of seconds >= 0 (0: wait forever)")
     check(self.num_classes >= 2, "num_classes", self.num_classes, "an integer >= 2")
     check(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32 (the network downsamples 32x)")
     check(self.resnet_depth in GARDEN_DEPTHS, "resnet_depth", self.resnet_depth,

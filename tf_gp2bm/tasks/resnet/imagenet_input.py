@@ -162,11 +162,12 @@ def train_records(records, input_context, shuffle_seed):
 
 
 def train_dataset(records, input_context, batch_size, image_size, head_classes, seed, image_op="tf",
-                  data_service=None):
+                  data_service=None, data_service_timeout_s=0):
   """image_op: 'fused' or 'tf' (IMAGE_MAKERS); the task resolves --image_op to one of them at init.
   seed: the run's seed; this rank's shuffles and augmentation stream are derived from it and the rank.
   data_service: HOST:PORT of a tf.data service dispatcher (tf_gp2bm.data_service): its workers read and augment
-  this rank's images, one pass per job iteration, and this process receives the batches."""
+  this rank's images, one pass per job iteration, and this process receives the batches.
+  data_service_timeout_s: > 0: a pass that delivers no batch for this long fails (a worker died); 0 waits forever."""
   make_image = IMAGE_MAKERS[image_op]
   offset = records.label_mapping(head_classes)
   stream = augment_stream(seed, input_context.input_pipeline_id)
@@ -194,6 +195,8 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
     # Workers batch their share of a pass whole (the last batch of each worker is short), the trainer repeats
     # the passes and cuts its own batches across them, as the local pipeline does: no image is dropped.
     ds = service.distribute(ds.batch(batch_size), data_service, input_context)
+    if data_service_timeout_s:
+      ds = service.bounded_wait(ds, data_service, data_service_timeout_s)
     return ds.repeat().unbatch().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

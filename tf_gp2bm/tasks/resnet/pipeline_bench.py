@@ -2,6 +2,12 @@ r"""Input-pipeline benchmark: our ResNet train preprocessing vs the real referen
 
     python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=RECORDS --reference_dir=MLCOMMONS_TRAINING
 
+    python -m tf_gp2bm.bench --task=resnet --pipeline_only --pipeline_data_service --data_dir=RECORDS
+
+The second form times the tf.data service (tf_gp2bm.data_service): a dispatcher and 1, then 2 workers, each its
+own process pinned to its own core, and a consumer process receiving batches as a trainer does, against the local
+fused pipeline on one core.
+
 The reference is imported from the user's checkout of mlcommons/training (nothing of it lives in this project).
 Each measurement is its own process pinned to the same CPU cores before TensorFlow starts, so TensorFlow sizes its
 thread pools to those cores and both pipelines get exactly the same CPU; the two sides alternate, repeated, so a
@@ -10,11 +16,14 @@ change in the machine's load hits both. A worker prints one JSON line; `compare`
 import argparse
 import json
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 
 # Where imagenet_preprocessing.py sits in a checkout of mlcommons/training (the benchmark moved once).
@@ -88,6 +97,9 @@ def measure(dataset, warmup_batches, batches):
   return time.perf_counter() - wall, time.process_time() - cpu
 
 
+WARMUP_BATCHES = 10  # batches a measuring process takes before its clock starts
+
+
 # Per-image stages timed by `profile`, in the order printed.
 STAGES = (("draw", "parse the record, draw the crop window and flip"),
           ("decode_full", "TF decode_jpeg of the whole image"),
@@ -134,13 +146,14 @@ def profile(data_dir, images, image_size):
 
 def worker(argv):
   p = argparse.ArgumentParser(prog="python -m tf_gp2bm.tasks.resnet.pipeline_bench")
-  p.add_argument("--side", choices=SIDES + ("profile",), required=True)
+  p.add_argument("--side", choices=SIDES + ("profile", "service"), required=True)
+  p.add_argument("--data_service", help="--side=service: HOST:PORT of the dispatcher")
   p.add_argument("--data_dir", required=True)
   p.add_argument("--reference_folder")
   p.add_argument("--cores", required=True)
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--batches", type=int, default=40)
-  p.add_argument("--warmup_batches", type=int, default=10)
+  p.add_argument("--warmup_batches", type=int, default=WARMUP_BATCHES)
   p.add_argument("--image_size", type=int, default=224)
   a = p.parse_args(argv)
   os.sched_setaffinity(0, parse_cores(a.cores))  # before TensorFlow sizes its thread pools
@@ -155,6 +168,10 @@ def worker(argv):
   if a.side == "reference":
     files = [f for f, _ in records.shards("train")]
     ds = _reference_dataset(a.reference_folder, files, a.batch_size, records.num_classes)
+  elif a.side == "service":
+    import tensorflow as tf
+    ds = imagenet_input.train_dataset(records, tf.distribute.InputContext(), a.batch_size, a.image_size,
+                                      records.num_classes, seed=0, image_op="fused", data_service=a.data_service)
   else:
     ds = _our_dataset(a.data_dir, a.batch_size, a.image_size, a.side)
   wall, cpu = measure(ds, a.warmup_batches, a.batches)
@@ -169,10 +186,10 @@ def _load():
     return float(f.read().split()[0])
 
 
-def _run_worker(side, data_dir, folder, cores, batch_size, batches, image_size, timeout_s=600):
+def _run_worker(side, data_dir, folder, cores, batch_size, batches, image_size, timeout_s=600, extra=()):
   cmd = [sys.executable, "-m", "tf_gp2bm.tasks.resnet.pipeline_bench", f"--side={side}", f"--data_dir={data_dir}",
          f"--cores={','.join(map(str, cores))}", f"--batch_size={batch_size}", f"--batches={batches}",
-         f"--image_size={image_size}"] + ([f"--reference_folder={folder}"] if folder else [])
+         f"--image_size={image_size}"] + ([f"--reference_folder={folder}"] if folder else []) + list(extra)
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
   lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
   if r.returncode != 0 or not lines:
@@ -221,6 +238,89 @@ def compare(data_dir, reference_dir, cores, batch_size, batches, repeats, image_
     fused = statistics.median(r["images_per_cpu_s"] for r in results["fused"])
     rest = 1e3 / fused - ms["draw"] - ms["fused"]
     out(f"  {'the rest of our fused pipeline (tf.data: read, shuffle, map, batch)':70s} {rest:6.3f}")
+  return results
+
+
+# --- the tf.data service ------------------------------------------------------------------------------------
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _cpu_s(pid):
+  """User + system CPU seconds of a process and its threads so far."""
+  with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_server(role, port, args, core=None):
+  """A dispatcher or worker process (pinned to `core` with taskset), returned once it serves."""
+  pin = ["taskset", "-c", str(core)] if core is not None else []
+  proc = subprocess.Popen([*pin, sys.executable, "-m", "tf_gp2bm.data_service", role, f"--port={port}", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+  for line in proc.stdout:
+    if data_service.READY in line:
+      return proc
+  raise RuntimeError(f"data_service {role} exited ({proc.wait()}) before it served")
+
+
+def _stop_servers(procs):
+  for proc in procs:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _through_service(data_dir, workers, cores, batch_size, batches, image_size):
+  """A fresh dispatcher and `workers` workers, worker i on cores[i] (cycled), the consumer on the last core:
+  (consumer's result, CPU seconds the workers spent while it measured)."""
+  port = _free_port()
+  procs = [_start_server("dispatcher", port, [])]
+  try:
+    for i in range(workers):
+      procs.append(_start_server("worker", _free_port(), [f"--dispatcher=localhost:{port}", "--host=localhost"],
+                                 core=cores[i % len(cores)]))
+    before = sum(_cpu_s(p.pid) for p in procs[1:])
+    result = _run_worker("service", data_dir, None, [cores[-1]], batch_size, batches, image_size,
+                         extra=[f"--data_service=localhost:{port}"])
+    return result, sum(_cpu_s(p.pid) for p in procs[1:]) - before
+  finally:
+    _stop_servers(procs)
+
+
+def compare_service(data_dir, cores, batch_size, batches, repeats, image_size=224, out=print):
+  """Images/s a consumer receives from 1 and 2 service workers (each on its own core) vs the local fused pipeline
+  on one core, and the service's CPU cost per image. Returns {label: [results]}.
+
+  The workers' CPU is read from /proc over the consumer's whole run (warm-up included), so per image it counts the
+  images the workers made ahead of the consumer too; the overhead figure is the difference from the local
+  pipeline's CPU per image, workers and consumer together."""
+  out(f"tf.data service vs local input: {batches} batches of {batch_size} at {image_size}px after a warm-up, "
+      f"fused image op, {repeats} repeat(s); workers on core(s) {','.join(map(str, cores))} (one each, cycled), "
+      f"the consumer on core {cores[-1]}")
+  out(f"machine: {os.cpu_count()} cores, load average {_load():.2f} at start")
+  results = {"local": [], 1: [], 2: []}
+  for i in range(repeats):
+    results["local"].append(_run_worker("fused", data_dir, None, [cores[-1]], batch_size, batches, image_size))
+    for workers in (1, 2):
+      result, worker_cpu = _through_service(data_dir, workers, cores, batch_size, batches, image_size)
+      result["worker_cpu_s"] = worker_cpu
+      results[workers].append(result)
+    out(f"  repeat {i + 1}: images/s local {results['local'][-1]['images_per_s']:7.1f}, 1 worker "
+        f"{results[1][-1]['images_per_s']:7.1f}, 2 workers {results[2][-1]['images_per_s']:7.1f} | load {_load():.2f}")
+  local = statistics.median(r["images_per_s"] for r in results["local"])
+  local_ms = 1e3 / statistics.median(r["images_per_cpu_s"] for r in results["local"])
+  out(f"median images/s: local fused pipeline on 1 core {local:7.1f}")
+  for workers in (1, 2):
+    rate = statistics.median(r["images_per_s"] for r in results[workers])
+    consumer_ms = 1e3 / statistics.median(r["images_per_cpu_s"] for r in results[workers])
+    worker_ms = statistics.median(r["worker_cpu_s"] for r in results[workers]) * 1e3 / (
+        (WARMUP_BATCHES + batches) * batch_size)
+    out(f"median images/s: the service, {workers} worker(s)    {rate:7.1f} ({rate / local:.2f}x local)")
+    out(f"  CPU ms per image: workers {worker_ms:.3f} + consumer {consumer_ms:.3f} vs local {local_ms:.3f}: "
+        f"service overhead {worker_ms + consumer_ms - local_ms:+.3f} ms per image")
   return results
 
 

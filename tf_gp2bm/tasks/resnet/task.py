@@ -122,7 +122,8 @@ class ResNetTask(Task):
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
                                         self.config.num_classes, seed=self.seed,
-                                        image_op=self.image_op, data_service=self.config.data_service)
+                                        image_op=self.image_op, data_service=self.config.data_service,
+                                        data_service_timeout_s=self.config.data_service_timeout_s)
 
   def eval_dataset(self, ctx):
     return imagenet_input.eval_dataset(self.records, ctx, self.eval_batch_size, self.config.image_size,
@@ -139,6 +140,9 @@ class ResNetTask(Task):
 
   def diagnose_data_error(self, error):
     message = getattr(error, "message", str(error))
+    stalled = data_service.stall_message(message) if self.config.data_service else None
+    if stalled:
+      return stalled
     if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
       detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
       return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
@@ -170,6 +174,12 @@ class ResNetTask(Task):
     """Our train-image pipeline vs the real reference input_fn, each in its own process pinned to the same cores."""
     if not config.data_dir:
       raise InputError("--pipeline_only needs --data_dir: records written by `python -m data_prep.imagenet convert`")
+    if options.data_service:  # the service's workers against the local pipeline; no reference involved
+      imagenet_input.ImageNetRecords(config.data_dir).shards("train")
+      cores = pipeline_bench.parse_cores(options.cores or ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+      pipeline_bench.compare_service(config.data_dir, cores, options.batch_size, options.batches, options.repeats,
+                                     out=out)
+      return
     cores = pipeline_bench.parse_cores(options.cores or str(max(os.sched_getaffinity(0))))
     pipeline_bench.find_reference(options.reference_dir)
     for records in (config.data_dir, options.reference_data_dir):
