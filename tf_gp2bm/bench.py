@@ -4,6 +4,8 @@ r"""Throughput benchmark of a task's compiled train step (prints figures; not a 
         [--bench_steps=50] [--export_hlo=/tmp/resnet_step]   # writes .hlo.pb/.hlo.txt for scripts/gpu/step_timer.py
     python -m tf_gp2bm.bench --task=resnet --pipeline_only --data_dir=DIR --reference_dir=MLCOMMONS_TRAINING \
         [--pipeline_cores=3] [--pipeline_repeats=3]   # input pipeline vs the real reference input_fn, same cores
+    python -m tf_gp2bm.bench --task=resnet --pipeline_only --pipeline_data_service --data_dir=DIR
+        # train input from tf.data service workers (1, then 2, each on its own core) vs local input on one core
 
 Figures: samples/s of the train step on device-resident synthetic data (the step alone), and through the real
 input pipeline when --data_dir is given. Per process: multiply by the number of GPUs for a node under Horovod.
