@@ -1,5 +1,6 @@
 """The parity tool: equivalent kernels pass, wrong ones exit non-zero with a table naming the hot spot and the
 error, modules that cannot be loaded are bad input."""
+import re
 import sys
 
 import pytest
@@ -40,7 +41,7 @@ def test_worked_example_is_within_tolerance_at_every_precision_and_compiles(caps
 def test_a_multi_tensor_lars_passes_the_update_steps(capsys):
   code, out, _ = _check(capsys, "--kernels=kernel_plugins.lars_fused_norms", "--steps=4")
   assert code == 0, out
-  assert _rows(out, "lars_apply")[0].split()[:6] == ["lars_apply", "fp32", "4", "steps", "over", "5"]
+  assert _rows(out, "lars_apply")[0].split()[:6] == ["lars_apply", "fp32", "4", "steps", "over", "9"]
 
 
 def test_erf_gelu_differs_and_exits_non_zero(capsys):
@@ -64,7 +65,7 @@ def test_wrong_optimizer_updates_differ_over_the_steps(capsys):
   assert code == 1
   for name in ("lars_apply", "lars_update", "lamb_apply", "lamb_update"):
     (row,) = _rows(out, name)
-    assert row.endswith("DIFFERS") and "> 1e-05" in row, row
+    assert re.search(r"DIFFERS \[\d+\]$", row) and "> 1e-05" in row, row
 
 
 @pytest.mark.parametrize("module,message", [
@@ -83,3 +84,18 @@ def test_command_line_exit_codes():
   assert out.returncode == 2 and "error: --kernels=no.such.vendor: importing the module failed" in out.stderr
   out = run_module("tf_gp2bm.kernel_check")
   assert out.returncode == 2 and "--kernels" in out.stderr
+
+
+@pytest.mark.parametrize("module,hot_spot,worst", [
+    ("kernel_plugins.lars_epsilon_1e5", "lars_apply", "tiny_norm/kernel (momentum slot)"),
+    ("kernel_plugins.lamb_epsilon_1e4", "lamb_update", "tiny_grad/kernel (value)"),
+])
+def test_a_wrong_optimizer_epsilon_is_caught_and_the_row_names_the_variable_and_slot(capsys, module, hot_spot, worst):
+  """Norms near 1 hide the epsilons; the contract's tiny-norm variables show them."""
+  code, out, _ = _check(capsys, f"--kernels={module}", "--precision=fp32", "--steps=2", "--no-xla")
+  assert code == 1, out
+  (row,) = _rows(out, hot_spot)
+  assert row.endswith("DIFFERS [1]"), out
+  (note,) = [line for line in out.splitlines() if line.startswith("[1] differs: ")]
+  assert note[len("[1] differs: "):].startswith(f"{worst} "), note  # the worst variable and slot first
+  assert "from step 1" in note

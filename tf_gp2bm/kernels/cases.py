@@ -108,16 +108,29 @@ def forward_cases(name, precision):
 
 
 # Optimizer hot spots: a variable list like the models' (adapted kernels, excluded norms/biases, one all-zero
-# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch).
+# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch), then variables
+# where every documented constant matters: norms near LARS's epsilon (1e-7, so 1e-5 or 1e-8 moves the trust ratio),
+# gradients near LAMB's (1e-6, against sqrt(v)), a gradient that is always zero, and ranges of 1e-4..1e4.
 OPTIMIZER_VARIABLES = (("conv/kernel", (3, 3, 8, 16), True), ("bn/gamma", (16,), False),
                        ("dense/kernel", (16, 10), True), ("dense/bias", (10,), False),
-                       ("zero_init/kernel", (4, 4), True))
+                       ("zero_init/kernel", (4, 4), True), ("tiny_norm/kernel", (8, 8), True),
+                       ("tiny_grad/kernel", (4, 8), True), ("no_grad/kernel", (6, 4), True),
+                       ("large_range/kernel", (4, 16), True))
+SLOTS = {"lars": ("momentum",), "lamb": ("m", "v")}  # the slots each optimizer's hot spots update, in order
+WEIGHT_SCALE = {"tiny_norm/kernel": 1e-7, "large_range/kernel": 1e3}
+GRAD_SCALE = {"tiny_norm/kernel": 1e-7, "tiny_grad/kernel": 1e-9, "no_grad/kernel": 0.0}
+
+
+def _span(shape):
+  """Per-column factors from 1e-4 to 1e4: a tensor whose entries span eight orders of magnitude."""
+  return np.logspace(-4, 4, shape[-1]).astype(np.float32)
 
 
 def optimizer_state(seed):
   r = np.random.default_rng(seed)
   values = [np.zeros(s, np.float32) if n.startswith("zero") else r.normal(size=s).astype(np.float32)
             for n, s, _ in OPTIMIZER_VARIABLES]
+  values = [v * np.float32(WEIGHT_SCALE.get(n, 1.0)) for v, (n, _, _) in zip(values, OPTIMIZER_VARIABLES)]
   adapt = [a for _, _, a in OPTIMIZER_VARIABLES]
   names = [n for n, _, _ in OPTIMIZER_VARIABLES]
   return names, values, adapt
@@ -125,9 +138,12 @@ def optimizer_state(seed):
 
 def optimizer_grads(step, seed=1):
   r = np.random.default_rng(seed + step)
-  grads = [r.normal(size=s).astype(np.float32) * 0.1 for _, s, _ in OPTIMIZER_VARIABLES]
+  grads = [r.normal(size=s).astype(np.float32) * np.float32(GRAD_SCALE.get(n, 0.1))
+           for n, s, _ in OPTIMIZER_VARIABLES]
   grads[1] = np.zeros_like(grads[1]) if step == 0 else grads[1]
   grads[2] = np.zeros_like(grads[2]) if step == 1 else grads[2]  # |g| = 0 on an adapted variable
+  large = [n for n, _, _ in OPTIMIZER_VARIABLES].index("large_range/kernel")
+  grads[large] = grads[large] * _span(grads[large].shape)
   return [tf.constant(g) for g in grads]
 
 

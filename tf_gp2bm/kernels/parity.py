@@ -149,9 +149,27 @@ def _trajectory(fn, name, steps, jit):
   return states
 
 
-def _trajectory_error(got, want):
-  """The largest error relative to the default's value, over every variable and slot after every step."""
-  return max(_relative(a, b) for g, w in zip(got, want) for a, b in zip(g, w))
+def _state_labels(name):
+  """What each entry of a trajectory state is: the variables, then each slot of every variable."""
+  names = [n for n, _, _ in cases.OPTIMIZER_VARIABLES]
+  slots = cases.SLOTS[name.split("_")[0]]
+  return [f"{n} (value)" for n in names] + [f"{n} ({slot} slot)" for slot in slots for n in names]
+
+
+def _trajectory_error(got, want, labels, tolerance):
+  """(largest error relative to the default's value over every variable and slot after every step, a note naming
+  the variables and slots beyond `tolerance`: the worst first, with the step each first differs at)."""
+  worst, first = 0.0, {}
+  for t, (g, w) in enumerate(zip(got, want)):
+    for label, a, b in zip(labels, g, w):
+      err = _relative(a, b)
+      worst = max(worst, err)
+      if err > tolerance and (label not in first or err > first[label][1]):
+        first[label] = (first.get(label, (t + 1, 0.0))[0], err)
+  ranked = sorted(first.items(), key=lambda kv: -kv[1][1])
+  note = "; ".join(f"{label} {err:.1e} from step {t}" for label, (t, err) in ranked[:4])
+  more = f"; {len(ranked) - 4} more" if len(ranked) > 4 else ""
+  return worst, ("differs: " + note + more) if ranked else ""
 
 
 def check_optimizer(name, steps, tolerance, xla):
@@ -159,17 +177,19 @@ def check_optimizer(name, steps, tolerance, xla):
     want = _trajectory(registry.hot_spot(name).default, name, steps, jit=False)
   replacement = registry.get(name)
   case = f"{steps} steps over {len(cases.OPTIMIZER_VARIABLES)} variables"
+  labels = _state_labels(name)
   try:
-    err = _trajectory_error(_trajectory(replacement, name, steps, jit=False), want)
+    err, note = _trajectory_error(_trajectory(replacement, name, steps, jit=False), want, labels, tolerance)
   except Exception as e:  # the vendor's kernel
     return [Row(name, "fp32", case, "error", "-", "-", False, _problem(e))]
   updates, ok = _fmt(err, tolerance), err <= tolerance
-  xla_text, note = "not checked", ""
+  xla_text = "not checked"
   if xla:
     try:
-      err = _trajectory_error(_trajectory(replacement, name, steps, jit=True), want)
+      err, jit_note = _trajectory_error(_trajectory(replacement, name, steps, jit=True), want, labels, tolerance)
       xla_text = "ok" if err <= tolerance else _fmt(err, tolerance)
       ok = ok and err <= tolerance
+      note = note or ("under jit_compile: " + jit_note if jit_note else "")
     except Exception as e:
       xla_text, ok, note = "fails", False, "under jit_compile: " + _problem(e)
   return [Row(name, "fp32", case, updates, "(updates)", xla_text, ok, note)]
