@@ -19,35 +19,47 @@ from tf_gp2bm.driver import runs
 from test_faults_driver import demo_set_argv, driver, start_driver
 
 RUNS = 3
-SCHEDULES = [11, 23, 37]  # seeds of random.Random: each draws its own targets, signals and moments
+SCHEDULES = [4, 6, 21]  # seeds of random.Random; together they hit every run with each signal at each target
 HITS = 3                  # interruptions per schedule
 
 
 def draw_schedule(seed):
-  """[(target, signal, seconds after a trainer starts)]: where, how and when each interruption lands."""
+  """[(run, target, signal, seconds after its trainer starts)], runs in launch order: which run each interruption
+  hits, where, how and when."""
   rng = random.Random(seed)
-  return [(rng.choice(["trainer", "driver"]), rng.choice([signal.SIGKILL, signal.SIGINT]), rng.uniform(0.0, 12.0))
-          for _ in range(HITS)]
+  at = sorted(rng.randrange(RUNS) for _ in range(HITS))
+  return [(run, rng.choice(["trainer", "driver"]), rng.choice([signal.SIGKILL, signal.SIGINT]), rng.uniform(0, 12))
+          for run in at]
 
 
-def running_trainer(results):
-  """(run folder, process group) of a trainer the driver has started and not yet recorded, or None."""
+def parent_pid(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return int(f.read().rsplit(")", 1)[1].split()[1])
+  except (OSError, IndexError, ValueError):
+    return None  # gone
+
+
+def running_trainer(results, driver_pid, run=0):
+  """(run folder, process group) of a trainer this driver started and has not yet recorded, or None (a trainer a
+  killed driver left running does not count: the next driver kills it on its turn)."""
   for path in glob.glob(os.path.join(results, "*-demo", "runs", "resnet", "run_*", runs.DRIVER_JSON)):
-    if runs.ATTEMPT in path:
+    if runs.ATTEMPT in path or int(os.path.basename(os.path.dirname(path)).split("_")[1]) < run:
       continue
     try:
       rec = json.load(open(path))
     except (OSError, ValueError):  # being replaced this very moment
       continue
-    if rec.get("pgid") and not rec.get("finished") and not rec.get("stopped"):
+    if rec.get("pgid") and not rec.get("finished") and not rec.get("stopped") and \
+        parent_pid(rec["pgid"]) == driver_pid:
       return os.path.dirname(path), rec["pgid"]
   return None
 
 
-def wait_for_trainer(results, proc, timeout=900):
+def wait_for_trainer(results, proc, run, timeout=900):
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    found = running_trainer(results)
+    found = running_trainer(results, proc.pid, run)
     if found:
       return found
     if proc.poll() is not None:
@@ -57,19 +69,34 @@ def wait_for_trainer(results, proc, timeout=900):
   pytest.fail(f"no trainer started within {timeout}s")
 
 
+@pytest.fixture
+def drivers():
+  """Starts drivers; any still running when the test ends (it failed) is stopped with its trainer (SIGTERM)."""
+  started = []
+
+  def start(argv):
+    started.append(start_driver(argv))
+    return started[-1]
+  yield start
+  for proc in started:
+    if proc.poll() is None:
+      proc.terminate()
+      proc.communicate(timeout=120)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_interrupted_set_ends_with_exactly_the_requested_runs(demo_imagenet, tmp_path, schedule):
+def test_interrupted_set_ends_with_exactly_the_requested_runs(demo_imagenet, tmp_path, schedule, drivers):
   argv = demo_set_argv(tmp_path, demo_imagenet, runs=RUNS)
   results = str(tmp_path / "results")
   happened = []
-  proc = start_driver(argv)
-  for target, sig, delay in draw_schedule(schedule):
-    found = wait_for_trainer(results, proc)
-    if not found:  # the set finished early: resume it and go on with the schedule
+  proc = drivers(argv)
+  for run, target, sig, delay in draw_schedule(schedule):
+    found = wait_for_trainer(results, proc, run)
+    if not found:  # the driver ended before that run: resume it and go on with the schedule
       proc.communicate()
-      proc = start_driver(argv)
-      found = wait_for_trainer(results, proc)
+      proc = drivers(argv)
+      found = wait_for_trainer(results, proc, run)
       if not found:
         break
     time.sleep(delay)
@@ -81,13 +108,13 @@ def test_interrupted_set_ends_with_exactly_the_requested_runs(demo_imagenet, tmp
     else:
       proc.send_signal(sig)
       proc.communicate(timeout=300)
-      proc = start_driver(argv)  # the resume
+      proc = drivers(argv)  # the resume
     happened.append((target, sig.name, os.path.basename(found[0])))
   proc.communicate(timeout=1800)
   for _ in range(3):  # resume until done (a driver stopped by a repeated trainer kill says to rerun)
     if proc.returncode == 0:
       break
-    proc = start_driver(argv)
+    proc = drivers(argv)
     proc.communicate(timeout=1800)
   assert proc.returncode == 0, f"schedule {schedule}: {happened}"
   final = driver(*argv)  # once more: a complete set is left as it is

@@ -2,7 +2,6 @@
 default gelu and its gradient, lands in the model's graph, passes kernel_check without XLA, and fails under
 jit_compile the way docs/vendor_kernels.md says (no XLA kernel)."""
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,36 +13,15 @@ from conftest import ROOT, run_module
 pytestmark = pytest.mark.slow  # compiles C++ and starts TensorFlow in subprocesses
 
 
-def _files(folder):
-  return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-  """The documented command, `python -m examples.custom_op.build --out=DIR`, run on a copy of the examples so that
-  what it writes beside its source is seen: (library path, the copy's files before, after)."""
-  src = tmp_path_factory.mktemp("src")
-  shutil.copytree(ROOT / "examples", src / "examples", ignore=shutil.ignore_patterns("__pycache__", "build"))
-  before = _files(src)
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(ROOT)]), PYTHONDONTWRITEBYTECODE="1",
-             TF_CPP_MIN_LOG_LEVEL="2")
-  out = subprocess.run([sys.executable, "-m", "examples.custom_op.build", f"--out={tmp_path_factory.mktemp('out')}"],
-                       cwd=src, env=env, capture_output=True, text=True, timeout=600)
+def library(tmp_path_factory):
+  """Built as a script, so this process imports the kernel module only when the test loads it."""
+  out = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_op" / "build.py"),
+                        f"--out={tmp_path_factory.mktemp('gelu_op')}"], capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   path = out.stdout.strip().splitlines()[-1]
   assert path.endswith("gelu_op.so") and os.path.getsize(path) > 0
-  return path, before, _files(src)
-
-
-@pytest.fixture(scope="module")
-def library(built):
-  """Built in a child process, so this process imports the kernel module only when a test loads it."""
-  return built[0]
-
-
-def test_build_writes_only_into_its_out_folder(built):
-  _, before, after = built
-  assert after == before, sorted(set(after) - set(before))
+  return path
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +77,18 @@ def test_kernel_check_passes_without_xla_and_names_the_missing_xla_kernel(librar
   out = run_module("tf_gp2bm.kernel_check", "--kernels=examples.custom_op", "--precision=fp32", env=env)
   assert out.returncode == 1
   assert "under jit_compile:" in out.stdout and "Gp2bmGelu" in out.stdout, out.stdout
+
+
+def test_build_as_a_module_writes_only_its_out_folder(tmp_path):
+  """`-m examples.custom_op.build` imports the package first; its import-time build goes to the cache, not into
+  the source tree."""
+  source = ROOT / "examples" / "custom_op"
+  before = sorted(p.name for p in source.iterdir() if p.name != "__pycache__")
+  env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+  env.pop("GP2BM_GELU_OP_LIBRARY", None)
+  out = subprocess.run([sys.executable, "-m", "examples.custom_op.build", f"--out={tmp_path / 'out'}"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (tmp_path / "out" / "gelu_op.so").stat().st_size > 0
+  assert sorted(p.name for p in source.iterdir() if p.name != "__pycache__") == before
+  assert list((tmp_path / "cache" / "tf_gp2bm" / "custom_op").glob("*/gelu_op.so"))

@@ -222,3 +222,11 @@ def test_a_copied_log_fails_the_seed_check(tmp_path):
   shutil.copyfile(logs[0], tmp_path / "result_1.txt")  # a vendor handing in one run twice
   v = checks.seed_check(glob.glob(str(tmp_path / "*.txt")), "4.0.0")
   assert not v.passed and "already logs the same seed" in v.summary
+
+
+def test_names_that_collide_are_numbered_and_sheet_names_stay_within_excels_limit():
+  used = set()
+  assert [ranking.unique_name("a", used, lambda n: f"a-{n}") for _ in range(3)] == ["a", "a-2", "a-3"]
+  used = {"Ranking"}
+  sheets = [ranking._sheet_name("org/" + "x" * 40, used) for _ in range(2)]
+  assert sheets == ["org_" + "x" * 27, "org_" + "x" * 24 + "~2"] and all(len(s) <= 31 for s in sheets)

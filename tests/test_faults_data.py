@@ -66,6 +66,23 @@ def _convert(src, out, train=None):
                             "--train_shards=1", "--val_shards=1", "--workers=1"])
 
 
+def _imagenet_folders(root):
+  """Two classes of two train images and two validation images with their labels, under `root`: (train, val,
+  the arguments of a convert into root/imagenet)."""
+  train, val = root / "train", root / "val"
+  for synset in ("n01000001", "n01000002"):
+    (train / synset).mkdir(parents=True)
+    for i in range(2):
+      (train / synset / f"{synset}_{i}.JPEG").write_bytes(_jpeg(i))
+  val.mkdir()
+  for i in (1, 2):
+    (val / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(10 + i))
+  (root / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{i}\n" for i in (1, 2)))
+  args = ["convert", f"--train={train}", f"--val={val}", f"--val_labels={root / 'labels.txt'}",
+          f"--out={root / 'imagenet'}", "--allow_partial", "--train_shards=1", "--val_shards=1", "--workers=1"]
+  return train, val, args
+
+
 def _bert_records(folder, name, examples):
   folder.mkdir(parents=True, exist_ok=True)
   bert_records.write_examples(str(folder / name), examples, *PREDS)
@@ -367,17 +384,7 @@ def test_every_tool_names_an_input_it_cannot_read(tmp_path, capsys, tiny_checkpo
                              *SEQ]) == EXIT_BAD_INPUT
   assert f"{loop} is a symlink that leads nowhere readable" in capsys.readouterr().err
   # convert from folders: a loop among a class's images, among the validation images.
-  train, val = tmp_path / "train", tmp_path / "val"
-  for synset in ("n01000001", "n01000002"):
-    (train / synset).mkdir(parents=True)
-    for i in range(2):
-      (train / synset / f"{synset}_{i}.JPEG").write_bytes(_jpeg(i))
-  val.mkdir()
-  for i in range(1, 3):
-    (val / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(10 + i))
-  (tmp_path / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{i}\n" for i in (1, 2)))
-  args = ["convert", f"--train={train}", f"--val={val}", f"--val_labels={tmp_path / 'labels.txt'}",
-          f"--out={tmp_path / 'imagenet'}", "--allow_partial", "--train_shards=1", "--val_shards=1", "--workers=1"]
+  train, val, args = _imagenet_folders(tmp_path)
   bad_image = _loop(train / "n01000002" / "n01000002_9.JPEG")
   assert imagenet_cli.main(args) == EXIT_BAD_INPUT
   assert f"--train: {bad_image} is a symlink that leads nowhere readable" in capsys.readouterr().err
@@ -512,15 +519,7 @@ def test_a_file_without_read_permission_is_named_for_an_unprivileged_user():
     records = folder / "records"
     for i in range(2):
       _bert_records(records, f"part-0000{i}-of-00002", [_example(40 + i)] * 5)
-    train, val = folder / "train", folder / "val"
-    for synset in ("n01000001", "n01000002"):
-      (train / synset).mkdir(parents=True)
-      for i in range(2):
-        (train / synset / f"{synset}_{i}.JPEG").write_bytes(_jpeg(i))
-    val.mkdir()
-    for i in (1, 2):
-      (val / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(10 + i))
-    (folder / "labels.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG n0100000{i}\n" for i in (1, 2)))
+    train, val, args = _imagenet_folders(folder)
     for path in [folder, *folder.rglob("*")]:
       os.chown(path, NOBODY, NOBODY)
     os.chmod(folder, 0o755)
@@ -532,10 +531,7 @@ def test_a_file_without_read_permission_is_named_for_an_unprivileged_user():
     assert r.returncode == EXIT_BAD_INPUT, r.stdout + r.stderr
     assert f"--input: cannot read {unreadable_part} (permission denied)" in r.stderr and "Traceback" not in r.stderr
     assert not (folder / "packed" / "manifest-pack.json").exists()
-    args = ["convert", f"--train={train}", f"--val={val}", f"--val_labels={folder / 'labels.txt'}",
-            f"--out={folder / 'imagenet'}", "--allow_partial", "--train_shards=1", "--val_shards=1", "--workers=1",
-            "--no_restart_markers"]
-    r = _as_nobody("-m", "data_prep.imagenet", *args)
+    r = _as_nobody("-m", "data_prep.imagenet", *args, "--no_restart_markers")
     assert r.returncode == EXIT_BAD_INPUT, r.stdout + r.stderr
     assert f"--train: cannot read {unreadable_image} (permission denied)" in r.stderr and "Traceback" not in r.stderr
     assert not (folder / "imagenet" / imagenet_format.MANIFEST).exists()

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import ROOT, skip_unless
 
-STEPS = ["resnet_smoke", "bert_smoke", "bert_packed_smoke"]  # prepare.sh --dry's exports, in measure.sh's order
+# prepare.sh --dry --kernels=examples.vendor_kernels's exports, in measure.sh's order
+STEPS = ["resnet_smoke", "bert_smoke", "bert_packed_smoke", "bert_smoke_kernels"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def _run(script, *args, env):
 @pytest.mark.slow
 def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   bench = tmp_path / "gpubench"
-  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", env={"GPUBENCH": str(bench)})
+  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", "--kernels=examples.vendor_kernels",
+           env={"GPUBENCH": str(bench)})
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   assert (bench / "order.txt").read_text().split() == STEPS
   assert not list(bench.glob("*.hlo.txt"))  # the timer needs none of it: it stays out of the 64 MiB carried
@@ -53,7 +55,7 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   # The loss is the loss, not a weight: an untrained step's cross-entropy is near ln(classes) (10 classes for the
   # smoke ResNet; BERT: ln(128 tokens) + ln(2) for next-sentence).
   assert json.loads((out / "resnet_smoke.json").read_text())["loss"] == pytest.approx(math.log(10), rel=0.2)
-  for step in ("bert_smoke", "bert_packed_smoke"):
+  for step in ("bert_smoke", "bert_packed_smoke", "bert_smoke_kernels"):
     loss = json.loads((out / f"{step}.json").read_text())["loss"]
     assert loss == pytest.approx(math.log(128) + math.log(2), rel=0.2), step
   table = (out / "table.txt").read_text()
@@ -75,6 +77,12 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   r = _run(bench / "measure.sh", "--dry", env=dict(env, OUT=str(out3), BUDGET="0"))
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   assert all(json.loads((out3 / f"{step}.json").read_text())["status"] == "no time left" for step in STEPS)
+
+
+def test_prepare_rejects_an_unknown_argument_before_exporting(tmp_path):
+  r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--kernel=acme", env={"GPUBENCH": str(tmp_path / "b")})
+  assert r.returncode == 2 and "unknown argument --kernel=acme" in r.stderr
+  assert not (tmp_path / "b").exists()
 
 
 def test_measure_fails_fast_without_a_usable_jax(tmp_path):

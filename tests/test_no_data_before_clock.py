@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, run_train
 
 OPEN = re.compile(r'^\d+\s+(?P<t>\d+\.\d+) openat\([^"]*"(?P<path>[^"]+)".*\) = (?P<fd>-?\d+)')
 NOT_RECORDS = (".json", ".txt", ".md5", ".md", ".log", ".py")
@@ -74,3 +74,28 @@ def test_resnet_reads_no_record_before_run_start(demo_imagenet, tmp_path):
   args = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}",
           "--train_epochs=2", "--resnet_depth=10"]
   _traced_run(tmp_path, args, [demo_imagenet])
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_data_service_workers_read_no_record_before_run_start(demo_imagenet, tmp_path):
+  # The dispatcher and a worker run under strace from their start; the trainer reads its train images from them.
+  from test_data_service import _free_port, _start, _stop
+  strace, port, traces = _strace(), _free_port(), [tmp_path / "dispatcher.trace", tmp_path / "worker.trace"]
+  procs = [_start("dispatcher", port, strace_to=(strace, traces[0]))]
+  try:
+    procs.append(_start("worker", _free_port(), f"--dispatcher=localhost:{port}", "--host=localhost",
+                        strace_to=(strace, traces[1])))
+    out = tmp_path / "run"
+    r = run_train("--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}",
+                  f"--output_dir={out}", "--seed=5", "--resnet_depth=10", f"--data_service=localhost:{port}")
+    assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-3000:]
+  finally:
+    for proc in procs:
+      _stop(proc)
+  run_start = _run_start_ms(out / "mlperf.log")
+  opens = _record_opens(traces[1], [demo_imagenet])
+  assert opens, "the worker's trace shows no record opened: the check would prove nothing"
+  for trace in traces:
+    for ms, path in _record_opens(trace, [demo_imagenet]):
+      assert ms >= run_start, f"{trace.name}: {path} was opened {run_start - ms:.0f} ms before run_start"

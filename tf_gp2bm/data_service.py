@@ -9,15 +9,17 @@ Sharding (docs/multinode.md, "Input from the tf.data service"): one job per rank
 `distributed_epoch` mode. Rank r's job reads exactly the files a local rank r reads (round robin over the sorted
 train files), and the dispatcher hands each of those files to one worker per pass, so every image is produced once
 per epoch: ranks hold disjoint files, and within a rank's job dynamic sharding splits its files over workers
-without overlap. Files and records are shuffled per pass from the run seed and the rank, as locally.
+without overlap; a pass is one iteration of the job (the trainer repeats), so two passes never mix. Files and
+records are shuffled on the workers, unseeded (a fresh graph per pass would repeat a seeded order).
 
-A worker process loads the fused image op (and self-checks it) before it serves, so the graphs the trainers
+The dispatcher and each worker load the fused image op (and self-checks it) before it serves, so the graphs the trainers
 register can run there; it reads no record until a trainer asks for data, which happens after run_start.
 """
 import argparse
 import os
 import socket
 import sys
+import uuid
 
 from tf_gp2bm.errors import InputError
 
@@ -44,19 +46,20 @@ def reachable(address, timeout_s=5.0):
     return f"no tf.data service dispatcher answers at {address} ({e.strerror or e})"
 
 
-def job_name(seed, input_context):
-  """One job per rank and run: ranks never share a job, and a later run on the same dispatcher starts anew."""
-  run = os.environ.get("GP2BM_RUN_ID") or f"seed{seed}"
-  return f"tf_gp2bm-{run}-rank{input_context.input_pipeline_id}of{input_context.num_input_pipelines}"
+def job_name(input_context):
+  """One job per rank and pipeline: only this process reads it, so a later run, or another pipeline on the same
+  dispatcher, never joins it (a shared name would hand one job's elements to both)."""
+  return (f"tf_gp2bm-rank{input_context.input_pipeline_id}of{input_context.num_input_pipelines}-"
+          f"{uuid.uuid4().hex[:12]}")
 
 
-def distribute(dataset, address, seed, input_context):
+def distribute(dataset, address, input_context):
   """`dataset` (this rank's batches) produced by the service's workers, each element once per pass."""
   import tensorflow as tf
   check_address(address)
   return dataset.apply(tf.data.experimental.service.distribute(
       processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=f"grpc://{address}",
-      job_name=job_name(seed, input_context)))
+      job_name=job_name(input_context)))
 
 
 # --- the servers (their own processes) ------------------------------------------------------------------------
@@ -91,12 +94,11 @@ def serve(argv):
     return 2
   import tensorflow as tf
   service = tf.data.experimental.service
+  _load_task_ops(out)  # the dispatcher too: dynamic sharding builds the registered graph there to split it
   if a.role == "dispatcher":
     server = service.DispatchServer(service.DispatcherConfig(
         port=a.port, work_dir=a.work_dir, fault_tolerant_mode=bool(a.work_dir)))
   else:
-    import tf_gp2bm  # noqa: F401  (TensorFlow settings of the package)
-    _load_task_ops(out)
     host = a.host or socket.gethostname()
     server = service.WorkerServer(service.WorkerConfig(
         dispatcher_address=a.dispatcher, worker_address=f"{host}:{a.port}", port=a.port))

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import tf_gp2bm  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_gp2bm import errors, kernels
+from tf_gp2bm import errors, files, kernels
 from tf_gp2bm.errors import InputError
 
 # Relative error allowed between a replacement and the default, by the least precise float dtype of a case
@@ -28,7 +28,15 @@ def parse_args(argv):
   parser.add_argument("--steps", type=int, default=5, help="update steps for the optimizer hot spots")
   parser.add_argument("--xla", default=True, action=argparse.BooleanOptionalAction,
                       help="also compile each replacement with jit_compile (what a --xla run needs)")
+  parser.add_argument("--report", default=None,
+                      help="also write the printed report to this file (keep it with the run and the submission)")
   return parser.parse_args(argv)
+
+
+def _write_report(path, text):
+  with files.atomic_output(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
 
 
 def main(argv=None):
@@ -52,10 +60,15 @@ def main(argv=None):
     else:
       for precision in precisions:
         rows += parity.check_forward(name, precision, TOLERANCE, args.xla)
-  print(parity.table(rows))
   failed = [r for r in rows if not r.ok]
-  print(f"{len(rows) - len(failed)}/{len(rows)} checks within tolerance" +
-        (f"; {len(failed)} differ from the defaults" if failed else ""))
+  summary = (f"{len(rows) - len(failed)}/{len(rows)} checks within tolerance" +
+             (f"; {len(failed)} differ from the defaults" if failed else ""))
+  print(parity.table(rows))
+  print(summary)
+  if args.report:
+    _write_report(args.report, f"kernel_check --kernels={args.kernels} --precision={args.precision} "
+                                  f"--steps={args.steps} --{'' if args.xla else 'no-'}xla\n"
+                                  f"{parity.table(rows)}\n{summary}\n")
   return 1 if failed else 0
 
 

@@ -17,6 +17,7 @@ it allows, and the padding share before and after. manifest-pack.json (tf_gp2bm.
 it) lists per file its rows (`count`), `bytes`, `sha256`, `sequences`, `tokens` and `rows_by_sequences`, and the
 totals with the packing factor; the trainer checks each file's size against it before the clock starts.
 """
+import argparse
 import array
 import glob
 import hashlib
@@ -55,9 +56,8 @@ def list_inputs(spec):
   return paths
 
 
-def _example(serialized, compact=False):
-  """The features of one record as arrays; compact: token features cut to the sequence's length in small dtypes
-  (a part of the real data holds a few hundred thousand sequences, all in memory while it is packed)."""
+def _example(serialized):
+  """The features of one record as arrays (_Columns keeps what packing needs of them, compactly)."""
   import tensorflow as tf  # protobuf parsing only
   feature = tf.train.Example.FromString(serialized).features.feature
   out = {}
@@ -67,10 +67,6 @@ def _example(serialized, compact=False):
     kind = feature[name].WhichOneof("kind")
     out[name] = np.asarray(getattr(feature[name], kind).value,
                            np.float32 if name == "masked_lm_weights" else np.int64)
-  if compact:
-    n = packing.sequence_length(out)
-    out.update(input_ids=out["input_ids"][:n].astype(np.int32), segment_ids=out["segment_ids"][:n].astype(np.int8),
-               input_mask=np.ones(n, np.int8))
   return out
 
 
@@ -269,12 +265,15 @@ def run_pack(inputs, out_dir, seed, max_sequences=packing.MAX_SEQUENCES, workers
 
 
 def add_parser(sub):
-  p = sub.add_parser(STAGE, help="pretraining records -> packed rows (several sequences per row)")
+  p = sub.add_parser(STAGE, help="pretraining records -> packed rows (several sequences per row)", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--input", required=True, help="record FILE, GLOB or FOLDER (the tfrecords stage's output)")
   p.add_argument("--out", required=True, help="folder for the packed files and manifest-pack.json")
-  p.add_argument("--seed", type=int, default=12345, help="row order (the same seed writes the same files)")
-  p.add_argument("--max_sequences", type=int, default=packing.MAX_SEQUENCES, help="sequences per row at most")
-  p.add_argument("--workers", type=int, default=None)
+  p.add_argument("--seed", type=int, default=12345,
+                 help="row order (the same seed writes the same files; default: %(default)s)")
+  p.add_argument("--max_sequences", type=int, default=packing.MAX_SEQUENCES,
+                 help="sequences per row at most, 1 to 3 (default: %(default)s)")
+  p.add_argument("--workers", type=int, default=None, help="processes, one input file each (default: one per core)")
   p.set_defaults(func=cmd_pack)
 
 

@@ -1,4 +1,7 @@
-"""Compiles gelu_op.cc against the installed TensorFlow: `python -m examples.custom_op.build --out=DIR`.
+"""Compiles gelu_op.cc against the installed TensorFlow: `python examples/custom_op/build.py --out=DIR`.
+
+Run as a script, so nothing but DIR is written (as `-m examples.custom_op.build` the package would load, and build
+into its cache, first).
 
 The compiler flags come from tf.sysconfig (include path, C++ ABI, standard), so the library matches the TensorFlow
 that loads it. The result is rebuilt only when the source is newer.
@@ -36,7 +39,7 @@ def build(out_dir):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m examples.custom_op.build", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python examples/custom_op/build.py", description=__doc__.splitlines()[0])
   parser.add_argument("--out", required=True, help="directory for the built library")
   print(build(parser.parse_args(argv).out))
   return 0

@@ -1,6 +1,6 @@
 """Prepares one exported train step (tf_gp2bm.bench --export_hlo=PREFIX) for step_timer.py on the GPU machine.
 
-    python scripts/gpu/prepare_step.py PREFIX --task=bert [--packing_factor=2.0]
+    python scripts/gpu/prepare_step.py PREFIX --task=bert [--packing_factor=2.0] [--strip_metadata]
 
 Writes PREFIX.step.json: the ENTRY parameters (dtype, shape), which outputs feed which parameters back (the
 variables), how to make each batch input (real-shaped: valid token ids, masks of ones, labels in range), and which
@@ -48,6 +48,8 @@ def main(argv=None):
   p.add_argument("--task", required=True, choices=("resnet", "bert"))
   p.add_argument("--packing_factor", type=float, default=1.0,
                  help="sequences per row of a packed BERT step: samples/s counts sequences, as the trainer does")
+  p.add_argument("--strip_metadata", action="store_true",
+                 help="drop the HLO metadata (op names, source lines: only a profile reads them) to fit 64 MiB")
   args = p.parse_args(argv)
   pb = args.prefix + ".hlo.pb"
   module = hlo_pb2.HloModuleProto()
@@ -79,6 +81,8 @@ def main(argv=None):
     for ins in comp.instructions:
       if ins.opcode == "copy":
         ins.opcode, n = "reshape", n + 1
+      if args.strip_metadata:
+        ins.ClearField("metadata")
   with open(pb, "wb") as f:
     f.write(module.SerializeToString())
   rows = params[0][1][0]

@@ -6,7 +6,7 @@ a folder of such trees, or one system's results folder. `--pair A B` joins two b
 submitted under two system names into one system. `PATH@RULESET` checks that input under another ruleset (the
 GP2BM score is defined on the pinned one, so it is then INVALID, but its checker output is there to read).
 Every system gets a verdict line; one bad system never stops the others. Reports: one folder per system (the
-same reports as a set of our own) plus ranking.md / .csv / .xlsx (ranking.py).
+same reports as a set of our own) plus ranking.md / .csv / .xlsx: one table, valid systems by score (best first).
 """
 import argparse
 import concurrent.futures
@@ -324,8 +324,8 @@ def build_parser():
   p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("RESNET_FOLDER", "BERT_FOLDER"),
                  help="two benchmark folders submitted under two system names, scored as one system (repeatable)")
   p.add_argument("--out", default=None, help="report folder; default <results root>/score-<UTC time>")
-  p.add_argument("--ruleset", default=task_spec.RULESET, help="ruleset for inputs without @RULESET")
-  p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compliance checkers run at once")
+  p.add_argument("--ruleset", default=task_spec.RULESET, help="ruleset for inputs without @RULESET (default: %(default)s)")
+  p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compliance checkers run at once (default: one per core)")
   return p
 
 
@@ -347,7 +347,7 @@ def main(argv, results_root):
   logging.getLogger().setLevel(logging.ERROR)  # the RCP checker logs every step; its verdict is in the reports
   results, used = [], set()
   for entry in entries:
-    folder = os.path.join(out, _unique(package.safe_name(entry.name.replace("/", "__")), used))
+    folder = os.path.join(out, _folder_name(entry, used))
     os.makedirs(folder, exist_ok=True)
     try:
       s = score_entry(entry, folder, max(1, a.jobs))
@@ -373,10 +373,6 @@ def main(argv, results_root):
   return 0 if all(s["verdict"]["kind"] == VALID for s in results) else EXIT_INVALID
 
 
-def _unique(name, used):
-  out, n = name, 1
-  while out in used:
-    n += 1
-    out = f"{name}-{n}"
-  used.add(out)
-  return out
+def _folder_name(entry, used):
+  name = package.safe_name(entry.name.replace("/", "__"))
+  return ranking.unique_name(name, used, lambda n: f"{name}-{n}")

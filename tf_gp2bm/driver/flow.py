@@ -171,6 +171,10 @@ def run_set(config, ui):
     package.snapshot_source(rs.path)
     if config.kernels:
       package.snapshot_kernels(rs.path, config.kernels)
+      code = package.save_kernel_check(rs.path, config.kernels)
+      ui.say(f"kernel_check --kernels={config.kernels}: " + ("within tolerance" if code == 0 else
+             "DIFFERS from the defaults" if code == 1 else f"failed (exit {code})") +
+             f"; report: {os.path.join(rs.path, package.KERNELS_SNAPSHOT, package.KERNEL_CHECK_REPORT)}")
     write_json_atomic(os.path.join(rs.path, "system.json"), sysdesc)
     ui.say(f"new set: {rs.path}")
   else:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 
 from tf_gp2bm.files import repo_root, sha256_file, write_json_atomic
@@ -21,6 +22,7 @@ from tf_gp2bm.kernels import module_files
 IMPL = "tf_gp2bm"
 KERNELS_SNAPSHOT = "kernels_source"  # <set>/kernels_source/: the --kernels module's files as the set started
 VENDOR_KERNELS = "vendor_kernels"    # where they go in the implementation tree
+KERNEL_CHECK_REPORT = "kernel_check.txt"  # beside them: the parity report the docs tell vendors to keep
 
 
 class StaleTree(FileExistsError):
@@ -77,6 +79,21 @@ def snapshot_kernels(set_dir, module):
   for rel, path in files.items():
     copy_once(path, os.path.join(set_dir, KERNELS_SNAPSHOT, rel))
   return len(files)
+
+
+def save_kernel_check(set_dir, module):
+  """Runs kernel_check on the module as the set starts, keeping its report with the module's snapshot (and so in
+  the submission tree); returns its exit code (0 within tolerance, 1 differs, 2 unloadable)."""
+  report = os.path.join(set_dir, KERNELS_SNAPSHOT, KERNEL_CHECK_REPORT)
+  os.makedirs(os.path.dirname(report), exist_ok=True)
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([p for p in sys.path if p] +
+                                                    [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+  result = subprocess.run([sys.executable, "-m", "tf_gp2bm.kernel_check", f"--kernels={module}",
+                           f"--report={report}"], cwd=repo_root(), env=env, capture_output=True, text=True)
+  if result.returncode not in (0, 1) or not os.path.exists(report):
+    with open(report, "w") as f:  # the check itself failed: keep why, not an empty file
+      f.write(f"kernel_check --kernels={module} exited {result.returncode}\n{result.stderr[-4000:]}")
+  return result.returncode
 
 
 def org_dir(runset):

@@ -77,11 +77,16 @@ def write(out_dir, results):
   return paths, rows
 
 
+def unique_name(name, used, numbered):
+  """`name`, or the first `numbered(n)` for n = 2, 3, ... that is not in `used`; the answer is added to `used`."""
+  out, n = name, 1
+  while out in used:
+    n += 1
+    out = numbered(n)
+  used.add(out)
+  return out
+
+
 def _sheet_name(name, used):
   base = re.sub(r"[\[\]:*?/\\']", "_", name)[:31]  # Excel's limit and forbidden characters
-  sheet, n = base, 1
-  while sheet in used:
-    n += 1
-    sheet = f"{base[:28]}~{n}"
-  used.add(sheet)
-  return sheet
+  return unique_name(base, used, lambda n: f"{base[:28]}~{n}")

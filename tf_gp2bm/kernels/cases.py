@@ -108,29 +108,33 @@ def forward_cases(name, precision):
 
 
 # Optimizer hot spots: a variable list like the models' (adapted kernels, excluded norms/biases, one all-zero
-# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch), then variables
-# where every documented constant matters: norms near LARS's epsilon (1e-7, so 1e-5 or 1e-8 moves the trust ratio),
-# gradients near LAMB's (1e-6, against sqrt(v)), a gradient that is always zero, and ranges of 1e-4..1e4.
+# variable for the |w| = 0 branch) and per-step gradients (one all-zero, for the |g| = 0 branch). The epsilons only
+# matter where the norms are as small as they are: "tiny/kernel" has |w| ~ 1e-6 and |g| ~ 1e-8, so LARS's 1e-7 and
+# LAMB's 1e-6 decide its update (a vendor's 1e-5 differs by far more than the tolerance); "wide/kernel" spans
+# 1e-6 .. 1e3 in one tensor, so a norm computed in low precision or without care for overflow shows.
 OPTIMIZER_VARIABLES = (("conv/kernel", (3, 3, 8, 16), True), ("bn/gamma", (16,), False),
                        ("dense/kernel", (16, 10), True), ("dense/bias", (10,), False),
-                       ("zero_init/kernel", (4, 4), True), ("tiny_norm/kernel", (8, 8), True),
-                       ("tiny_grad/kernel", (4, 8), True), ("no_grad/kernel", (6, 4), True),
-                       ("large_range/kernel", (4, 16), True))
-SLOTS = {"lars": ("momentum",), "lamb": ("m", "v")}  # the slots each optimizer's hot spots update, in order
-WEIGHT_SCALE = {"tiny_norm/kernel": 1e-7, "large_range/kernel": 1e3}
-GRAD_SCALE = {"tiny_norm/kernel": 1e-7, "tiny_grad/kernel": 1e-9, "no_grad/kernel": 0.0}
+                       ("zero_init/kernel", (4, 4), True), ("tiny/kernel", (8, 8), True),
+                       ("wide/kernel", (32, 8), True))
+SCALE = {"tiny/kernel": (1e-7, 1e-9)}  # (weight, gradient) element scale; 1 and 0.1 otherwise
 
 
-def _span(shape):
-  """Per-column factors from 1e-4 to 1e4: a tensor whose entries span eight orders of magnitude."""
-  return np.logspace(-4, 4, shape[-1]).astype(np.float32)
+def _wide(r, shape):
+  """Magnitudes log-uniform over 1e-6 .. 1e3 with random signs."""
+  magnitude = 10.0 ** r.uniform(-6, 3, size=shape)
+  return (magnitude * r.choice([-1.0, 1.0], size=shape)).astype(np.float32)
 
 
 def optimizer_state(seed):
   r = np.random.default_rng(seed)
-  values = [np.zeros(s, np.float32) if n.startswith("zero") else r.normal(size=s).astype(np.float32)
-            for n, s, _ in OPTIMIZER_VARIABLES]
-  values = [v * np.float32(WEIGHT_SCALE.get(n, 1.0)) for v, (n, _, _) in zip(values, OPTIMIZER_VARIABLES)]
+  values = []
+  for n, s, _ in OPTIMIZER_VARIABLES:
+    if n.startswith("zero"):
+      values.append(np.zeros(s, np.float32))
+    elif n.startswith("wide"):
+      values.append(_wide(r, s))
+    else:
+      values.append((r.normal(size=s) * SCALE.get(n, (1.0,))[0]).astype(np.float32))
   adapt = [a for _, _, a in OPTIMIZER_VARIABLES]
   names = [n for n, _, _ in OPTIMIZER_VARIABLES]
   return names, values, adapt
@@ -138,13 +142,16 @@ def optimizer_state(seed):
 
 def optimizer_grads(step, seed=1):
   r = np.random.default_rng(seed + step)
-  grads = [r.normal(size=s).astype(np.float32) * np.float32(GRAD_SCALE.get(n, 0.1))
-           for n, s, _ in OPTIMIZER_VARIABLES]
+  grads = [_wide(r, s) * 1e-3 if n.startswith("wide") else
+           (r.normal(size=s) * SCALE.get(n, (1.0, 0.1))[1]).astype(np.float32) for n, s, _ in OPTIMIZER_VARIABLES]
   grads[1] = np.zeros_like(grads[1]) if step == 0 else grads[1]
   grads[2] = np.zeros_like(grads[2]) if step == 1 else grads[2]  # |g| = 0 on an adapted variable
-  large = [n for n, _, _ in OPTIMIZER_VARIABLES].index("large_range/kernel")
-  grads[large] = grads[large] * _span(grads[large].shape)
   return [tf.constant(g) for g in grads]
+
+
+def optimizer_slots(name):
+  """The slot names of an optimizer hot spot, in the order the hot spot takes them."""
+  return ("momentum",) if name.startswith("lars") else ("m", "v")
 
 
 def optimizer_scalars(name, lr, step):

@@ -126,11 +126,17 @@ def check_forward(name, precision, tolerances, xla):
   return rows
 
 
+def _state_labels(name):
+  """What each entry of a _trajectory state is: the variables, then each slot of each variable."""
+  names = [n for n, _, _ in cases.OPTIMIZER_VARIABLES]
+  return names + [f"{n} slot {slot}" for slot in cases.optimizer_slots(name) for n in names]
+
+
 def _trajectory(fn, name, steps, jit):
   """Values of every variable and slot after each of `steps` updates through hot spot `fn`."""
   names, values, adapt = cases.optimizer_state(0)
   variables = [tf.Variable(v, name=n) for n, v in zip(names, values)]
-  slots = [[tf.Variable(tf.zeros_like(v)) for v in values] for _ in range(1 if name.startswith("lars") else 2)]
+  slots = [[tf.Variable(tf.zeros_like(v)) for v in values] for _ in cases.optimizer_slots(name)]
 
   def step(grads, t):
     scalars = cases.optimizer_scalars(name, tf.constant(0.05), tf.cast(t + 1, tf.float32))
@@ -149,27 +155,13 @@ def _trajectory(fn, name, steps, jit):
   return states
 
 
-def _state_labels(name):
-  """What each entry of a trajectory state is: the variables, then each slot of every variable."""
-  names = [n for n, _, _ in cases.OPTIMIZER_VARIABLES]
-  slots = cases.SLOTS[name.split("_")[0]]
-  return [f"{n} (value)" for n in names] + [f"{n} ({slot} slot)" for slot in slots for n in names]
-
-
-def _trajectory_error(got, want, labels, tolerance):
-  """(largest error relative to the default's value over every variable and slot after every step, a note naming
-  the variables and slots beyond `tolerance`: the worst first, with the step each first differs at)."""
-  worst, first = 0.0, {}
-  for t, (g, w) in enumerate(zip(got, want)):
-    for label, a, b in zip(labels, g, w):
-      err = _relative(a, b)
-      worst = max(worst, err)
-      if err > tolerance and (label not in first or err > first[label][1]):
-        first[label] = (first.get(label, (t + 1, 0.0))[0], err)
-  ranked = sorted(first.items(), key=lambda kv: -kv[1][1])
-  note = "; ".join(f"{label} {err:.1e} from step {t}" for label, (t, err) in ranked[:4])
-  more = f"; {len(ranked) - 4} more" if len(ranked) > 4 else ""
-  return worst, ("differs: " + note + more) if ranked else ""
+def _trajectory_error(got, want, name):
+  """(largest error relative to the default's value over every variable and slot after every step, where: the
+  variable or slot and step of the first entry with that error)."""
+  labels = _state_labels(name)
+  errors = [(_relative(a, b), f"{label} after step {t + 1}")
+            for t, (g, w) in enumerate(zip(got, want)) for label, a, b in zip(labels, g, w)]
+  return max(errors, key=lambda e: e[0])
 
 
 def check_optimizer(name, steps, tolerance, xla):
@@ -177,19 +169,20 @@ def check_optimizer(name, steps, tolerance, xla):
     want = _trajectory(registry.hot_spot(name).default, name, steps, jit=False)
   replacement = registry.get(name)
   case = f"{steps} steps over {len(cases.OPTIMIZER_VARIABLES)} variables"
-  labels = _state_labels(name)
   try:
-    err, note = _trajectory_error(_trajectory(replacement, name, steps, jit=False), want, labels, tolerance)
+    err, where = _trajectory_error(_trajectory(replacement, name, steps, jit=False), want, name)
   except Exception as e:  # the vendor's kernel
     return [Row(name, "fp32", case, "error", "-", "-", False, _problem(e))]
   updates, ok = _fmt(err, tolerance), err <= tolerance
+  note = "" if ok else f"{name}: largest difference in {where}"
   xla_text = "not checked"
   if xla:
     try:
-      err, jit_note = _trajectory_error(_trajectory(replacement, name, steps, jit=True), want, labels, tolerance)
+      err, where = _trajectory_error(_trajectory(replacement, name, steps, jit=True), want, name)
       xla_text = "ok" if err <= tolerance else _fmt(err, tolerance)
+      if err > tolerance:
+        note = note or f"{name} under jit_compile: largest difference in {where}"
       ok = ok and err <= tolerance
-      note = note or ("under jit_compile: " + jit_note if jit_note else "")
     except Exception as e:
       xla_text, ok, note = "fails", False, "under jit_compile: " + _problem(e)
   return [Row(name, "fp32", case, updates, "(updates)", xla_text, ok, note)]

@@ -77,7 +77,7 @@ class TaskConfig:
   weight_decay: Optional[float] = param(None, "Weight-decay coefficient the optimizer applies to the variables it "
                                         "adapts (not to biases and normalization parameters).")
   accumulation_steps: int = param(1, "Micro-batches each replica accumulates into one optimizer update.")
-  eval_batch_size: Optional[int] = param(None, "Per-replica evaluation batch (default: the per-replica training "
+  eval_batch_size: Optional[int] = param(None, "Per-replica evaluation batch (none: the per-replica training "
                                          "micro-batch).")
   data_dir: Optional[str] = param(None, "Training data: the TFRecords and manifest.json that data_prep wrote.")
   closed: bool = True  # the trainer's --closed (one flag for the whole run, not a task's)
@@ -165,10 +165,16 @@ class Plan:
 class Task(abc.ABC):
   """Interface between a benchmark and the trainer. See tasks/resnet and tasks/bert for the two implementations."""
 
+  spec = None             # the task's TaskSpec (tasks/<name>/spec.py): the three below are copied from it
   benchmark: str          # mllog submission_benchmark: 'resnet' | 'bert'
   target_accuracy: float  # the closed-division quality target
   progress_unit: str      # what EvalPoint.epoch_num counts: 'epochs' | 'samples'
-  Config = TaskConfig     # each task's frozen config class
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if cls.spec is not None:  # one source: the spec the driver and scoring read too
+      cls.benchmark, cls.target_accuracy, cls.progress_unit = (
+          cls.spec.benchmark, cls.spec.target_accuracy, cls.spec.progress_unit)
 
   def __init__(self, runtime, config, seed=0):
     config.check_replicas(runtime.num_replicas)

@@ -9,7 +9,6 @@ from mlperf_logging.mllog import constants as C
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.optimizers.base import Optimizer
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
-from toy_task.config import Config
 from toy_task.spec import DATA_FILE, EVAL_EXAMPLES, SPEC, TRAIN_EXAMPLES
 
 FEATURES, CLASSES = 2, 4
@@ -22,10 +21,7 @@ class SGD(Optimizer):
 
 
 class ToyTask(Task):
-  benchmark = SPEC.benchmark
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
-  Config = Config
+  spec = SPEC
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)

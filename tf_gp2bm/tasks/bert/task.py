@@ -15,7 +15,7 @@ from tf_gp2bm.runtime.single_device import SingleDevice
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.bert import checkpoint, model as bert_model, packing, pretraining_input as data
 from tf_gp2bm.tasks.bert.config import (CLIP_NORM, END_LR, INITIAL_CHECKPOINT_ACCURACY, PACKING_FACTOR_TOLERANCE,
-                                        POLY_POWER, Config)
+                                        POLY_POWER)
 from tf_gp2bm.tasks.bert.spec import (EVAL_EXAMPLES as CLOSED_EVAL_EXAMPLES, SPEC, eval_every_steps,
                                       eval_interval_samples)
 
@@ -26,10 +26,7 @@ def packing_factor(packed_dir):
 
 
 class BertTask(Task):
-  benchmark = C.BERT
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
-  Config = Config
+  spec = SPEC
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)

@@ -8,6 +8,7 @@ import dataclasses
 import math
 from typing import Optional
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.base import TaskConfig, check, finite, param
 from tf_gp2bm.tasks.resnet.spec import DEFAULT_EVAL_OFFSET_EPOCHS, EVAL_PERIOD_EPOCHS  # the rules', defined there
@@ -36,6 +37,10 @@ class Config(TaskConfig):
                         "self-checked to give TensorFlow's pixels), 'tf' (TensorFlow's op chain), 'auto' (fused when "
                         "it builds and passes its self-check, else tf, saying why). Same pixels either way.",
                         choices=IMAGE_OPS)
+  data_service: Optional[str] = param(
+      None, "HOST:PORT of a tf.data service dispatcher (`python -m tf_gp2bm.data_service`): its workers read and "
+      "augment the train images, each once per epoch across all ranks; eval stays local. Not with "
+      "--deterministic (the service's delivery order is not reproducible).")
   # --- demo only (closed runs keep the defaults) ---------------------------------------------------------------
   image_size: int = param(CLOSED_IMAGE_SIZE, f"Input resolution in pixels (closed: {CLOSED_IMAGE_SIZE}).", fixed=True)
   resnet_depth: int = param(CLOSED_DEPTH, f"ResNet depth (closed: {CLOSED_DEPTH}).", fixed=True)
@@ -56,6 +61,8 @@ class Config(TaskConfig):
     check(finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
           "a number in [0, 1)")
     check(self.image_op in IMAGE_OPS, "image_op", self.image_op, " or ".join(IMAGE_OPS))
+    if self.data_service is not None:
+      data_service.check_address(self.data_service)
     check(self.num_classes >= 2, "num_classes", self.num_classes, "an integer >= 2")
     check(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32 (the network downsamples 32x)")
     check(self.resnet_depth in GARDEN_DEPTHS, "resnet_depth", self.resnet_depth,

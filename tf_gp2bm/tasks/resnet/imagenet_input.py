@@ -193,7 +193,7 @@ def train_dataset(records, input_context, batch_size, image_size, head_classes, 
   if data_service:
     # Workers batch their share of a pass whole (the last batch of each worker is short), the trainer repeats
     # the passes and cuts its own batches across them, as the local pipeline does: no image is dropped.
-    ds = service.distribute(ds.batch(batch_size), data_service, seed, input_context)
+    ds = service.distribute(ds.batch(batch_size), data_service, input_context)
     return ds.repeat().unbatch().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

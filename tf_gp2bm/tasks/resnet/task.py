@@ -8,22 +8,21 @@ import tensorflow as tf
 import tf_keras
 from mlperf_logging.mllog import constants as C
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.formats import imagenet as imagenet_format
+from tf_gp2bm.kernels import determinism
 from tf_gp2bm.optimizers.lars import LARS, PolynomialWarmup
 from tf_gp2bm.tasks.base import EvalPoint, Plan, Task
 from tf_gp2bm.tasks.resnet import imagenet_input, jpeg_op, pipeline_bench
 from tf_gp2bm.tasks.resnet.config import (EVAL_PERIOD_EPOCHS, LARS_EETA, LARS_END_LR, LARS_EPSILON,
-                                          LARS_POLY_POWER, Config)
+                                          LARS_POLY_POWER)
 from tf_gp2bm.tasks.resnet.model import build_resnet
 from tf_gp2bm.tasks.resnet.spec import IMAGENET_TRAIN, IMAGENET_VAL, SPEC, eval_grid_epoch
 
 
 class ResNetTask(Task):
-  benchmark = C.RESNET
-  target_accuracy = SPEC.target_accuracy
-  progress_unit = SPEC.progress_unit
-  Config = Config
+  spec = SPEC
 
   def __init__(self, runtime, config, seed=0):
     super().__init__(runtime, config, seed)
@@ -35,6 +34,12 @@ class ResNetTask(Task):
     fell_back = config.image_op == "auto" and self.image_op == "tf"  # every rank says so: hosts may differ
     (self.warn if fell_back else self.note)(f"train images: {why}")
     self.dtype = tf_keras.mixed_precision.global_policy().compute_dtype
+    if config.data_service:
+      if determinism.enabled():
+        raise InputError(f"--data_service={config.data_service} with --deterministic: the service hands out "
+                         "images in the order its workers finish them and shuffles unseeded, which no seed "
+                         "reproduces; use local input for deterministic runs")
+      self.note(f"train images: from the tf.data service at {config.data_service} (eval: local)")
 
   # --- sizes and plan ---------------------------------------------------------------------------------------
   @property
@@ -101,6 +106,10 @@ class ResNetTask(Task):
     self.records = imagenet_input.ImageNetRecords(c.data_dir)
     self.records.label_mapping(c.num_classes)
     imagenet_format.read_manifest(c.data_dir)  # every shard present with the size its manifest recorded
+    if c.data_service:  # a connection only: the workers read no record before a trainer asks for data
+      unreachable = data_service.reachable(c.data_service)
+      if unreachable:
+        raise InputError(f"--data_service={c.data_service}: {unreachable}")
     if c.closed and self.eval_examples != IMAGENET_VAL:
       raise InputError(f"--data_dir={c.data_dir}: {self.eval_examples} validation images, the closed "
                        f"division evaluates on all {IMAGENET_VAL:,}")
@@ -113,7 +122,7 @@ class ResNetTask(Task):
   def train_dataset(self, ctx):
     return imagenet_input.train_dataset(self.records, ctx, self.per_replica_batch_size, self.config.image_size,
                                         self.config.num_classes, seed=self.seed,
-                                        image_op=self.image_op)
+                                        image_op=self.image_op, data_service=self.config.data_service)
 
   def eval_dataset(self, ctx):
     return imagenet_input.eval_dataset(self.records, ctx, self.eval_batch_size, self.config.image_size,
@@ -133,6 +142,8 @@ class ResNetTask(Task):
     if isinstance(error, tf.errors.InvalidArgumentError) and imagenet_input.LABEL_ERROR in message:
       detail = message.split(imagenet_input.LABEL_ERROR, 1)[1].strip().splitlines()[0]
       return f"{imagenet_input.LABEL_ERROR} {detail} (expected the label convention written in the manifest)"
+    if self.records is None:  # failed before the data was set up: no file to name
+      return None
     train = [f for f, _ in self.records.shards("train")][self.runtime.rank::self.runtime.size]
     validation = [f for f, _ in self.records.shards("validation")]
     if isinstance(error, tf.errors.DataLossError):
