@@ -22,7 +22,8 @@ def test_bench_prints_rates_and_exports_hlo(demo_imagenet, tmp_path):
   prepare = ROOT / "scripts" / "gpu" / "prepare_step.py"
   out = subprocess.run([sys.executable, str(prepare), str(prefix), "--task=resnet"], capture_output=True, text=True,
                        timeout=300)
-  assert out.returncode == 0 and "2 batch inputs (resnet)" in out.stdout, out.stdout + out.stderr[-2000:]
+  assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+  assert "2 batch inputs (resnet, 64 rows, 64 samples)" in out.stdout, out.stdout
   spec = json.loads(Path(f"{prefix}.step.json").read_text())
   assert [i["name"] for i in spec["inputs"]] == ["image", "label"]
   assert spec["params"][spec["loss_param"]] == ["f32", []] and spec["samples"] == 64

@@ -12,6 +12,9 @@ import pytest
 
 from conftest import ROOT, skip_unless
 
+# prepare.sh --dry --kernels=examples.vendor_kernels's exports, in measure.sh's order
+STEPS = ["resnet_smoke", "bert_smoke", "bert_packed_smoke", "bert_smoke_kernels"]
+
 
 @pytest.fixture(scope="module")
 def jax_path(tmp_path_factory):
@@ -36,7 +39,7 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   r = _run(ROOT / "scripts" / "gpu" / "prepare.sh", "--dry", "--kernels=examples.vendor_kernels",
            env={"GPUBENCH": str(bench)})
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-  assert (bench / "order.txt").read_text().split() == ["resnet_smoke", "bert_smoke", "bert_smoke_kernels"]
+  assert (bench / "order.txt").read_text().split() == STEPS
   assert not list(bench.glob("*.hlo.txt"))  # the timer needs none of it: it stays out of the 64 MiB carried
   out = tmp_path / "out"
   env = {"OUT": str(out), "PYTHONPATH": jax_path}
@@ -44,7 +47,7 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   versions = json.loads((out / "versions.json").read_text())
   assert versions["jax"] and versions["platform"] == "cpu"
-  for step in ("resnet_smoke", "bert_smoke", "bert_smoke_kernels"):
+  for step in STEPS:
     rec = json.loads((out / f"{step}.json").read_text())
     assert rec["status"] == "ok" and math.isfinite(rec["loss"]) and rec["skipped"] == 0, rec
     rate = rec["samples"] / rec["ms_median"] * 1e3
@@ -52,19 +55,28 @@ def test_prepare_and_measure_dry_run_end_to_end(jax_path, tmp_path):
   # The loss is the loss, not a weight: an untrained step's cross-entropy is near ln(classes) (10 classes for the
   # smoke ResNet; BERT: ln(128 tokens) + ln(2) for next-sentence).
   assert json.loads((out / "resnet_smoke.json").read_text())["loss"] == pytest.approx(math.log(10), rel=0.2)
-  bert_loss = json.loads((out / "bert_smoke.json").read_text())["loss"]
-  assert bert_loss == pytest.approx(math.log(128) + math.log(2), rel=0.2)
+  for step in ("bert_smoke", "bert_packed_smoke", "bert_smoke_kernels"):
+    loss = json.loads((out / f"{step}.json").read_text())["loss"]
+    assert loss == pytest.approx(math.log(128) + math.log(2), rel=0.2), step
   table = (out / "table.txt").read_text()
-  assert "samples/s" in table and "resnet_smoke" in table and "bert_smoke" in table, table
+  assert "samples/s" in table and all(step in table for step in STEPS), table
+  packed = json.loads((out / "bert_packed_smoke.json").read_text())
+  assert packed["samples"] == 2 * 32  # sequences, as the trainer counts them: 32 rows at 2.0 per row
   assert table.strip() in r.stdout  # the one-screen table is the end of the output
 
   # A step past its timeout stops only itself, and its row says so.
   out2 = tmp_path / "out_timeout"
   r = _run(bench / "measure.sh", "--dry", env=dict(env, OUT=str(out2), STEP_TIMEOUT="1"))
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-  for step in ("resnet_smoke", "bert_smoke"):
+  for step in STEPS:
     assert json.loads((out2 / f"{step}.json").read_text())["status"] == "timeout 1s"
   assert "timeout 1s" in (out2 / "table.txt").read_text()
+
+  # A step that would start with too little of the whole call's budget left is marked, not started.
+  out3 = tmp_path / "out_budget"
+  r = _run(bench / "measure.sh", "--dry", env=dict(env, OUT=str(out3), BUDGET="0"))
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  assert all(json.loads((out3 / f"{step}.json").read_text())["status"] == "no time left" for step in STEPS)
 
 
 def test_prepare_rejects_an_unknown_argument_before_exporting(tmp_path):

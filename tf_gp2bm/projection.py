@@ -3,8 +3,8 @@ measurement).
 
     python -m tf_gp2bm.projection --gpus=8 --resnet_rate=6900 --bert_rate=370 [--resnet_gbs=3264 --bert_gbs=448]
 
-Rates are per GPU (training samples/s, e.g. from tf_gp2bm.bench or gpu_step_bench). Convergence comes from the
-pinned ruleset's reference convergence points (RCPs) at the chosen global batch: the RCP mean, rounded up to where
+Rates are per GPU (training samples/s, e.g. from tf_gp2bm.bench or scripts/gpu/step_timer.py). Convergence comes
+from the pinned ruleset's reference convergence points (RCPs) at the chosen global batch: the RCP mean, rounded up to where
 a run can actually stop (the task's eval schedule). The global batch defaults to the --system flagfile's.
 Where that flagfile trains packed rows (BERT `--packed`), the rate given is taken as rows/s (a step on unpacked
 rows costs what it costs on packed ones) and training runs at rate x packing factor samples/s: the factor is

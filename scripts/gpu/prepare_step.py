@@ -1,6 +1,6 @@
 """Prepares one exported train step (tf_gp2bm.bench --export_hlo=PREFIX) for step_timer.py on the GPU machine.
 
-    python scripts/gpu/prepare_step.py PREFIX --task=bert [--samples=N]
+    python scripts/gpu/prepare_step.py PREFIX --task=bert [--packing_factor=2.0] [--strip_metadata]
 
 Writes PREFIX.step.json: the ENTRY parameters (dtype, shape), which outputs feed which parameters back (the
 variables), how to make each batch input (real-shaped: valid token ids, masks of ones, labels in range), and which
@@ -46,6 +46,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("prefix")
   p.add_argument("--task", required=True, choices=("resnet", "bert"))
+  p.add_argument("--packing_factor", type=float, default=1.0,
+                 help="sequences per row of a packed BERT step: samples/s counts sequences, as the trainer does")
   p.add_argument("--strip_metadata", action="store_true",
                  help="drop the HLO metadata (op names, source lines: only a profile reads them) to fit 64 MiB")
   args = p.parse_args(argv)
@@ -83,13 +85,16 @@ def main(argv=None):
         ins.ClearField("metadata")
   with open(pb, "wb") as f:
     f.write(module.SerializeToString())
-  spec = {"module": os.path.basename(pb), "task": args.task, "samples": params[0][1][0], "params": params,
+  rows = params[0][1][0]
+  samples = rows * (args.packing_factor if kind == "bert_packed" else 1.0)
+  spec = {"module": os.path.basename(pb), "task": args.task, "rows": rows, "samples": samples, "params": params,
           "aliases": alias, "inputs": inputs, "loss_param": loss_param, "skipped_param": skipped_param}
   with open(args.prefix + ".step.json", "w") as f:
     json.dump(spec, f)
   if os.path.exists(args.prefix + ".hlo.txt"):
     os.remove(args.prefix + ".hlo.txt")
-  print(f"{args.prefix}: {len(params)} parameters, {len(inputs)} batch inputs ({kind}), {n} copies rewritten")
+  print(f"{args.prefix}: {len(params)} parameters, {len(inputs)} batch inputs ({kind}, {rows} rows, {samples:g} "
+        f"samples), {n} copies rewritten")
   return 0
 
 
