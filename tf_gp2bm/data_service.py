@@ -68,9 +68,8 @@ def distribute(dataset, address, input_context):
 def bounded_wait(dataset, address, timeout_s):
   """`dataset` (one pass of a service job), failing when no element arrives for `timeout_s` seconds.
 
-  TF's consumer waits forever for a worker that died (dispatcher heartbeats drop the worker, but with dynamic
-  sharding its unfinished files are not handed to another worker, and the consumer neither fails nor ends the
-  pass). So a thread pulls the elements and the pipeline waits on it with a deadline; the error it raises ends
+  TF's consumer waits forever for a worker that died: with dynamic sharding the dead worker's unfinished files
+  are not handed to another worker, and `distribute` has no deadline, so the pass neither fails nor ends. So a thread pulls the elements and the pipeline waits on it with a deadline; the error it raises ends
   the run as bad input through the task's diagnosis. Costs one host copy per batch on the trainer."""
   import tensorflow as tf
   end = object()
