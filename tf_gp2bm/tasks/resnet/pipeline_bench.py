@@ -25,6 +25,7 @@ import time
 
 from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
+from tf_gp2bm.tasks.resnet.config import Config
 
 # Where imagenet_preprocessing.py sits in a checkout of mlcommons/training (the benchmark moved once).
 REFERENCE_SUBDIRS = ("retired_benchmarks/resnet-tf2/tensorflow2", "image_classification/tensorflow2", ".")
@@ -171,7 +172,8 @@ def worker(argv):
   elif a.side == "service":
     import tensorflow as tf
     ds = imagenet_input.train_dataset(records, tf.distribute.InputContext(), a.batch_size, a.image_size,
-                                      records.num_classes, seed=0, image_op="fused", data_service=a.data_service)
+                                      records.num_classes, seed=0, image_op="fused", data_service=a.data_service,
+                                      data_service_timeout_s=Config.data_service_timeout_s)  # as a trainer reads
   else:
     ds = _our_dataset(a.data_dir, a.batch_size, a.image_size, a.side)
   wall, cpu = measure(ds, a.warmup_batches, a.batches)
