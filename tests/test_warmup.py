@@ -36,8 +36,9 @@ def test_warm_up_restores_every_variable_bit_for_bit(trainer_factory):
   assert any("moving_mean" in n for n in names) and any("loss_scale" in n for n in names)
   assert any(v is trainer.optimizer.iterations for v in created)
   # Non-default starting values, so that a reset to zeros/ones would be caught, not only a skipped restore. The
-  # loss and skipped-step sums are per-loop counters that start every run at 0: kept at 0, still compared.
-  counters = (trainer.loss_sum, trainer.skipped)
+  # loss, skipped-step and counted-sample sums are per-loop counters that start every run at 0: kept at 0, still
+  # compared.
+  counters = (trainer.loss_sum, trainer.skipped, trainer.sample_sum)
   rng = np.random.default_rng(0)
   for v in created:
     if v.dtype.is_floating and not any(v is c for c in counters):
