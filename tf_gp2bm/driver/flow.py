@@ -234,7 +234,15 @@ def run_all(rs, run_launch, ui, running=None):
   remaining = {t: sum(1 for d in rs.run_dirs(t) if not rs.is_finished(d)) for t in rs.config.tasks}
   progress = digest.SetProgress(ui, remaining)
   command = lambda argv: launch.command(run_launch, argv)  # noqa: E731
-  drop = lambda: hosts.drop_caches_detail(run_launch)  # noqa: E731
+  service_hosts = service.service_only_launch(running.plan, run_launch) if running else None
+
+  def drop():
+    ok, detail = hosts.drop_caches_detail(run_launch)
+    if service_hosts:  # the workers read the records there
+      service_ok, service_detail = hosts.drop_caches_detail(service_hosts)
+      return ok and service_ok, f"{detail}; tf.data service hosts: {service_detail}"
+    return ok, detail
+
   try:
     for task in rs.config.tasks:
       for i in range(rs.config.runs[task]):

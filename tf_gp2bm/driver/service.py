@@ -164,10 +164,11 @@ class _Process:
       if data_service.READY.encode() in line:
         self.ready.set()
 
-  def tail(self, n=8):
+  def tail(self, n=6):
+    """The last lines of its output, without a traceback's frames (the error line and gRPC's reason stay)."""
     try:
       with open(self.log_path, errors="replace") as f:
-        lines = [l.rstrip() for l in f if l.strip()]
+        lines = [l.rstrip()[:400] for l in f if l.strip() and not l.startswith((" ", "\t", "Traceback"))]
     except OSError:
       return "no output"
     return " | ".join(lines[-n:])[-1500:] or "no output"
@@ -304,6 +305,17 @@ def _wait_ready(procs, t0, timeout_s):
 
 def failed_row(error):
   return {"check": CHECK, "status": "FAIL", "detail": str(error)}
+
+
+def service_only_launch(service_plan, run_launch):
+  """A Launch reaching the service's hosts that run no rank (their page cache is dropped before each run too: the
+  workers read the records there), or None when every service host runs ranks or the launch is local."""
+  only = [h for h in service_plan.options.host_names if h not in run_launch.host_names]
+  if run_launch.kind == "local" or not only:
+    return None
+  if run_launch.kind == "slurm":
+    return launch_mod.Launch("slurm", len(only), tuple((h, 1) for h in only), (f"--nodelist={','.join(only)}",))
+  return launch_mod.Launch("hosts", len(only), tuple((h, 1) for h in only), run_launch.hvd_args)
 
 
 def sw_note(service_plan):
