@@ -184,3 +184,40 @@ def test_service_over_a_horovodrun_host_list(demo_imagenet, tmp_path):
   assert rec["command"][:5] == ["horovodrun", "-np", "2", "-H", "localhost:1,127.0.0.1:1"]
   assert rec["compliance_passed"] and rec["data_service"] == f"127.0.0.1:{port}", rec
   assert not _servers_alive(port)
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_service_starts_and_stops_through_srun(tmp_path):
+  """Under a real one-node Slurm (tests/slurm_cluster.py): the dispatcher and a worker are srun steps on the listed
+  node (--overlap, beside the ranks' allocation), ready, then stopped with nothing left."""
+  from slurm_cluster import SlurmCluster, SlurmUnavailable
+  from test_slurm import _in_allocation
+  cluster = SlurmCluster()
+  already_up = cluster.ready()
+  try:
+    cluster.up()
+  except SlurmUnavailable as e:
+    pytest.fail(f"the test Slurm cluster did not start: {e}")
+  try:
+    port = _free_port()
+    r = _in_allocation(cluster, "from tf_gp2bm.driver import cli, launch, service\n"
+                                f"run = launch.from_args(launcher='slurm', service_hosts=('{cluster.node}',))\n"
+                                "print('LAUNCH', run)\n"
+                                f"options = cli.cfg.DataServiceOptions('{cluster.node}', {port}, 1)\n"
+                                "plan = service.plan(options, ('resnet',), run)\n"
+                                f"running = service.start(plan, run, '{tmp_path / 'ds'}', timeout_s=300)\n"
+                                "print('READY', running.summary())\n"
+                                "running.stop()\n")
+  finally:
+    if not already_up:
+      cluster.down()
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  # Every node of the allocation is a service host: the ranks keep it (no --exclude).
+  assert f"hosts=(('{cluster.node}', 2),), hvd_args=())" in r.stdout
+  assert f"READY dispatcher {cluster.node}:{port}, 1 worker(s) on 1 host(s)" in r.stdout
+  servers = json.loads((tmp_path / "ds" / "servers.json").read_text())["servers"]
+  assert [s["command"][:5] for s in servers] == [["srun", "--nodes=1", "--ntasks=1", f"--nodelist={cluster.node}",
+                                                  "--overlap"]] * 2
+  assert "data_service ready" in (tmp_path / "ds" / f"worker-{cluster.node}-1.log").read_text()
+  assert not _servers_alive(port)

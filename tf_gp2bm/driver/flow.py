@@ -117,6 +117,10 @@ def find_set(config, record):
 
 def checks_for(config, run_launch, sysdesc, ui, service_plan=None, show=True):
   extra = [lambda: hosts.preflight(run_launch, config)] if run_launch.kind != "local" else []
+  service_hosts = service.service_only_launch(service_plan, run_launch) if service_plan else None
+  if service_hosts:  # the workers there need the same code, versions and data as the ranks' hosts
+    extra.append(lambda: [(f"{service.CHECK} hosts: {check}", status, detail)
+                          for check, status, detail in hosts.preflight(service_hosts, config)])
   ui.say(f"preflight: {run_launch.describe()}; checking (TensorFlow start-up and the trainer's dry runs take a "
          "while)...")
   # The dry runs see --data_service as the runs will (a flagfile with --deterministic is refused there, exit 2).
@@ -211,14 +215,14 @@ def run_set(config, ui):
     ui.say(f"continuing set: {rs.path}")
     if forced and not rs.config.forced:
       rs.update_config(forced=True)
-  running = None
-  if service_plan:  # once per session, before the first run's clock; part of the preflight
-    running, row = start_service(service_plan, run_launch, os.path.join(rs.path, service.LOG_DIR), ui)
-    rows.append(row)
+  running, service_row = None, None
+  if service_plan and not _service_done(rs, service_plan.tasks):  # once per session, before the first run's clock
+    running, service_row = start_service(service_plan, run_launch, os.path.join(rs.path, service.LOG_DIR), ui)
+    rows.append(service_row)
   write_json_atomic(os.path.join(rs.path, f"preflight-{runs.utc_now()}.json"), rows)
-  if service_plan and not running:
-    ui.say(f"preflight: {service.CHECK} FAILED: {row['detail']}\nnothing was run; fix it and rerun the same "
-           "command to continue the set")
+  if service_row and not running:
+    ui.say(f"preflight: {service.CHECK} FAILED: {service_row['detail']}\nnothing was run; fix it and rerun the "
+           "same command to continue the set")
     return EXIT_STOPPED
   try:
     ui.say(f"TensorBoard for the set: tensorboard --logdir {os.path.join(rs.path, 'runs')}")
@@ -245,6 +249,8 @@ def run_all(rs, run_launch, ui, running=None):
 
   try:
     for task in rs.config.tasks:
+      if running and _service_done(rs, running.plan.tasks):
+        running.stop()  # its tasks are done: the rest of the set (BERT) gets the host's cores back
       for i in range(rs.config.runs[task]):
         if rs.is_finished(rs.run_dir(task, i)):
           continue
@@ -259,6 +265,11 @@ def run_all(rs, run_launch, ui, running=None):
     if running:  # the service's work is done: stopped before the checkers and reports
       running.stop()
   return finalize(rs, ui)
+
+
+def _service_done(rs, tasks):
+  """Every run of the tasks that read from the tf.data service is finished."""
+  return all(rs.is_finished(d) for t in tasks for d in rs.run_dirs(t))
 
 
 # --- scoring and reports -----------------------------------------------------------------------------------------
