@@ -88,6 +88,12 @@ def test_only_tasks_whose_config_has_the_field_get_the_service():
   record = config.record(1, "box")
   assert cli.cfg.SetRecord.from_record(record.to_record()) == record  # set.json keeps it, typed
   assert record.to_record()["data_service"] == {"hosts": "127.0.0.1,localhost", "port": 6000, "workers_per_host": 2}
+  # system.json's free-form sw_notes names it, after the vendor's own words
+  config = cli.parse_args(["demo", "--data_service_hosts=localhost", "--system_field=sw_notes=ACME notes"])
+  run_launch = flow.make_launch(config)
+  desc = flow.build_sysdesc(config, "box", run_launch, service.plan(config.data_service, config.tasks, run_launch))
+  assert desc["sw_notes"] == ("ACME notes; tf.data service for the resnet train input: dispatcher localhost:5050, "
+                              "1 worker(s) on 1 host(s) (localhost; 1 per host)")
 
 
 def test_service_processes_go_through_the_ranks_launcher():

@@ -80,15 +80,16 @@ def prepare_demo_data(config, ui):
 
 def build_sysdesc(config, system_name, run_launch, service_plan=None):
   overrides = {"number_of_nodes": str(run_launch.num_hosts)}  # the driver's host may not be one of the nodes
-  if service_plan:  # sw_notes: the description's free-form field; a vendor's own sw_notes still wins below
-    overrides["sw_notes"] = f"{system_desc.SW_NOTES}; {service.sw_note(service_plan)}"
   overrides.update(read_json(config.system_json, "system description") if config.system_json else {})
   try:
     overrides.update(system_desc.parse_field_flags(config.system_fields))
   except ValueError as e:
     raise InputError(str(e)) from None
-  return system_desc.build(config.org, system_name, config.status, overrides, demo=config.demo,
+  desc = system_desc.build(config.org, system_name, config.status, overrides, demo=config.demo,
                            storage_path=config.results_root)
+  if service_plan:  # sw_notes, the description's free-form field, after the vendor's own words
+    desc["sw_notes"] = "; ".join(filter(None, [desc.get("sw_notes", ""), service.sw_note(service_plan)]))
+  return desc
 
 
 def check_official_identity(config):

@@ -30,7 +30,6 @@ MLLOG_STATUS = {"Available on-premise": "onprem", "Available cloud": "cloud", RD
 # Free-text fields the vendor may leave empty without it being an error.
 OPTIONAL = {"hw_notes", "sw_notes"}
 DEMO_FILL = "n/a (demo)"
-SW_NOTES = "tf_gp2bm driver; the flagfiles used are in benchmarks/<task>/implementations/tf_gp2bm/flags_used"
 
 
 def _read(path):
@@ -164,7 +163,8 @@ def build(org, system_name, status, overrides, demo=False, storage_path="."):
   if status not in STATUSES:
     raise ValueError(f"--status {status!r}: must be one of {STATUSES}")
   d = {"submitter": org, "division": "closed", "status": status, "system_name": system_name,
-       "hw_notes": "", "sw_notes": SW_NOTES}
+       "hw_notes": "", "sw_notes": "tf_gp2bm driver; the flagfiles used are in benchmarks/<task>/implementations/"
+       "tf_gp2bm/flags_used"}
   d.update(detect(storage_path))
   d.update(overrides)
   for k in FIELDS:
