@@ -102,7 +102,7 @@ def test_service_processes_go_through_the_ranks_launcher():
   plan = service.plan(options, ("resnet",), hosts_launch)
   cmd = service.command(plan.servers[-1], hosts_launch)
   assert cmd[:6] == ["horovodrun", "-np", "1", "-H", "cpu2:1", "--ssh-port=2222"]
-  assert cmd[-4:] == ["worker", "--dispatcher=cpu1:5050", "--port=5051", "--host=cpu2"]
+  assert cmd[-4:] == ["worker", "--dispatcher=cpu1:5050", "--port=5051", "--worker_host=cpu2"]
   slurm = launch.Launch("slurm", 16, (("n1", 8), ("n2", 8)), ("--container-image=img", "--exclude=cpu1,cpu2"))
   cmd = service.command(plan.servers[0], slurm)
   assert cmd[:5] == ["srun", "--nodes=1", "--ntasks=1", "--nodelist=cpu1", "--overlap"]

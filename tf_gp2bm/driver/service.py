@@ -115,7 +115,7 @@ def plan(options, tasks, run_launch):
     for n in range(1, options.workers_per_host + 1):
       port = options.port + n
       servers.append(Server(f"worker {n}", h, port, ("worker", f"--dispatcher={options.address}", f"--port={port}",
-                                                     f"--host={h}")))
+                                                     f"--worker_host={h}")))
   return Plan(options, users, tuple(t for t in tasks if t not in users), tuple(servers))
 
 
