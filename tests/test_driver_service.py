@@ -227,3 +227,16 @@ def test_service_starts_and_stops_through_srun(tmp_path):
                                                   "--overlap"]] * 2
   assert "data_service ready" in (tmp_path / "ds" / f"worker-{cluster.node}-1.log").read_text()
   assert not _servers_alive(port)
+
+
+@pytest.mark.slow
+def test_a_deterministic_flagfile_fails_the_dry_run_with_the_service(tmp_path):
+  """The preflight dry run gets the --data_service the runs will get, so the trainer's refusal of --deterministic
+  with the service stops the set there (a failed dry run: exit 2, also with --force)."""
+  from conftest import ROOT
+  from tf_gp2bm.driver import preflight
+  flags = tmp_path / "deterministic.flags"
+  flags.write_text(f"--flagfile={ROOT}/flags/resnet/smoke.flags\n--deterministic\n")
+  ((check, status, detail),) = preflight.dry_run("resnet", str(flags), 1, extra=["--data_service=localhost:5050"])
+  assert status == "FAIL" and "--data_service=localhost:5050 with --deterministic" in detail, detail
+  assert preflight.dry_run("resnet", str(flags), 1)[0][1] == "PASS"  # without the service the flagfile is fine
