@@ -163,8 +163,7 @@ def table(out_dir, order=None):
           f"{rate if rate is not None else '-':>10} {f'{loss:.3f}' if loss is not None else '-':>7} "
           f"{r.get('compile_s', '-'):>6} {cells[0]:>9} {cells[1]:>9} {ratio:>6}")
   if peers:
-    print("torch, compiled: the PyTorch peer's samples/s at the same batch and precision (torch_peers.py; a vendor "
-          "step shares its base step's); ratio: ours over the faster peer")
+    print("torch / compiled: the PyTorch peer's samples/s at the same batch and precision; ratio: ours / faster peer")
   return 0
 
 

@@ -261,7 +261,7 @@ def train_step(model, optimizer, loss_fn, device, dtype, clip=None):
 
 
 def resnet_peer(a, device, dtype):
-  size, classes = (64, 10) if a.tiny else (224, 1000)
+  size, classes = (32, 10) if a.tiny else (224, 1000)
   model = resnet50(classes, base=8 if a.tiny else 64).to(device, memory_format=torch.channels_last)
   images = torch.randn(a.batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
   labels = torch.randint(0, classes, (a.batch,), device=device)
@@ -276,11 +276,11 @@ def resnet_peer(a, device, dtype):
 
 
 def bert_peer(a, device, dtype):
-  n, predictions = (128, 20) if a.tiny else (512, 76)
-  shape = dict(hidden=64, layers=2, heads=4, ff=256) if a.tiny else {}
+  n, predictions = (64, 10) if a.tiny else (512, 76)
+  shape = dict(vocab=1000, hidden=64, layers=2, heads=4, ff=256, max_len=n) if a.tiny else {}
   model = BertPretraining(**shape).to(device)
   per_row = round(a.packing_factor)
-  batch = bert_batch(a.batch, n, predictions, per_row, device)
+  batch = bert_batch(a.batch, n, predictions, per_row, device, model.words.num_embeddings)
   forward = torch.compile(model) if a.compile else model
   if a.optimizer == "lars_lamb":  # the 8-GPU flagfile's LAMB
     optimizer = LAMB(split_params(model), lr=4.25e-4, betas=(0.9, 0.999), epsilon=1e-6, weight_decay=0.01)
