@@ -146,7 +146,8 @@ def table(out_dir, order=None):
       if os.path.exists(spec):
         with open(spec) as f:
           peer_of[name] = json.load(f).get("peer")
-  torch_line = next((f"torch {p['torch']} on {p['device']}, {p['optimizer']}" for p in peers.values()), None)
+  torch_line = next((f"torch {p['torch']} on {p['device']}, {p['optimizer']}" for p in peers.values()
+                     if "torch" in p), None)  # a peer that did not start has only its status
   if torch_line:
     print(torch_line)
   print(f"{'step':28} {'status':10} {'ms':>8} {'samples/s':>10} {'loss':>7} {'comp s':>6} "
