@@ -197,19 +197,28 @@ def test_run_sub_trains_through_a_data_service_it_starts_on_the_node(slurm, demo
 
 
 def test_run_sub_stops_when_a_data_service_server_does_not_start(slurm, demo_imagenet, tmp_path):
-  """The dispatcher's port is taken: the dispatcher exits, run.sub names the node and role and exits 2 before any
-  training step, with the server's last lines."""
-  out = tmp_path / "run"
+  """The worker's port is taken: the worker exits, run.sub names the role and node and exits 2 before any training
+  step, with the server's last lines, and stops the dispatcher it started. run.sub runs under salloc here, so the
+  allocation outlives it: the dispatcher is gone because run.sub stopped it, not because the job ended."""
+  port, out = _free_ports(2), tmp_path / "run"
+  run_sub = os.path.join(ROOT, "scripts", "slurm", "run.sub")
+  script = (f"bash {run_sub} train {' '.join(SMOKE)} --data_dir={demo_imagenet} --output_dir={out} "
+            f">{tmp_path / 'job.out'} 2>&1; echo $? >{tmp_path / 'rc'}; "
+            f"pgrep -a -f '[t]f_gp2bm.data_service dispatcher --port={port}' >{tmp_path / 'left'} || true")
   with socket.socket() as taken:
-    taken.bind(("", 0))
+    taken.bind(("", port + 1))
     taken.listen()
-    port = taken.getsockname()[1]
-    r, text = _sbatch_run_sub(slurm, tmp_path, ["train", *SMOKE, f"--data_dir={demo_imagenet}",
-                                                f"--output_dir={out}"], DATA_SERVICE_NODES="1",
-                              DATA_SERVICE_PORT=str(port))
-  assert r.returncode == 2, r.stdout + r.stderr + text[-3000:]
-  assert f"run.sub: tf.data service dispatcher on {slurm.node}: exited before it served" in text, text[-3000:]
+    r = subprocess.run(["salloc", "--nodes=1", "--ntasks=1", "bash", "-c", script], timeout=600, cwd=ROOT,
+                       env=_env(slurm, DATA_SERVICE_NODES="1", DATA_SERVICE_PORT=str(port)), capture_output=True,
+                       text=True)
+  text = (tmp_path / "job.out").read_text()
+  assert r.returncode == 0 and (tmp_path / "rc").read_text().strip() == "2", r.stderr + text[-3000:]
+  assert f"run.sub: tf.data service dispatcher on {slurm.node}:{port} serves" in text, text[-3000:]
+  assert f"run.sub: tf.data service worker on {slurm.node}: exited before it served" in text, text[-3000:]
+  assert "Address already in use" in text, text[-3000:]
   assert "tf_gp2bm.driver.srun" not in text and not (out / "console.log").exists(), text[-3000:]
+  assert (tmp_path / "left").read_text() == "", "the dispatcher outlived run.sub"
+  assert "run.sub: tf.data service stopped" in text, text[-3000:]
 
 
 @pytest.mark.parametrize("env, says", [
