@@ -1,6 +1,7 @@
 """The Slurm path against a real one-node Slurm (tests/slurm_cluster.py installs and starts it privately):
 the allocation is detected, preflight and the cache drop go through srun, scripts/slurm/run.sub trains a smoke run
-with Horovod ranks from Slurm, and the driver runs a set under salloc. If Slurm cannot start, these tests fail
+with Horovod ranks from Slurm (and through a tf.data service it starts and stops, DATA_SERVICE_NODES), and the
+driver runs a set under salloc. If Slurm cannot start, these tests fail
 with the reason."""
 import json
 import os
