@@ -61,26 +61,32 @@ def _write_report(path, text):
       f.write(text)
 
 
-def main(argv=None):
-  args = parse_args(argv)
+def _flag_problem(args, full_size_tasks):
+  """What is wrong with the flags (None: nothing), before TensorFlow loads."""
   if args.steps < 1:
-    print("error: --steps must be at least 1", file=sys.stderr)
-    return errors.EXIT_BAD_INPUT
+    return "--steps must be at least 1"
   if args.memory_margin < 0:
-    print(f"error: --memory_margin must be at least 0, not {args.memory_margin}", file=sys.stderr)
-    return errors.EXIT_BAD_INPUT
-  full_size_tasks = args.tasks.split(",") if args.tasks else tasks.names()
+    return f"--memory_margin must be at least 0, not {args.memory_margin}"
+  if args.tasks and not args.full_size:
+    return "--tasks selects the steps --full_size compiles; give --full_size too"
   unknown = sorted(set(full_size_tasks) - set(tasks.names()))
   if unknown:
-    print(f"error: --tasks: unknown {', '.join(unknown)}; registered: {', '.join(tasks.names())}", file=sys.stderr)
+    return f"--tasks: unknown {', '.join(unknown)}; registered: {', '.join(tasks.names())}"
+  try:
+    for task in full_size_tasks if args.full_size else ():
+      memory.per_replica_batch(args.full_size, task)
+  except InputError as e:
+    return str(e)
+  return None
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  full_size_tasks = args.tasks.split(",") if args.tasks else tasks.names()
+  problem = _flag_problem(args, full_size_tasks)
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
     return errors.EXIT_BAD_INPUT
-  if args.full_size:
-    try:
-      for task in full_size_tasks:
-        memory.per_replica_batch(args.full_size, task)
-    except InputError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return errors.EXIT_BAD_INPUT
   from tf_gp2bm.kernels import parity  # TensorFlow loads here, after the flags are checked
   try:
     replaced = kernels.load_plugin(args.kernels)

@@ -182,7 +182,9 @@ def compare(size, tasks, module, out=print):
 
 
 def _gb(n):
-  return f"{n / 1e9:.3f} GB"
+  """Bytes for people: 3 significant figures in kB, MB or GB."""
+  scale, unit = next(((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if abs(n) >= s), (1, "B"))
+  return f"{n / scale:.3g} {unit}"
 
 
 def table(rows, margin):
@@ -214,6 +216,7 @@ def table(rows, margin):
                   f"batch) {_gb(d.parameter)} -> {_gb(m.parameter)}")
     for side, c in (("defaults'", r.defaults), ("module's", r.module)):
       if c.seconds:
-        text.append(f"{r.task}: the {side} compile took {c.seconds:.0f} s, peak RSS {_gb(c.peak_rss)}")
+        what = "build and trace (not compiled)" if c.skipped else "compile"
+        text.append(f"{r.task}: the {side} {what} took {c.seconds:.0f} s, peak RSS {_gb(c.peak_rss)}")
   text += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
   return "\n".join(text)
