@@ -1,17 +1,24 @@
 """ResNet train input through TensorFlow's tf.data service: a real dispatcher and two real workers on loopback
 (`python -m tf_gp2bm.data_service`), every train image once per pass over 1 and 2 ranks (the colour oracle of
-test_exact_once), a smoke run that reaches a compliant log, and the refusals (exit 2)."""
+test_exact_once) -- in one process, and as two Horovod ranks under horovodrun --, a smoke run that reaches a
+compliant log, and the refusals (exit 2).
+
+This module is also the rank program of the horovodrun test: `python -m test_data_service DATA_DIR HOST:PORT
+IMAGES OUT_DIR` reads IMAGES (per rank, comma-separated) train images as the trainer does and writes their colours.
+"""
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 import tensorflow as tf
 
-from conftest import PYTHON, ROOT, check_compliance, run_train
-from test_exact_once import _colour_index, _read_imagenet, _record_files, _write_colour_records
+from conftest import HOROVODRUN, PYTHON, ROOT, build_trainer, check_compliance, require_horovod, run_train
+from test_exact_once import RESNET_FLAGS, _colour_index, _read_imagenet, _record_files, _write_colour_records
 from tf_gp2bm import data_service
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks.resnet import imagenet_input
@@ -84,6 +91,48 @@ def test_every_image_once_per_pass_over_ranks(service, colour_imagenet, ranks):
     assert sorted(seen) == want, f"pass {number} over {ranks} rank(s) is not every image once"
 
 
+def rank_reads(data_dir, address, images, out_dir):
+  """One Horovod rank: the trainer's own assembly (flags, runtime from the launcher, task, input check) and its
+  train input, read as Trainer.run reads it, until this rank has its IMAGES; their colours go to OUT_DIR."""
+  trainer = build_trainer("resnet", *RESNET_FLAGS, f"--data_dir={data_dir}", f"--data_service={address}",
+                          distribution="auto", build=False)
+  runtime, task = trainer.runtime, trainer.task
+  want = [int(n) for n in images.split(",")][runtime.rank]
+  seen = []
+  for batch in runtime.distribute_dataset(task.train_dataset):
+    seen += [_colour_index(image) for image in batch["image"].numpy()]
+    if len(seen) >= want:
+      break
+  with open(os.path.join(out_dir, f"rank{runtime.rank}.json"), "w") as f:
+    json.dump({"runtime": runtime.name, "rank": runtime.rank, "size": runtime.size, "seen": seen[:want]}, f)
+
+
+def test_every_image_once_per_pass_over_two_horovod_ranks(service, colour_imagenet, tmp_path):
+  """Two processes under horovodrun, each rank from Horovod through the project's runtime, each reading two passes
+  of its share: per pass every train image once over both ranks, the ranks' sets disjoint, each rank the same
+  images in both passes."""
+  require_horovod()
+  files = _record_files(colour_imagenet, "train")
+  want = sorted(_read_imagenet(files))
+  # The contract: rank r reads the round-robin share r::2 of the sorted train files (uneven: 18 and 13 images).
+  shares = [len(_read_imagenet(files[rank::2])) for rank in range(2)]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), TF_USE_LEGACY_KERAS="1",
+             TF_CPP_MIN_LOG_LEVEL="2", PATH=f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}")
+  r = subprocess.run([HOROVODRUN, "--gloo", "-np", "2", "-H", "localhost:1,127.0.0.1:1", PYTHON, "-m",
+                      "test_data_service", colour_imagenet, service, ",".join(str(2 * n) for n in shares),
+                      str(tmp_path)], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+  ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+  assert [(d["runtime"], d["rank"], d["size"]) for d in ranks] == [("horovod", 0, 2), ("horovod", 1, 2)]
+  passes = [[d["seen"][:n], d["seen"][n:]] for d, n in zip(ranks, shares)]
+  for number in range(2):
+    first, second = passes[0][number], passes[1][number]
+    assert not set(first) & set(second), f"pass {number}: both ranks read {sorted(set(first) & set(second))}"
+    assert sorted(first + second) == want, f"pass {number} over 2 Horovod ranks is not every image once"
+  for rank, (one, two) in enumerate(passes):
+    assert sorted(one) == sorted(two), f"rank {rank} read other images in its second pass"
+
+
 def test_resnet_smoke_run_through_the_service_is_compliant(service, demo_imagenet, tmp_path):
   out = tmp_path / "run"
   r = run_train("--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags", f"--data_dir={demo_imagenet}",
@@ -140,3 +189,7 @@ def test_worker_killed_mid_run_ends_the_run_as_aborted_bad_input(demo_imagenet, 
   assert '"key": "run_stop"' in last and '"status": "aborted"' in last, last
   ok, checked = check_compliance(str(out / "mlperf.log"), tmp_path)
   assert ok, checked[-3000:]
+
+
+if __name__ == "__main__":
+  rank_reads(*sys.argv[1:])

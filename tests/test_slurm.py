@@ -1,15 +1,20 @@
 """The Slurm path against a real one-node Slurm (tests/slurm_cluster.py installs and starts it privately):
 the allocation is detected, preflight and the cache drop go through srun, scripts/slurm/run.sub trains a smoke run
-with Horovod ranks from Slurm, and the driver runs a set under salloc. If Slurm cannot start, these tests fail
+with Horovod ranks from Slurm (and through a tf.data service it starts and stops, DATA_SERVICE_NODES), and the
+driver runs a set under salloc. If Slurm cannot start, these tests fail
 with the reason."""
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import PYTHON, ROOT, check_compliance
+from tf_gp2bm import data_service
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 from test_multinode import EXPECTED_COLLECTIVES, MULTIWORKER_COLLECTIVES, collective_results
 
@@ -127,3 +132,103 @@ def test_run_sub_runs_the_driver_inside_the_allocation(slurm, tmp_path):
   (pre,) = set_dir.glob("preflight-*.json")
   rows = {row["check"]: row for row in json.loads(pre.read_text())}
   assert rows["hosts answer"]["status"] == "PASS", rows["hosts answer"]
+
+
+# --- run.sub with the tf.data service (DATA_SERVICE_NODES) ----------------------------------------------------------
+def _free_ports(n):
+  """The first of n consecutive free ports on this host (the dispatcher's, then its workers')."""
+  for _ in range(100):
+    first = random.randrange(20000, 60000)
+    try:
+      for port in range(first, first + n):
+        with socket.socket() as s:
+          s.bind(("", port))
+      return first
+    except OSError:
+      continue
+  raise AssertionError(f"no {n} consecutive free ports")
+
+
+def _service_processes(port):
+  """Command lines of this host's data_service processes that use `port` (as theirs or as their dispatcher's)."""
+  found = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+      continue
+    if "tf_gp2bm.data_service" in argv and any(a.endswith(f"={port}") or a.endswith(f":{port}") for a in argv):
+      found.append(" ".join(argv))
+  return found
+
+
+def _sbatch_run_sub(cluster, tmp_path, args, tasks=1, **env):
+  r = subprocess.run(["sbatch", "--wait", "--nodes=1", f"--ntasks={tasks}", f"--ntasks-per-node={tasks}",
+                      f"--output={tmp_path / 'job.out'}", os.path.join(ROOT, "scripts", "slurm", "run.sub"), *args],
+                     env=_env(cluster, **env), capture_output=True, text=True, timeout=900, cwd=ROOT)
+  return r, (tmp_path / "job.out").read_text()
+
+
+def test_run_sub_trains_through_a_data_service_it_starts_on_the_node(slurm, demo_imagenet, tmp_path):
+  """DATA_SERVICE_NODES=1 on a one-node allocation: the service shares the node with the two ranks; run.sub starts
+  a dispatcher and a worker as srun steps, waits for them, trains through them, and stops them."""
+  port, out = _free_ports(2), tmp_path / "run"
+  r, text = _sbatch_run_sub(slurm, tmp_path, ["train", *SMOKE, f"--data_dir={demo_imagenet}", f"--output_dir={out}",
+                                              "--seed=5", "--resnet_depth=10", "--train_epochs=2"], tasks=2,
+                            DATA_SERVICE_NODES="1", DATA_SERVICE_PORT=str(port))
+  assert r.returncode in (0, 3), r.stdout + r.stderr + text[-4000:]
+  node = slurm.node
+  assert f"run.sub: one node: the tf.data service shares {node} with the ranks" in text
+  assert f"run.sub: tf.data service dispatcher on {node}:{port} serves" in text, text[-4000:]
+  assert f"run.sub: tf.data service worker on {node}:{port + 1} serves" in text, text[-4000:]
+  assert "run.sub: tf.data service stopped" in text, text[-4000:]
+  console = (out / "console.log").read_text()
+  assert "horovod: rank 0/2" in console
+  assert f"train images: from the tf.data service at {node}:{port}" in console, console[-3000:]
+  assert f"--data_service={node}:{port}" in (out / "flags.txt").read_text()
+  for log in (f"data_service-dispatcher-{node}.log", f"data_service-worker-{node}-1.log"):
+    assert data_service.READY in (out / log).read_text(), log
+  ok, report = check_compliance(out / "mlperf.log", tmp_path)
+  assert ok, report
+  deadline = time.time() + 30  # the job has ended; its steps' processes go with it
+  while _service_processes(port) and time.time() < deadline:
+    time.sleep(1)
+  assert not _service_processes(port), _service_processes(port)
+
+
+def test_run_sub_stops_when_a_data_service_server_does_not_start(slurm, demo_imagenet, tmp_path):
+  """The worker's port is taken: the worker exits, run.sub names the role and node and exits 2 before any training
+  step, with the server's last lines, and stops the dispatcher it started. run.sub runs under salloc here, so the
+  allocation outlives it: the dispatcher is gone because run.sub stopped it, not because the job ended."""
+  port, out = _free_ports(2), tmp_path / "run"
+  run_sub = os.path.join(ROOT, "scripts", "slurm", "run.sub")
+  script = (f"bash {run_sub} train {' '.join(SMOKE)} --data_dir={demo_imagenet} --output_dir={out} "
+            f">{tmp_path / 'job.out'} 2>&1; echo $? >{tmp_path / 'rc'}; "
+            f"pgrep -a -f '[t]f_gp2bm.data_service dispatcher --port={port}' >{tmp_path / 'left'} || true")
+  with socket.socket() as taken:
+    taken.bind(("", port + 1))
+    taken.listen()
+    r = subprocess.run(["salloc", "--nodes=1", "--ntasks=1", "bash", "-c", script], timeout=600, cwd=ROOT,
+                       env=_env(slurm, DATA_SERVICE_NODES="1", DATA_SERVICE_PORT=str(port)), capture_output=True,
+                       text=True)
+  text = (tmp_path / "job.out").read_text()
+  assert r.returncode == 0 and (tmp_path / "rc").read_text().strip() == "2", r.stderr + text[-3000:]
+  assert f"run.sub: tf.data service dispatcher on {slurm.node}:{port} serves" in text, text[-3000:]
+  assert f"run.sub: tf.data service worker on {slurm.node}: exited before it served" in text, text[-3000:]
+  assert "Address already in use" in text, text[-3000:]
+  assert "tf_gp2bm.driver.srun" not in text and not (out / "console.log").exists(), text[-3000:]
+  assert (tmp_path / "left").read_text() == "", "the dispatcher outlived run.sub"
+  assert "run.sub: tf.data service stopped" in text, text[-3000:]
+
+
+@pytest.mark.parametrize("env, says", [
+    (dict(DATA_SERVICE_NODES="two"), "DATA_SERVICE_NODES=two: expected a positive whole number"),
+    (dict(DATA_SERVICE_NODES="1", DATA_SERVICE_WORKERS_PER_NODE="0"),
+     "DATA_SERVICE_WORKERS_PER_NODE=0: expected a positive whole number"),
+    (dict(DATA_SERVICE_NODES="1", DATA_SERVICE_PORT="http"), "DATA_SERVICE_PORT=http: expected a port number"),
+    (dict(DATA_SERVICE_NODES="2"), "DATA_SERVICE_NODES=2 but the allocation has 1 node(s)")])
+def test_run_sub_refuses_bad_data_service_settings(slurm, tmp_path, env, says):
+  r, text = _sbatch_run_sub(slurm, tmp_path, ["train", *SMOKE, f"--output_dir={tmp_path / 'run'}"], **env)
+  assert r.returncode == 2, r.stdout + r.stderr + text[-2000:]  # sbatch --wait exits with the job's code
+  assert f"run.sub: {says}" in text, text[-2000:]
