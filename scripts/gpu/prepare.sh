@@ -32,6 +32,13 @@ export_step() {  # name, task, bench flags... [-- prepare_step.py flags...]
   shift 2
   while [ $# -gt 0 ] && [ "$1" != -- ]; do bench+=("$1"); shift; done
   [ $# -gt 0 ] && shift && step=("$@")
+  local precision=bf16 a  # the step's precision, for its PyTorch peer: a later flag wins over the flagfile's
+  for a in "${bench[@]}"; do
+    case $a in
+      --flagfile=*) precision=$(sed -n 's/^--precision=//p' "${a#--flagfile=}" | tail -n 1) ;;
+      --precision=*) precision=${a#--precision=} ;;
+    esac
+  done
   echo "[prepare] $name"
   "$PY" -m tf_gp2bm.bench --task="$task" "${bench[@]}" --export_only --export_hlo="$OUT/$name" \
     | grep -v "^\[bench\]" || true
@@ -39,7 +46,7 @@ export_step() {  # name, task, bench flags... [-- prepare_step.py flags...]
   # A vendor module's export loses its HLO metadata (op names, source lines; only profiles read them), about a third
   # of its size, so the folder with --kernels stays under the device tool's 64 MiB.
   [[ $name == *_kernels ]] && step+=(--strip_metadata)
-  "$PY" scripts/gpu/prepare_step.py "$OUT/$name" --task="$task" "${step[@]}"
+  "$PY" scripts/gpu/prepare_step.py "$OUT/$name" --task="$task" --precision="${precision:-bf16}" "${step[@]}"
   echo "$name" >> "$OUT/order.txt"  # measure.sh times the steps in this order
 }
 
@@ -125,22 +132,56 @@ while read -r step; do  # one process each, with its own timeout: an out-of-memo
     echo "{\"step\": \"$step\", \"status\": \"$why\"}" > "$RESULTS/$step.json"
   fi
 done < "$HERE/order.txt"
-if "$PY" -c 'import torch' 2>/dev/null; then  # SGD and AdamW peers: PyTorch has no LARS or LAMB
-  peers=(--resnet_batch=408 --bert_batch=28)
-  [ $DRY = 1 ] && peers=(--device=cpu --tiny --resnet_batch=2 --bert_batch=2)
-  : > "$RESULTS/torch_peers.txt"
-  for extra in "" --compile; do  # eager, then torch.compile (not in --dry: it compiles for minutes on a CPU)
-    [ $DRY = 1 ] && [ -n "$extra" ] && continue
-    t=$(limit 10)
-    [ "$(left 10)" -lt 10 ] && { echo "torch peers $extra: skipped, ${BUDGET}s budget spent" | log; continue; }
-    timeout "$t" "$PY" "$HERE/torch_peers.py" "${peers[@]}" $extra < /dev/null 2>&1 | tail -n 5 \
-      | tee -a "$RESULTS/torch_peers.txt" | log
+# The PyTorch peers (torch_peers.py: LARS / LAMB, packed rows with a block-diagonal mask), one per distinct step
+# configuration (a vendor step shares its base step's), each in its own process under its own timeout: eager at
+# every batch first, then torch.compile'd at the first ResNet and BERT step (the flagfiles' batches), time allowing.
+peer() {  # peer, step, [--compile]
+  local name=$1 step=$2 mode=eager file rc t why
+  shift 2
+  [ "${1:-}" = --compile ] && mode=compiled
+  file=torch_$name$([ $mode = compiled ] && echo _compiled)
+  t=$(limit)
+  if [ "$(left)" -lt 10 ]; then
+    echo "$file: skipped, ${BUDGET}s budget spent" | log
+    why="no time left"
+  else
+    timeout "$t" "$PY" "$HERE/torch_peers.py" --like="$HERE/$step.step.json" --out="$RESULTS" "${PEER_FLAGS[@]}" "$@" \
+      < /dev/null > "$RESULTS/$file.log" 2>&1
+    rc=$?
+    tail -n 1 "$RESULTS/$file.log" | log
+    why=$([ $rc = 124 ] && echo "timeout ${t}s" || echo "exit $rc")
+  fi
+  [ -f "$RESULTS/$file.json" ] \
+    || echo "{\"peer\": \"$name\", \"mode\": \"$mode\", \"status\": \"$why\"}" > "$RESULTS/$file.json"
+}
+if "$PY" -c 'import torch' 2>/dev/null; then
+  PEER_FLAGS=()
+  [ $DRY = 1 ] && PEER_FLAGS=(--device=cpu --tiny --warmup=1 --steps=2)
+  # "peer step task" for each distinct peer, in measure order
+  mapfile -t peers < <("$PY" -c 'import json, os, sys
+seen = set()
+for step in open(sys.argv[1]).read().split():
+  spec = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), step + ".step.json")))
+  if spec["peer"] not in seen:
+    seen.add(spec["peer"])
+    print(spec["peer"], step, spec["task"])' "$HERE/order.txt")
+  for line in "${peers[@]}"; do
+    read -r name step task <<< "$line"
+    peer "$name" "$step"
   done
+  if [ $DRY = 0 ]; then  # torch.compile compiles for minutes on a CPU: not in --dry
+    compiled=""
+    for line in "${peers[@]}"; do
+      read -r name step task <<< "$line"
+      [[ $compiled == *"$task"* ]] && continue
+      compiled+=" $task"
+      peer "$name" "$step" --compile
+    done
+  fi
 else
-  echo "torch peers: skipped (no torch)" | tee "$RESULTS/torch_peers.txt" | log
+  echo "torch peers: skipped (no torch)" | log
 fi
-{ "$PY" "$HERE/step_timer.py" --table "$RESULTS" --order "$HERE/order.txt"; cat "$RESULTS/torch_peers.txt"; } \
-  > "$RESULTS/table.txt"
+"$PY" "$HERE/step_timer.py" --table "$RESULTS" --order "$HERE/order.txt" > "$RESULTS/table.txt"
 cat "$RESULTS/table.txt"
 MEASURE
 chmod +x "$OUT/measure.sh"

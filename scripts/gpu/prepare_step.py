@@ -1,10 +1,11 @@
 """Prepares one exported train step (tf_gp2bm.bench --export_hlo=PREFIX) for step_timer.py on the GPU machine.
 
-    python scripts/gpu/prepare_step.py PREFIX --task=bert [--packing_factor=2.0] [--strip_metadata]
+    python scripts/gpu/prepare_step.py PREFIX --task=bert [--packing_factor=2.0] [--precision=bf16] [--strip_metadata]
 
 Writes PREFIX.step.json: the ENTRY parameters (dtype, shape), which outputs feed which parameters back (the
-variables), how to make each batch input (real-shaped: valid token ids, masks of ones, labels in range), and which
-parameter holds the loss. Rewrites HLO `copy` instructions of PREFIX.hlo.pb as same-shape `reshape`s (some StableHLO
+variables), how to make each batch input (real-shaped: valid token ids, masks of ones, labels in range), which
+parameter holds the loss, and the step's precision and PyTorch peer (scripts/gpu/torch_peers.py --like). Rewrites
+HLO `copy` instructions of PREFIX.hlo.pb as same-shape `reshape`s (some StableHLO
 importers reject them; the computation is unchanged) and deletes PREFIX.hlo.txt, which the timer does not need
 (150 MB for BERT-large, over what the device tool carries). Needs TensorFlow (its HLO proto); run it here.
 """
@@ -48,6 +49,8 @@ def main(argv=None):
   p.add_argument("--task", required=True, choices=("resnet", "bert"))
   p.add_argument("--packing_factor", type=float, default=1.0,
                  help="sequences per row of a packed BERT step: samples/s counts sequences, as the trainer does")
+  p.add_argument("--precision", default="bf16", choices=("bf16", "fp16", "fp32"),
+                 help="the step's precision: the PyTorch peer (torch_peers.py --like) runs at the same")
   p.add_argument("--strip_metadata", action="store_true",
                  help="drop the HLO metadata (op names, source lines: only a profile reads them) to fit 64 MiB")
   args = p.parse_args(argv)
@@ -87,7 +90,10 @@ def main(argv=None):
     f.write(module.SerializeToString())
   rows = params[0][1][0]
   samples = rows * (args.packing_factor if kind == "bert_packed" else 1.0)
-  spec = {"module": os.path.basename(pb), "task": args.task, "rows": rows, "samples": samples, "params": params,
+  # The peer's name: steps that differ only in their kernels (a vendor module's) share one PyTorch peer.
+  peer = f"{args.task}_{'packed_r' if kind == 'bert_packed' else 'b'}{rows}_{args.precision}"
+  spec = {"module": os.path.basename(pb), "task": args.task, "rows": rows, "samples": samples,
+          "precision": args.precision, "peer": peer, "params": params,
           "aliases": alias, "inputs": inputs, "loss_param": loss_param, "skipped_param": skipped_param}
   with open(args.prefix + ".step.json", "w") as f:
     json.dump(spec, f)

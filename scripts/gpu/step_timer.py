@@ -4,7 +4,7 @@ jax.extend.backend, jaxlib.xla_client.DeviceList.
 
     python3 step_timer.py --versions                        # jax/jaxlib and the device; exit 3 if unusable
     python3 step_timer.py STEP.step.json --out=DIR          # one module: a line, and DIR/STEP.json
-    python3 step_timer.py --table DIR [--order order.txt]  # one screen of every figure in DIR
+    python3 step_timer.py --table DIR [--order order.txt]  # one screen of every figure in DIR, peers beside ours
 
 Each step is fed real-shaped synthetic inputs (the recipe prepare_step.py wrote: valid token ids, masks of ones,
 labels in range); the variables it updates feed the next step, as in a training loop. The loss is read from the
@@ -123,25 +123,48 @@ def time_step(spec_path, steps, out_dir):
 
 
 def table(out_dir, order=None):
-  """One screen: the versions, then a row per step (in measure.sh's order when given)."""
-  rows = []
+  """One screen: the versions, then a row per step (in measure.sh's order when given) with its PyTorch peer's
+  samples/s beside it, eager and torch.compile'd (torch_peers.py's JSON in DIR; the peer named in the step's
+  .step.json beside ORDER), and ours over the faster peer."""
+  rows, peers = [], {}
   for path in sorted(glob.glob(os.path.join(out_dir, "*.json"))):
     with open(path) as f:
       r = json.load(f)
     if "step" in r:
       rows.append(r)
+    elif "peer" in r:
+      peers[r["peer"], r["mode"]] = r
     elif "jax" in r:
       print(" ".join(f"{k} {v}" for k, v in r.items()))
+  names, peer_of = [], {}
   if order:
     with open(order) as f:
       names = f.read().split()
     rows.sort(key=lambda r: names.index(r["step"]) if r["step"] in names else len(names))
-  print(f"{'step':28} {'status':10} {'ms':>9} {'samples/s':>11} {'loss':>9} {'compile s':>9}")
+    for name in names:
+      spec = os.path.join(os.path.dirname(order), name + ".step.json")
+      if os.path.exists(spec):
+        with open(spec) as f:
+          peer_of[name] = json.load(f).get("peer")
+  torch_line = next((f"torch {p['torch']} on {p['device']}, {p['optimizer']}" for p in peers.values()
+                     if "torch" in p), None)  # a peer that did not start has only its status
+  if torch_line:
+    print(torch_line)
+  print(f"{'step':28} {'status':10} {'ms':>8} {'samples/s':>10} {'loss':>7} {'comp s':>6} "
+        f"{'torch':>9} {'compiled':>9} {'ratio':>6}")
   for r in rows:
     ms, rate, loss = r.get("ms_median"), r.get("samples_per_s"), r.get("loss")
-    print(f"{r['step']:28} {r['status'][:10]:10} {ms if ms is not None else '-':>9} "
-          f"{rate if rate is not None else '-':>11} {f'{loss:.4f}' if loss is not None else '-':>9} "
-          f"{r.get('compile_s', '-'):>9}")
+    cells = []
+    for mode in ("eager", "compiled"):
+      p = peers.get((peer_of.get(r["step"]), mode))
+      cells.append("-" if p is None else p["samples_per_s"] if p["status"] == "ok" else p["status"][:9])
+    best = max((c for c in cells if isinstance(c, float)), default=None)
+    ratio = f"{rate / best:.2f}" if rate is not None and r["status"] == "ok" and best else "-"
+    print(f"{r['step']:28} {r['status'][:10]:10} {ms if ms is not None else '-':>8} "
+          f"{rate if rate is not None else '-':>10} {f'{loss:.3f}' if loss is not None else '-':>7} "
+          f"{r.get('compile_s', '-'):>6} {cells[0]:>9} {cells[1]:>9} {ratio:>6}")
+  if peers:
+    print("torch / compiled: the PyTorch peer's samples/s at the same batch and precision; ratio: ours / faster peer")
   return 0
 
 
