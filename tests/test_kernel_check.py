@@ -6,6 +6,7 @@ import pytest
 
 from conftest import run_module
 from tf_gp2bm import kernel_check, kernels
+from tf_gp2bm.kernels import memory
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +113,92 @@ def test_the_driver_keeps_the_report_with_the_kernels_snapshot(tmp_path):
   report = (tmp_path / package.KERNELS_SNAPSHOT / package.KERNEL_CHECK_REPORT).read_text()
   assert report.startswith("kernel_check --kernels=kernel_plugins.lars_epsilon ") and "DIFFERS [1]" in report
   assert "largest difference in tiny/kernel slot momentum" in report
+
+
+# --- --full_size: the step's memory from XLA's buffer assignment ------------------------------------------------
+
+# The allocation lines of a real CPU buffer assignment (a small jit-compiled step: a variable updated in place, a
+# returned scalar, a constant, a temp block and stack values), abridged to the lines the parser reads and their kind.
+BUFFER_ASSIGNMENT = """BufferAssignment:
+allocation 0: size 4000000, parameter 1, shape |f32[1000,1000]| at ShapeIndex {}, maybe-live-out:
+ value: <13 add_add_fusion.clone @0> (size=4000000,offset=0): f32[1000,1000]{1,0}
+allocation 1: size 4000000, parameter 0, shape |f32[1000,1000]| at ShapeIndex {}:
+allocation 2: size 16, output shape is |(f32[], f32[1000,1000])|, maybe-live-out:
+allocation 3: size 4, maybe-live-out:
+allocation 4: size 352776, constant:
+allocation 5: size 4, thread-local:
+allocation 11: size 8000000, preallocated-temp:
+ value: <21 dot.4 @0> (size=4000000,offset=4000000): f32[1000,1000]{1,0}
+"""
+
+
+def test_the_buffer_assignment_is_read_by_kind():
+  got = memory.parse_buffer_assignment(BUFFER_ASSIGNMENT)
+  assert got == memory.StepMemory(temp=8000000, constant=352776, output=20, parameter=8000000)
+  assert got.step == 8000000 + 352776 + 20
+
+
+def test_full_size_compiles_the_closed_flagfiles_at_their_per_gpu_batch():
+  assert memory.per_replica_batch("closed", "bert") == 56  # 28 packed rows of 2.0 sequences
+  assert memory.per_replica_batch("closed", "resnet") == 408
+  assert memory.per_replica_batch("smoke", "bert") == 32
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--memory_margin=-0.1"], "--memory_margin must be at least 0"),
+    (["--full_size=smoke", "--tasks=bert,nosuch"], "--tasks: unknown nosuch"),
+    (["--tasks=bert"], "give --full_size too"),
+])
+def test_bad_full_size_flags_are_bad_input(capsys, args, message):
+  code, out, err = _check(capsys, "--kernels=kernel_plugins.lamb_fused_norms", *args)
+  assert code == 2 and message in err and "hot spot" not in out
+
+
+def test_an_unknown_size_is_bad_input(capsys):
+  with pytest.raises(SystemExit) as exit:
+    kernel_check.main(["--kernels=kernel_plugins.lamb_fused_norms", "--full_size=huge"])
+  assert exit.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def _memory_row(out, task):
+  (row,) = [line for line in out.split("full size", 1)[1].splitlines() if line.startswith(task + " ")]
+  return row
+
+
+@pytest.mark.slow  # compiles the smoke steps in child processes
+def test_a_lamb_that_keeps_a_segment_id_per_element_passes_parity_and_fails_at_full_size(capsys, tmp_path):
+  """The vendor's bug: numerically right, but a per-element constant as large as the model. BERT's step needs a
+  third of its parameter bytes more."""
+  report = tmp_path / "kernel_check.txt"
+  code, out, _ = _check(capsys, "--kernels=kernel_plugins.lamb_segment_ids", "--steps=2", "--no-xla",
+                        "--full_size=smoke", "--tasks=bert", f"--report={report}")
+  assert code == 1, out
+  assert _rows(out, "lamb_apply")[0].endswith(" ok"), out  # parity passes
+  row = _memory_row(out, "bert")
+  assert "flags/bert/smoke.flags at batch 32" in row and row.endswith("MORE MEMORY (> 10%)"), out
+  extra = float(row.split("%")[0].split()[-1])
+  assert 30 < extra < 40, row  # 4 bytes per element of 12 bytes of LAMB state per element (plus the batch)
+  assert "bert: temp " in out and " -> 353 kB, outputs " in out, out  # the constant: an int32 per element
+  assert "0/1 steps within the defaults' memory + 10% of their parameter bytes; bert over it or failed" in out
+  saved = report.read_text()
+  assert saved.startswith("kernel_check --kernels=kernel_plugins.lamb_segment_ids ") and "--full_size=smoke" in saved
+  assert row in saved
+
+
+@pytest.mark.slow  # compiles the smoke BERT step twice in child processes
+def test_a_fused_lamb_without_model_sized_buffers_passes_at_full_size(capsys):
+  code, out, _ = _check(capsys, "--kernels=kernel_plugins.lamb_fused_norms", "--steps=2", "--no-xla",
+                        "--full_size=smoke", "--tasks=bert")
+  assert code == 0, out
+  row = _memory_row(out, "bert")
+  assert row.endswith(" ok") and "flags/bert/smoke.flags at batch 32" in row, out
+  assert "1/1 steps within the defaults' memory" in out
+
+
+@pytest.mark.slow  # builds and traces the smoke BERT step in a child process
+def test_a_step_without_the_modules_hot_spots_is_not_compiled(capsys):
+  code, out, _ = _check(capsys, "--kernels=kernel_plugins.lars_fused_norms", "--steps=1", "--no-xla",
+                        "--full_size=smoke", "--tasks=bert")
+  assert code == 0, out
+  assert _memory_row(out, "bert").endswith("not used (no replaced hot spot in this step)"), out
+  assert "with the defaults" not in out and "bert: the module's build and trace (not compiled) took " in out

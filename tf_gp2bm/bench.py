@@ -29,6 +29,10 @@ flags.DEFINE_integer("bench_steps", 30, "Timed steps per measurement.")
 flags.DEFINE_string("export_hlo", None, "Path prefix: write PREFIX.hlo.pb and PREFIX.hlo.txt of the train step.")
 flags.DEFINE_bool("export_only", False, "With --export_hlo: write the step without running it here (a CPU need not "
                   "run a GPU-sized step; scripts/gpu/prepare.sh exports this way).")
+flags.DEFINE_bool("export_compiled", False, "With --export_hlo: write the step as XLA compiled it for this machine's "
+                  "backend (PREFIX.optimized.hlo.txt; XLA_FLAGS=--xla_dump_to=DIR --xla_dump_hlo_as_text also "
+                  "dumps its buffer assignment, which `kernel_check --full_size` reads). With --kernels, a step that "
+                  "uses none of the replaced hot spots is not compiled (nothing to compare).")
 flags.DEFINE_bool("pipeline_only", False, "Only time the input pipeline (ours vs the reference's).")
 flags.DEFINE_integer("pipeline_batches", 40, "Batches per input-pipeline measurement.", lower_bound=1)
 flags.DEFINE_integer("pipeline_batch_size", 64, "ResNet --pipeline_only: images per batch.", lower_bound=1)
@@ -59,10 +63,15 @@ def _timed(fn, steps, samples_per_step):
   return steps * samples_per_step / dt, dt / steps
 
 
-def export_hlo(step_fn, batch, prefix):
-  """Writes the compiled step as HLO for scripts/gpu/step_timer.py (variables become parameters)."""
+def export_hlo(step_fn, batch, prefix, compiled=False):
+  """Writes the step as HLO for scripts/gpu/step_timer.py (variables become parameters); `compiled`: the HLO XLA
+  optimized for this machine's backend instead (compiling it, with buffer assignment), as PREFIX.optimized.hlo.txt."""
   ir = step_fn.experimental_get_compiler_ir(batch)
   os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  if compiled:
+    with open(prefix + ".optimized.hlo.txt", "w") as f:
+      f.write(ir(stage="optimized_hlo"))
+    return prefix + ".optimized.hlo.txt"
   with open(prefix + ".hlo.pb", "wb") as f:
     f.write(ir(stage="hlo_serialized"))
   with open(prefix + ".hlo.txt", "w") as f:
@@ -97,23 +106,10 @@ def main(argv):
       return 2
     return 0
   import tensorflow as tf
-  from tf_gp2bm.mlperf_log import MLPerfLogger
-  from tf_gp2bm.runtime.factory import create_runtime
-  from tf_gp2bm.runtime.precision import Precision
-  from tf_gp2bm.trainer import Trainer
 
   try:
     config = RunConfig.from_flags(FLAGS)
-    runtime = create_runtime(config.distribution)
-    precision = Precision(config.precision)
-    kernels.load_plugin(config.kernels)
-    task = tasks.create(config.task, runtime, config.task_config, config.seed)
-    extra_batches = task.step_benchmark_batches(_pipeline_options())
-    if FLAGS.data_dir:
-      task.check_inputs()
-    trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=config.xla,
-                      steps_per_loop=config.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
-    trainer.build()
+    runtime, task, trainer, extra_batches = build_step(config)
     if not FLAGS.export_only:
       trainer.warm_up()
   except InputError as e:
@@ -159,6 +155,27 @@ def main(argv):
   return export(trainer, batch) if FLAGS.export_hlo else 0
 
 
+def build_step(config):
+  """(runtime, task, trainer, extra step batches) of the train step as the flags give it, built and not run
+  (InputError on bad input)."""
+  from tf_gp2bm.mlperf_log import MLPerfLogger
+  from tf_gp2bm.runtime.factory import create_runtime
+  from tf_gp2bm.runtime.precision import Precision
+  from tf_gp2bm.trainer import Trainer
+
+  runtime = create_runtime(config.distribution)
+  precision = Precision(config.precision)
+  kernels.load_plugin(config.kernels)
+  task = tasks.create(config.task, runtime, config.task_config, config.seed)
+  extra_batches = task.step_benchmark_batches(_pipeline_options())
+  if FLAGS.data_dir:
+    task.check_inputs()
+  trainer = Trainer(task, runtime, precision, MLPerfLogger(None, enabled=False), xla=config.xla,
+                    steps_per_loop=config.steps_per_loop, log=lambda m: print(f"[bench] {m}", flush=True))
+  trainer.build()
+  return runtime, task, trainer, extra_batches
+
+
 def export(trainer, batch):
   if not FLAGS.export_hlo:
     print("error: --export_only needs --export_hlo=PREFIX", file=sys.stderr)
@@ -166,13 +183,23 @@ def export(trainer, batch):
   if not (FLAGS.xla and trainer.fused_step):
     print("error: --export_hlo needs --xla and a single-replica (fused) step", file=sys.stderr)
     return 2
-  path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo)
-  print(f"exported {path} (+ .hlo.txt); next: python scripts/gpu/prepare_step.py {FLAGS.export_hlo} "
-        f"--task={FLAGS.task}")
+  if FLAGS.export_compiled and kernels.replaced():
+    trainer.replica_step.get_concrete_function(batch)  # traces the step: the hot spots it looks up are recorded
+    print(f"[bench] replaced hot spots in the step: {', '.join(kernels.used()) or 'none'}", flush=True)
+    if not kernels.used():
+      print("the step uses none of the replaced hot spots: not compiled")
+      return 0
+  path = export_hlo(trainer.replica_step, batch, FLAGS.export_hlo, FLAGS.export_compiled)
+  if FLAGS.export_compiled:
+    print(f"exported {path}")
+  else:
+    print(f"exported {path} (+ .hlo.txt); next: python scripts/gpu/prepare_step.py {FLAGS.export_hlo} "
+          f"--task={FLAGS.task}")
   return 0
 
 
-MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "export_only", "pipeline_only",
+MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "export_only", "export_compiled",
+              "pipeline_only",
               "reference_dir",
               "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size", "pipeline_data_service")
 

@@ -17,7 +17,7 @@ from tf_gp2bm.kernels.audit import files_sha256, module_files
 from tf_gp2bm.kernels.registry import KernelError
 
 __all__ = ["MLLOG_KEY", "KernelError", "audit", "check_gradients", "contract", "files_sha256", "get", "load_plugin", "loaded_module",
-           "module_files", "names", "register", "replaced", "reset"]
+           "module_files", "names", "register", "replaced", "reset", "used"]
 
 MLLOG_KEY = "vendor_kernels"  # the mllog event that carries audit(): module, replaced hot spots, sha256
 _loaded = []  # the --kernels module of this process
@@ -57,6 +57,12 @@ def contract(name):
 
 def replaced():
   return registry.replaced()
+
+
+def used():
+  """The replaced hot spots looked up so far, i.e. traced into a step (kernel_check --full_size skips a task
+  whose step uses none)."""
+  return registry.used()
 
 
 def reset():

@@ -32,6 +32,7 @@ class HotSpot:
 
 _HOT_SPOTS = {}
 _REPLACED = {}  # name -> (fn, module that registered it)
+_USED = set()  # replaced hot spots looked up (so traced into a step) since the last reset
 
 
 def declare(hot_spots):
@@ -88,6 +89,7 @@ def get(name):
   if name not in _REPLACED:
     return spot.default
   fn, source = _REPLACED[name]
+  _USED.add(name)
   return _checked(spot, fn, source)
 
 
@@ -100,8 +102,14 @@ def sources():
   return {name: source for name, (_, source) in sorted(_REPLACED.items())}
 
 
+def used():
+  """The replaced hot spots that have been looked up: those a step traced so far contains."""
+  return sorted(_USED)
+
+
 def reset():
   _REPLACED.clear()
+  _USED.clear()
 
 
 @contextlib.contextmanager
