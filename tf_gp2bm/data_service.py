@@ -136,7 +136,10 @@ def serve(argv):
   p.add_argument("role", choices=("dispatcher", "worker"))
   p.add_argument("--port", type=int, default=DEFAULT_PORT)
   p.add_argument("--dispatcher", help="worker: HOST:PORT of the dispatcher")
-  p.add_argument("--host", default=None, help="worker: the name trainers reach it by (default: this host's name)")
+  # --worker_host: the same option under a name that horovodrun's parser (which the driver starts servers through)
+  # does not read as an abbreviation of its own --hosts.
+  p.add_argument("--host", "--worker_host", dest="host", default=None,
+                 help="worker: the name trainers reach it by (default: this host's name)")
   p.add_argument("--work_dir", default=None, help="dispatcher: journal folder (fault tolerance); default: none")
   a = p.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -21,6 +21,7 @@ import re
 import signal
 import sys
 
+from tf_gp2bm import data_service
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 from tf_gp2bm.files import flags_dir, repo_root
 from tf_gp2bm.tasks import spec as task_spec
@@ -53,6 +54,14 @@ def build_parser():
                  help="extra launcher arguments passed through verbatim, e.g. \"--network-interface=ib0\"")
   p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                  help="local: horovodrun here or on --hosts; slurm: srun inside the current allocation")
+  p.add_argument("--data_service_hosts", default=None, metavar="HOST[,HOST...]",
+                 help="start a tf.data service for the set's tasks that read from one (ResNet): the first host runs "
+                      "the dispatcher, every host runs --data_service_workers_per_host workers, over the same "
+                      "launcher as the ranks; every run of those tasks gets --data_service (docs/multinode.md)")
+  p.add_argument("--data_service_port", type=int, default=data_service.DEFAULT_PORT,
+                 help="with --data_service_hosts: the dispatcher's port; the workers of a host take the ports after it")
+  p.add_argument("--data_service_workers_per_host", type=int, default=1,
+                 help="with --data_service_hosts: worker processes on each listed host")
   for s in specs:
     p.add_argument(f"--runs_{s.name}", type=int, default=s.min_runs,
                    help=f"{s.title} runs in the set (official mode: at least {s.min_runs})")
@@ -102,6 +111,11 @@ def parse_args(argv):
     p.error("--tasks is for the demo only; the official modes are all and one command per task")
   if a.np is not None and a.np < 1:
     p.error(f"--np={a.np}: must be at least 1")
+  if a.data_service_workers_per_host < 1:
+    p.error(f"--data_service_workers_per_host={a.data_service_workers_per_host}: must be at least 1")
+  if not 0 < a.data_service_port < 65536 - a.data_service_workers_per_host:
+    p.error(f"--data_service_port={a.data_service_port}: the dispatcher's port and the "
+            f"{a.data_service_workers_per_host} worker port(s) after it must lie in 1..65535")
   if a.status is not None and a.status not in system_desc.STATUSES:
     p.error(f"--status={a.status!r}: must be one of {system_desc.STATUSES}")
   demo = a.command == "demo"
@@ -125,7 +139,9 @@ def parse_args(argv):
       status=a.status or (cfg.DEMO_STATUS if demo else None), system_fields=tuple(a.system_field),
       system_json=_abs(a.system_json),
       watchdog_minutes=a.watchdog_minutes if a.watchdog_minutes is not None else (10.0 if demo else 30.0),
-      rcp_bypass=a.rcp_bypass, verbose=a.verbose, kernels=a.kernels)
+      rcp_bypass=a.rcp_bypass, verbose=a.verbose, kernels=a.kernels,
+      data_service=cfg.DataServiceOptions(a.data_service_hosts, a.data_service_port, a.data_service_workers_per_host)
+      if a.data_service_hosts is not None else None)
 
 
 def _abs(path):

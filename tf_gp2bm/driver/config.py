@@ -8,6 +8,7 @@ import dataclasses
 import os
 from typing import Mapping, Optional, Tuple
 
+from tf_gp2bm import data_service as service_mod
 from tf_gp2bm.errors import InputError
 from tf_gp2bm.tasks import spec as task_spec
 
@@ -20,7 +21,7 @@ DEMO_ORG = "GP2BM-demo"
 DEMO_STATUS = system_desc.RDI
 # What must match for a rerun to continue a set instead of silently mixing two configurations.
 RESUME_KEYS = ("mode", "tasks", "runs", "system", "np", "data", "org", "system_name", "status", "ruleset", "kernels",
-               "launch")
+               "launch", "data_service")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,27 @@ class LaunchOptions:
   hostfile: Optional[str] = None
   hvd_args: Optional[str] = None
   launcher: str = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataServiceOptions:
+  """The tf.data service the driver starts for the set (validated by driver.service.plan): the first host runs the
+  dispatcher on `port`, every host runs `workers_per_host` workers on the ports after it."""
+  hosts: str                        # cpu1,cpu2 (--data_service_hosts)
+  port: int = service_mod.DEFAULT_PORT
+  workers_per_host: int = 1
+
+  @property
+  def host_names(self):
+    return tuple(h.strip() for h in self.hosts.split(","))
+
+  @property
+  def address(self):
+    """HOST:PORT of the dispatcher, what every run of a task that reads from the service gets."""
+    return f"{self.host_names[0]}:{self.port}"
+
+  def to_record(self):
+    return {"hosts": self.hosts, "port": self.port, "workers_per_host": self.workers_per_host}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +79,7 @@ class SetConfig:
   rcp_bypass: bool = False
   verbose: bool = False
   kernels: Optional[str] = None
+  data_service: Optional[DataServiceOptions] = None
 
   @property
   def demo(self):
@@ -77,7 +100,7 @@ class SetConfig:
         flagfiles={t: self.flagfile(t) for t in self.tasks}, data={t: dict(self.data[t]) for t in self.tasks},
         org=self.org, system_name=system_name, status=self.status, ruleset=self.ruleset,
         watchdog_minutes=self.watchdog_minutes, rcp_bypass=self.rcp_bypass, kernels=self.kernels,
-        launch=dataclasses.replace(self.launch, np=np), forced=forced)
+        launch=dataclasses.replace(self.launch, np=np), forced=forced, data_service=self.data_service)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +124,7 @@ class SetRecord:
   launch: LaunchOptions = LaunchOptions()
   forced: bool = False               # started with --force past failed preflight checks
   created: Optional[str] = None      # UTC time the folder was made
+  data_service: Optional[DataServiceOptions] = None  # the tf.data service the driver starts for the set
 
   @property
   def demo(self):
@@ -116,6 +140,7 @@ class SetRecord:
         "launch": {"hosts": self.launch.hosts, "hostfile": self.launch.hostfile,
                    "hvd_args": self.launch.hvd_args, "launcher": self.launch.launcher},
         "forced": self.forced, "created": self.created,
+        "data_service": self.data_service.to_record() if self.data_service else None,
     }
 
   @classmethod
@@ -133,9 +158,11 @@ class SetRecord:
                        (f"; unknown {', '.join(unknown)}" if unknown else ""))
     values = dict(record)
     launch = values.pop("launch", None) or {}
+    service = values.pop("data_service", None)
     try:
       return cls(**dict(values, tasks=tuple(values["tasks"]), runs={t: int(n) for t, n in values["runs"].items()},
-                        launch=LaunchOptions(np=values["np"], **launch)))
+                        launch=LaunchOptions(np=values["np"], **launch),
+                        data_service=DataServiceOptions(**service) if service else None))
     except (TypeError, AttributeError, ValueError) as e:
       raise InputError(f"{where}: malformed set description ({e})") from None
 

@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from tf_gp2bm.errors import EXIT_BAD_INPUT, InputError
 from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 from tf_gp2bm.tasks import spec as task_spec
 
-from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, summary, system_desc
+from . import checks, digest, hosts, launch, package, preflight, reports, runs, scoring, service, summary, system_desc
 from .config import DEMO_SYSTEM, with_data
 
 EXIT_STOPPED, EXIT_NOT_SUBMITTABLE = 1, 3
@@ -44,7 +45,9 @@ def dispatch(config):
 # --- set up ------------------------------------------------------------------------------------------------------
 def make_launch(config):
   o = config.launch
-  return launch.from_args(np=o.np, hosts=o.hosts, hostfile=o.hostfile, hvd_args=o.hvd_args, launcher=o.launcher)
+  service_hosts = config.data_service.host_names if config.data_service else ()
+  return launch.from_args(np=o.np, hosts=o.hosts, hostfile=o.hostfile, hvd_args=o.hvd_args, launcher=o.launcher,
+                          service_hosts=service_hosts)
 
 
 def default_system_name(config, run_launch):
@@ -75,15 +78,18 @@ def prepare_demo_data(config, ui):
   return config
 
 
-def build_sysdesc(config, system_name, run_launch):
+def build_sysdesc(config, system_name, run_launch, service_plan=None):
   overrides = {"number_of_nodes": str(run_launch.num_hosts)}  # the driver's host may not be one of the nodes
   overrides.update(read_json(config.system_json, "system description") if config.system_json else {})
   try:
     overrides.update(system_desc.parse_field_flags(config.system_fields))
   except ValueError as e:
     raise InputError(str(e)) from None
-  return system_desc.build(config.org, system_name, config.status, overrides, demo=config.demo,
+  desc = system_desc.build(config.org, system_name, config.status, overrides, demo=config.demo,
                            storage_path=config.results_root)
+  if service_plan:  # sw_notes, the description's free-form field, after the vendor's own words
+    desc["sw_notes"] = "; ".join(filter(None, [desc.get("sw_notes", ""), service.sw_note(service_plan)]))
+  return desc
 
 
 def check_official_identity(config):
@@ -110,13 +116,33 @@ def find_set(config, record):
   return rs
 
 
-def checks_for(config, run_launch, sysdesc, ui):
+def checks_for(config, run_launch, sysdesc, ui, service_plan=None, show=True):
   extra = [lambda: hosts.preflight(run_launch, config)] if run_launch.kind != "local" else []
+  service_hosts = service.service_only_launch(service_plan, run_launch) if service_plan else None
+  if service_hosts:  # the workers there need the same code, versions and data as the ranks' hosts
+    extra.append(lambda: [(f"{service.CHECK} hosts: {check}", status, detail)
+                          for check, status, detail in hosts.preflight(service_hosts, config)])
   ui.say(f"preflight: {run_launch.describe()}; checking (TensorFlow start-up and the trainer's dry runs take a "
          "while)...")
-  rows = preflight.run_preflight(config, run_launch, sysdesc, extra)
-  ui.say(preflight.format_table(rows))
+  # The dry runs see --data_service as the runs will (a flagfile with --deterministic is refused there, exit 2).
+  trainer_args = {t: [f"--data_service={service_plan.address}"] for t in service_plan.tasks} if service_plan else {}
+  rows = preflight.run_preflight(config, run_launch, sysdesc, extra, trainer_args)
+  if show:
+    ui.say(preflight.format_table(rows))
   return rows
+
+
+def start_service(service_plan, run_launch, log_dir, ui):
+  """(Running or None, preflight row) for the set's tf.data service; its failure is a FAIL row naming the host
+  and role."""
+  ui.say(f"tf.data service: starting {service_plan.describe()} over the ranks' launcher (output in "
+         f"{log_dir})...")
+  try:
+    running = service.start(service_plan, run_launch, log_dir)
+  except service.StartFailed as e:
+    return None, service.failed_row(e)
+  ui.say(f"tf.data service: {running.summary()}; {service_plan.scope()}")
+  return running, running.row()
 
 
 def preflight_only(config, ui):
@@ -129,8 +155,16 @@ def preflight_only(config, ui):
         config = with_data(config, name, task_spec.get(name).demo_data(out))
   config = dataclasses.replace(config, org=config.org or "unset", status=config.status or system_desc.STATUSES[0])
   run_launch = make_launch(config)
-  sysdesc = build_sysdesc(config, default_system_name(config, run_launch), run_launch)
-  rows = checks_for(config, run_launch, sysdesc, ui)
+  service_plan = service.plan(config.data_service, config.tasks, run_launch)
+  sysdesc = build_sysdesc(config, default_system_name(config, run_launch), run_launch, service_plan)
+  rows = checks_for(config, run_launch, sysdesc, ui, service_plan, show=not service_plan)
+  if service_plan and not preflight.bad_flagfiles(rows):  # started and stopped again: a check of its start only
+    with tempfile.TemporaryDirectory(prefix="gp2bm_data_service_") as log_dir:
+      running, row = start_service(service_plan, run_launch, log_dir, ui)
+      if running:
+        running.stop()
+    rows.append(row)
+    ui.say(preflight.format_table(rows))
   if preflight.bad_flagfiles(rows):
     return EXIT_BAD_INPUT
   return 1 if preflight.failures(rows) else 0
@@ -144,6 +178,7 @@ def run_set(config, ui):
   else:
     check_official_identity(config)
   run_launch = make_launch(config)
+  service_plan = service.plan(config.data_service, config.tasks, run_launch)
   record = config.record(run_launch.np, default_system_name(config, run_launch))
   rs = find_set(config, record)
   if rs:
@@ -153,8 +188,8 @@ def run_set(config, ui):
       ui.say(f"set {rs.path} is complete (see its summary.md); pass --new to start another set")
       return 0
     return finalize(rs, ui)  # every run finished but the driver stopped before scoring
-  sysdesc = build_sysdesc(config, record.system_name, run_launch)
-  rows = checks_for(config, run_launch, sysdesc, ui)
+  sysdesc = build_sysdesc(config, record.system_name, run_launch, service_plan)
+  rows = checks_for(config, run_launch, sysdesc, ui, service_plan)
   bad = preflight.bad_flagfiles(rows)
   if bad:
     ui.say(f"error: the trainer rejects {', '.join(r['check'].rsplit(' ', 1)[1] for r in bad)} flagfile(s) (see "
@@ -181,30 +216,61 @@ def run_set(config, ui):
     ui.say(f"continuing set: {rs.path}")
     if forced and not rs.config.forced:
       rs.update_config(forced=True)
+  running, service_row = None, None
+  if service_plan and not _service_done(rs, service_plan.tasks):  # once per session, before the first run's clock
+    running, service_row = start_service(service_plan, run_launch, os.path.join(rs.path, service.LOG_DIR), ui)
+    rows.append(service_row)
   write_json_atomic(os.path.join(rs.path, f"preflight-{runs.utc_now()}.json"), rows)
-  ui.say(f"TensorBoard for the set: tensorboard --logdir {os.path.join(rs.path, 'runs')}")
-  ui.say("each run's full output: runs/<task>/run_<i>/console.log" + ("" if config.verbose else
-                                                                        " (--verbose streams it here)"))
-  return run_all(rs, run_launch, ui)
+  if service_row and not running:
+    ui.say(f"preflight: {service.CHECK} FAILED: {service_row['detail']}\nnothing was run; fix it and rerun the "
+           "same command to continue the set")
+    return EXIT_STOPPED
+  try:
+    ui.say(f"TensorBoard for the set: tensorboard --logdir {os.path.join(rs.path, 'runs')}")
+    ui.say("each run's full output: runs/<task>/run_<i>/console.log" + ("" if config.verbose else
+                                                                          " (--verbose streams it here)"))
+    return run_all(rs, run_launch, ui, running)
+  finally:
+    if running:  # also on Ctrl-C, SIGTERM/SIGHUP (SystemExit) and any error: no server outlives the driver
+      running.stop()
 
 
-def run_all(rs, run_launch, ui):
+def run_all(rs, run_launch, ui, running=None):
   remaining = {t: sum(1 for d in rs.run_dirs(t) if not rs.is_finished(d)) for t in rs.config.tasks}
   progress = digest.SetProgress(ui, remaining)
   command = lambda argv: launch.command(run_launch, argv)  # noqa: E731
-  drop = lambda: hosts.drop_caches_detail(run_launch)  # noqa: E731
-  for task in rs.config.tasks:
-    for i in range(rs.config.runs[task]):
-      if rs.is_finished(rs.run_dir(task, i)):
-        continue
-      rec = rs.run_one(task, i, command, drop, ui)
-      progress.run_done(task, None if rec.get("recovered") else rec.get("wall_s"))
-      if rec.get("exit_code") == EXIT_BAD_INPUT:
-        # Bad input fails every later run the same way: stop instead of burning the set.
-        ui.say(f"[{task} {i + 1}] the trainer rejected its input (exit 2, see {rs.rel(rs.run_dir(task, i))}/"
-               "console.log); set stopped. Fix it and start a new set with --new")
-        return EXIT_BAD_INPUT
+  service_hosts = service.service_only_launch(running.plan, run_launch) if running else None
+
+  def drop():
+    ok, detail = hosts.drop_caches_detail(run_launch)
+    if service_hosts:  # the workers read the records there
+      service_ok, service_detail = hosts.drop_caches_detail(service_hosts)
+      return ok and service_ok, f"{detail}; tf.data service hosts: {service_detail}"
+    return ok, detail
+
+  try:
+    for task in rs.config.tasks:
+      if running and _service_done(rs, running.plan.tasks):
+        running.stop()  # its tasks are done: the rest of the set (BERT) gets the host's cores back
+      for i in range(rs.config.runs[task]):
+        if rs.is_finished(rs.run_dir(task, i)):
+          continue
+        rec = rs.run_one(task, i, command, drop, ui)
+        progress.run_done(task, None if rec.get("recovered") else rec.get("wall_s"))
+        if rec.get("exit_code") == EXIT_BAD_INPUT:
+          # Bad input fails every later run the same way: stop instead of burning the set.
+          ui.say(f"[{task} {i + 1}] the trainer rejected its input (exit 2, see {rs.rel(rs.run_dir(task, i))}/"
+                 "console.log); set stopped. Fix it and start a new set with --new")
+          return EXIT_BAD_INPUT
+  finally:
+    if running:  # the service's work is done: stopped before the checkers and reports
+      running.stop()
   return finalize(rs, ui)
+
+
+def _service_done(rs, tasks):
+  """Every run of the tasks that read from the tf.data service is finished."""
+  return all(rs.is_finished(d) for t in tasks for d in rs.run_dirs(t))
 
 
 # --- scoring and reports -----------------------------------------------------------------------------------------

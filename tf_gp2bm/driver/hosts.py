@@ -225,7 +225,9 @@ def drop_caches_detail(launch):
   if launch.kind == "slurm":
     # On the node itself, never inside a container: only the host's root can drop its page cache.
     n = launch.num_hosts
-    cmd = ["srun", f"--nodes={n}", f"--ntasks={n}", "--ntasks-per-node=1", sys.executable, "-m",
+    # The ranks' nodes exclude those left to the tf.data service; the service's own are named.
+    exclude = [w for w in launch.hvd_args if w.startswith(("--exclude=", "--nodelist="))]
+    cmd = ["srun", f"--nodes={n}", f"--ntasks={n}", "--ntasks-per-node=1", *exclude, sys.executable, "-m",
            "tf_gp2bm.driver.host_probe", "drop_caches"]
   reports, output = run_on_every_host(launch, ["drop_caches"], timeout=300, cmd=cmd)
   failed = [f"{h}: {reports[h][0]['detail']}" if h in reports else f"{h}: no answer ({_last_lines(output, 2)})"

@@ -71,9 +71,15 @@ def _parse_host_entry(entry, where):
   return _checked_host(host, slots, where)
 
 
-def _checked_host(host, slots, where):
+def check_host_name(host, where):
+  """host, or InputError naming `where` when it is no host name or IP address horovodrun/srun accept."""
   if not _HOST_RE.match(host or ""):
     raise InputError(f"{where}: {host!r} is not a host name or IP address")
+  return host
+
+
+def _checked_host(host, slots, where):
+  check_host_name(host, where)
   if not slots.isdigit() or int(slots) < 1:
     raise InputError(f"{where}: slots {slots!r} must be a positive integer (processes on host {host})")
   return host, int(slots)
@@ -167,8 +173,11 @@ def expand_tasks_per_node(text, num_nodes):
   return counts
 
 
-def from_args(np=None, hosts=None, hostfile=None, hvd_args=None, launcher="local"):
-  """Validates the launch options. np=None means 'every slot' (hosts, allocation) or 1 (local)."""
+def from_args(np=None, hosts=None, hostfile=None, hvd_args=None, launcher="local", service_hosts=()):
+  """Validates the launch options. np=None means 'every slot' (hosts, allocation) or 1 (local).
+
+  service_hosts: the tf.data service's hosts (--data_service_hosts). Under Slurm, the allocation's nodes among them
+  are left to the service (every srun step of the ranks gets --exclude=them), unless they are all of its nodes."""
   launcher = launcher or "local"
   if launcher not in LAUNCHERS:
     raise InputError(f"--launcher={launcher!r}: expected one of {', '.join(LAUNCHERS)}")
@@ -181,6 +190,11 @@ def from_args(np=None, hosts=None, hostfile=None, hvd_args=None, launcher="local
     if hosts or hostfile:
       raise InputError("--launcher=slurm takes its hosts from the allocation: drop --hosts/--hostfile")
     total, nodes = slurm_allocation()
+    service_only = [h for h, _ in nodes if h in service_hosts]
+    if service_only and len(service_only) < len(nodes):
+      nodes = tuple((h, n) for h, n in nodes if h not in service_only)
+      total = sum(n for _, n in nodes)
+      extra += (f"--exclude={','.join(service_only)}",)
     return Launch("slurm", _checked_np(np, total, f"the Slurm allocation ({total} tasks)"), nodes, extra)
   if hosts or hostfile:
     listed = parse_hosts(hosts) if hosts else parse_hostfile(hostfile)

@@ -71,12 +71,12 @@ def check_disk(results_root, np_):
   return rows
 
 
-def dry_run(task, flagfile, replicas, kernels=None):
+def dry_run(task, flagfile, replicas, kernels=None, extra=()):
   """The trainer parses the flagfile and plans the run without data (`--dry_run`): a typo fails here, once,
-  instead of in every run."""
+  instead of in every run. extra: trainer flags the driver adds to every run of the task (--data_service)."""
   if not os.path.exists(flagfile):
     return [(f"{DRY_RUN_CHECK} {task}", "FAIL", f"{flagfile} does not exist")]
-  args = [f"--task={task}", f"--flagfile={flagfile}", "--dry_run", f"--dry_run_replicas={replicas}"]
+  args = [f"--task={task}", f"--flagfile={flagfile}", "--dry_run", f"--dry_run_replicas={replicas}", *extra]
   args += [f"--kernels={kernels}"] if kernels else []
   rc, text = python_module("tf_gp2bm.train", *args, timeout=600)
   if rc == 0:
@@ -102,14 +102,17 @@ def check_kernels(module):
   return [("vendor kernels", "PASS", f"--kernels={module}: {len(files)} file(s), copied into the submission")]
 
 
-def run_preflight(config, launch, sysdesc, extra=()):
+def run_preflight(config, launch, sysdesc, extra=(), trainer_args=None):
   """All checks for a set: config is the SetConfig, launch the validated Launch, extra any further check
-  functions (each returning rows), e.g. the multi-node checks. Returns rows."""
+  functions (each returning rows), e.g. the multi-node checks; trainer_args: task -> flags the driver adds to its
+  runs (the dry run gets them too). Returns rows."""
+  trainer_args = trainer_args or {}
   flagfiles = {t: config.flagfile(t) for t in config.tasks}
   # Every slow check is a child process (TensorFlow start-up, the trainer's dry run, dataset verifiers): run
   # them side by side.
   slow = [lambda: check_gpus(launch.np // launch.num_hosts, config.demo), lambda: check_horovod(launch.np)]
-  slow += [lambda t=t: dry_run(t, flagfiles[t], launch.np, config.kernels) for t in config.tasks]
+  slow += [lambda t=t: dry_run(t, flagfiles[t], launch.np, config.kernels, trainer_args.get(t, ()))
+           for t in config.tasks]
   slow += [lambda s=task_spec.get(t): s.check_data(config.data[s.name]) for t in config.tasks]
   slow += list(extra)
   rows = []

@@ -36,6 +36,8 @@ def run_note(r):
     parts.append("recorded on resume from its files")
   if r.get("log_changed"):
     parts.append("LOG CHANGED after the run")
+  if r.get("data_service"):
+    parts.append(f"train input from the tf.data service at {r['data_service']}")
   if r["reason"]:
     parts.append(r["reason"])
   return "; ".join(parts)
@@ -106,6 +108,12 @@ def write_markdown(path, summary):
     out += ["", f"Mode {s['set']['mode']}, ruleset {s['ruleset']}, flagfiles `{s['set']['system']}`, "
             f"{s['set']['np']} process(es) per run" + (f", vendor kernels `{s['set']['kernels']}`"
                                                          if s["set"].get("kernels") else "") + ".", ""]
+    if s["set"].get("data_service"):
+      ds = s["set"]["data_service"]
+      used = sorted({t for t, block in s["tasks"].items() for r in block["runs"] if r.get("data_service")})
+      out += [f"tf.data service started by the driver: dispatcher on {ds['hosts'].split(',')[0]}:{ds['port']}, "
+              f"{ds['workers_per_host']} worker(s) on each of {ds['hosts']}; train input of the "
+              f"{', '.join(used) or 'no'} runs (see the run notes).", ""]
   else:  # a vendor's results scored by `score`
     out += ["", f"Scored from {', '.join(f'`{p}`' for p in s['sources'])}, ruleset {s['ruleset']}.", ""]
   out += ["## Score", "", f"GP2BM score = {score['formula']} = **{_fmt(score['value'], 4)}**", "",

@@ -27,6 +27,7 @@ from tf_gp2bm.files import read_json, repo_root, sha256_file, write_json_atomic
 from . import checks, digest, scoring
 from .config import SetRecord
 from .launch import tool_env
+from .service import service_tasks
 from .system_desc import MLLOG_STATUS
 
 SEED_BITS = 31  # int32-safe seeds: TF, numpy and the seed checker's int() all take them
@@ -140,8 +141,15 @@ class RunSet:
             f"--submission_status={MLLOG_STATUS[c.status]}"]
     if c.kernels:
       argv.append(f"--kernels={c.kernels}")
+    if self.data_service_address(task):
+      argv.append(f"--data_service={self.data_service_address(task)}")
     # A path not given (only possible with --force past the preflight) is left to the trainer to reject.
     return argv + [f"--{k}={v}" for k, v in c.data[task].items() if v]
+
+  def data_service_address(self, task):
+    """The dispatcher the task's runs read their train input from, or None (no service, or a task without it)."""
+    c = self.config.data_service
+    return c.address if c and service_tasks((task,)) else None
 
   def recover(self, task, i, ui):
     """Resume bookkeeping for run i: a log with run_stop is recorded as it is; any other leftover is moved
@@ -202,7 +210,8 @@ class RunSet:
     cache_ok, cache_detail = drop_caches()
     cmd = launch_command(self.trainer_argv(task, run_dir, seed, cache_ok))
     rec = {"task": task, "index": i, "seed": seed, "command": cmd, "cache_clear": cache_ok,
-           "cache_detail": cache_detail, "started": utc_now(), "finished": False}
+           "cache_detail": cache_detail, "data_service": self.data_service_address(task), "started": utc_now(),
+           "finished": False}
     write_json_atomic(os.path.join(run_dir, DRIVER_JSON), rec)
     run_digest = digest.RunDigest(ui, task, i, self.config.runs[task], os.path.join(run_dir, MLLOG))
     run_digest.start(seed, cache_detail)

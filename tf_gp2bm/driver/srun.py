@@ -72,6 +72,8 @@ def launch_step(np, ntasks_per_node, launcher_args, argv):
   from horovod.runner.common.util.hosts import HostInfo, get_host_assignments  # optional dep, this path only
   from horovod.runner.http.http_server import RendezvousServer
   total, nodes = launch_mod.slurm_allocation()
+  excluded = {h for w in launcher_args if w.startswith("--exclude=") for h in w.split("=", 1)[1].split(",")}
+  nodes = [n for n in nodes if n[0] not in excluded]  # nodes the driver left to the tf.data service
   if np % ntasks_per_node:
     raise SystemExit(f"srun: --np={np} is not a multiple of --ntasks_per_node={ntasks_per_node}")
   hosts = nodes[:np // ntasks_per_node]

@@ -52,6 +52,7 @@ def run_row(ts, i, rec, folder, attempts=()):
       "compliance_passed": rec.get("compliance_passed"), "cache_clear": rec.get("cache_clear"),
       "watchdog_killed": rec.get("watchdog_killed"), "log_changed": rec.get("log_changed"),
       "recovered": rec.get("recovered", False), "reason": r.reason, "attempts": list(attempts),
+      "data_service": rec.get("data_service"),
   }
 
 
