@@ -171,3 +171,18 @@ def mounted_tmpfs(path, size="4m", read_only=False):
 
 def remount(path, read_only):
   subprocess.run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+  """The real one-node Slurm of tests/slurm_cluster.py, up for the module's tests."""
+  from slurm_cluster import SlurmCluster, SlurmUnavailable
+  cluster = SlurmCluster()
+  already_up = cluster.ready()
+  try:
+    cluster.up()
+  except SlurmUnavailable as e:
+    pytest.fail(f"the test Slurm cluster did not start: {e}")
+  yield cluster
+  if not already_up:  # daemons this test started end with it; a cluster started by hand stays
+    cluster.down()

@@ -194,30 +194,20 @@ def test_service_over_a_horovodrun_host_list(demo_imagenet, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.multiproc
-def test_service_starts_and_stops_through_srun(tmp_path):
+def test_service_starts_and_stops_through_srun(slurm, tmp_path):
   """Under a real one-node Slurm (tests/slurm_cluster.py): the dispatcher and a worker are srun steps on the listed
   node (--overlap, beside the ranks' allocation), ready, then stopped with nothing left."""
-  from slurm_cluster import SlurmCluster, SlurmUnavailable
   from test_slurm import _in_allocation
-  cluster = SlurmCluster()
-  already_up = cluster.ready()
-  try:
-    cluster.up()
-  except SlurmUnavailable as e:
-    pytest.fail(f"the test Slurm cluster did not start: {e}")
-  try:
-    port = _free_port()
-    r = _in_allocation(cluster, "from tf_gp2bm.driver import cli, launch, service\n"
-                                f"run = launch.from_args(launcher='slurm', service_hosts=('{cluster.node}',))\n"
-                                "print('LAUNCH', run)\n"
-                                f"options = cli.cfg.DataServiceOptions('{cluster.node}', {port}, 1)\n"
-                                "plan = service.plan(options, ('resnet',), run)\n"
-                                f"running = service.start(plan, run, '{tmp_path / 'ds'}', timeout_s=300)\n"
-                                "print('READY', running.summary())\n"
-                                "running.stop()\n")
-  finally:
-    if not already_up:
-      cluster.down()
+  cluster = slurm
+  port = _free_port()
+  r = _in_allocation(cluster, "from tf_gp2bm.driver import cli, launch, service\n"
+                              f"run = launch.from_args(launcher='slurm', service_hosts=('{cluster.node}',))\n"
+                              "print('LAUNCH', run)\n"
+                              f"options = cli.cfg.DataServiceOptions('{cluster.node}', {port}, 1)\n"
+                              "plan = service.plan(options, ('resnet',), run)\n"
+                              f"running = service.start(plan, run, '{tmp_path / 'ds'}', timeout_s=300)\n"
+                              "print('READY', running.summary())\n"
+                              "running.stop()\n")
   assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
   # Every node of the allocation is a service host: the ranks keep it (no --exclude).
   assert f"hosts=(('{cluster.node}', 2),), hvd_args=())" in r.stdout

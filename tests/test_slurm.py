@@ -15,24 +15,10 @@ import pytest
 
 from conftest import PYTHON, ROOT, check_compliance
 from tf_gp2bm import data_service
-from slurm_cluster import SlurmCluster, SlurmUnavailable
 from test_multinode import EXPECTED_COLLECTIVES, MULTIWORKER_COLLECTIVES, collective_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 SMOKE = ["--task=resnet", f"--flagfile={ROOT}/flags/resnet/smoke.flags"]
-
-
-@pytest.fixture(scope="module")
-def slurm():
-  cluster = SlurmCluster()
-  already_up = cluster.ready()
-  try:
-    cluster.up()
-  except SlurmUnavailable as e:
-    pytest.fail(f"the test Slurm cluster did not start: {e}")
-  yield cluster
-  if not already_up:  # daemons this test started end with it; a cluster started by hand stays
-    cluster.down()
 
 
 def _env(cluster, **extra):
