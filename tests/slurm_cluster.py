@@ -160,11 +160,26 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverS
     return all(self._pid_alive(n) for n in ("munged", "slurmctld", "slurmd")) and \
         self.node_state().startswith(("idle", "mixed", "alloc"))
 
-  def down(self):
-    for name in ("slurmd", "slurmctld", "munged"):
-      pid = self._pid_alive(name)
-      if pid:
-        os.kill(pid, signal.SIGTERM)
+  def down(self, timeout=30):
+    """Stops the daemons and waits until they are gone: a daemon still saving its state would read as running to
+    an up() right after, which would then not start it, and the node would never register."""
+    pids = [pid for pid in (self._pid_alive(name) for name in ("slurmd", "slurmctld", "munged")) if pid]
+    for pid in pids:
+      os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    for pid in pids:
+      while _alive(pid):
+        if time.time() > deadline:
+          os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except OSError:
+    return False
+  return True
 
 
 def main(argv):
