@@ -107,10 +107,9 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverS
     try:
       with open(self.path(f"{name}.pid")) as f:
         pid = int(f.read().strip())
-      os.kill(pid, 0)
-      return pid
     except (OSError, ValueError):
       return None
+    return pid if _alive(pid) else None
 
   def _log_tail(self, name, n=15):
     try:
@@ -168,18 +167,19 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverS
       os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     for pid in pids:
-      while _alive(pid):
-        if time.time() > deadline:
-          os.kill(pid, signal.SIGKILL)
+      while _alive(pid) and time.time() < deadline:
         time.sleep(0.2)
+      if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid):
+  """Running, not a zombie: a daemon's parent is init, and a container's init may never reap it."""
   try:
-    os.kill(pid, 0)
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rpartition(")")[2].split()[0] != "Z"
   except OSError:
     return False
-  return True
 
 
 def main(argv):
