@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 
 import pytest
 
@@ -15,7 +14,7 @@ from tf_gp2bm.driver import cli, flow, launch, service
 from tf_gp2bm.errors import InputError
 
 from conftest import require_horovod
-from test_faults_driver import DRIVER, ENV, demo_set_argv, driver, wait_for
+from test_faults_driver import demo_set_argv, driver, start_driver, wait_for
 
 
 def _free_port(span=3):
@@ -119,9 +118,7 @@ def test_interrupted_set_stops_the_service_and_the_resumed_set_reads_through_it(
   argv = demo_set_argv(tmp_path, demo_imagenet) + ["--data_service_hosts=localhost",
                                                    "--data_service_workers_per_host=2",
                                                    f"--data_service_port={port}"]
-  # SIGINT back to its default in the driver (a shell's background job starts with it ignored, and so would the driver).
-  proc = subprocess.Popen([DRIVER, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  proc = start_driver(argv)
   # Stopped as run 0 starts: the service is up (started before the first run) and the short run cannot finish first.
   rec = lambda: next(iter((tmp_path / "results").glob("*-demo/runs/resnet/run_0/driver.json")), None)  # noqa: E731
   wait_for(rec, proc, "run 0 started")

@@ -177,8 +177,10 @@ def demo_set_argv(tmp_path, demo_imagenet, runs=1):
 
 
 def start_driver(argv):
+  """The driver as a person starts it at a terminal: SIGINT (Ctrl-C) at its default even when this test runs in a
+  shell's background job, which starts with SIGINT ignored, and so would the driver and its trainers."""
   return subprocess.Popen([DRIVER, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                          start_new_session=True)
+                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, proc, what, timeout=600):
