@@ -199,9 +199,8 @@ def export(trainer, batch):
 
 
 MAIN_FLAGS = ("task", "flagfile", "data_dir", "bench_steps", "export_hlo", "export_only", "export_compiled",
-              "pipeline_only",
-              "reference_dir",
-              "pipeline_cores", "pipeline_repeats", "pipeline_batches", "pipeline_batch_size", "pipeline_data_service")
+              "pipeline_only", "reference_dir", "pipeline_cores", "pipeline_repeats", "pipeline_batches",
+              "pipeline_batch_size", "pipeline_data_service")
 
 if __name__ == "__main__":
   app.run(main, flags_parser=cli_flags.flags_parser(__doc__, MAIN_FLAGS))
